@@ -1,0 +1,112 @@
+"""The catalog interface: unit files, content units, repositories, host health, claims."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+
+from ..health import HostHealth
+from ..models import ContentUnit, Source, UnitFile, UnitSpec
+
+__all__ = ["Catalog"]
+
+
+class Catalog(abc.ABC):
+    """Where the engine records what it stored and where it came from.
+
+    Implementations: :class:`SQLiteCatalog` (embedded default) and :class:`PostgresCatalog`
+    (many processes and hosts). Every write is one transaction; a killed process leaves the
+    catalog readable and consistent. Sources are stored with their remote *name* and their
+    URL without userinfo; no secret is ever written in plaintext.
+    """
+
+    async def __aenter__(self) -> Catalog:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create or migrate the schema. Idempotent."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush pending writes and disconnect."""
+
+    # -- unit files ---------------------------------------------------------------------
+    @abc.abstractmethod
+    async def record_unit_file(self, unit_file: UnitFile) -> UnitFile:
+        """Insert or update the unit file of ``unit_file.sha256``.
+
+        Size, digests and location are set (a non-None location replaces a None one);
+        sources are *merged* with the recorded ones (same URL: the new priority, weight and
+        remote win). Returns the record as stored.
+        """
+
+    @abc.abstractmethod
+    async def get_unit_file(self, sha256: str) -> UnitFile | None:
+        """The unit file of ``sha256``, or None."""
+
+    @abc.abstractmethod
+    def unit_files(self) -> AsyncIterator[UnitFile]:
+        """Every unit file, in sha256 order (for verify)."""
+
+    @abc.abstractmethod
+    async def mark_verified(self, sha256: str, when: datetime) -> None:
+        """Set ``verified_at`` of a unit file."""
+
+    @abc.abstractmethod
+    async def forget_location(self, sha256: str) -> None:
+        """Set the location of a unit file to None (its artifact is gone)."""
+
+    # -- content units and repositories --------------------------------------------------
+    @abc.abstractmethod
+    async def save_unit(
+        self, spec: UnitSpec, sha256: str | None, repository: str | None = None
+    ) -> ContentUnit:
+        """Create or find the unit ``(spec.type, spec.key)``, merge ``spec.metadata``, link
+        ``sha256`` under ``spec.relative_path`` (or the key when None) and associate it with
+        ``repository``. Idempotent."""
+
+    @abc.abstractmethod
+    async def get_unit(self, type: str, key: str) -> ContentUnit | None:
+        """The unit ``(type, key)``, or None."""
+
+    @abc.abstractmethod
+    async def repository_units(self, name: str) -> list[ContentUnit]:
+        """The units of repository ``name`` ordered by (type, key); [] if none."""
+
+    # -- host health ----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def load_health(self) -> Mapping[str, HostHealth]:
+        """Every recorded host health, by host."""
+
+    @abc.abstractmethod
+    async def save_health(self, records: Sequence[HostHealth]) -> None:
+        """Upsert host health records."""
+
+    # -- cooperation between workers -------------------------------------------------------
+    @abc.abstractmethod
+    async def claim(self, sha256: str, owner: str, lease: float) -> bool:
+        """Claim the transfer of ``sha256`` for ``lease`` seconds.
+
+        True if ``owner`` now holds the claim (it was free, expired, or already ``owner``'s).
+        """
+
+    @abc.abstractmethod
+    async def release(self, sha256: str, owner: str) -> None:
+        """Give up ``owner``'s claim on ``sha256`` (no error if not held)."""
+
+    # -- helpers shared by backends -------------------------------------------------------
+    @staticmethod
+    def merge_sources(old: Sequence[Source], new: Sequence[Source]) -> tuple[Source, ...]:
+        """Merge by URL, keeping order of first appearance; the newer record of a URL wins."""
+        merged: dict[str, Source] = {s.url: s for s in old}
+        for source in new:
+            merged[source.url] = Source(
+                source.url, priority=source.priority, weight=source.weight, remote=source.remote
+            )
+        return tuple(merged.values())

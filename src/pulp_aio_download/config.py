@@ -1,0 +1,350 @@
+"""Configuration: frozen, validated value objects.
+
+Every class here is a frozen slotted dataclass validated on construction; an invalid value
+raises :class:`~pulp_aio_download.errors.ConfigError` naming the field. Vary a setting per
+remote or per test with :func:`dataclasses.replace`.
+
+Secrets (passwords, proxy passwords, URL userinfo) never appear in ``repr()``.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .urls import redact_url, split_userinfo
+
+if TYPE_CHECKING:
+    from .auth import Auth
+    from .catalog.base import Catalog
+    from .hooks import Hook
+    from .models import ProgressReport
+    from .storage.base import Storage
+
+__all__ = [
+    "DEFAULT_RETRY_STATUSES",
+    "EngineConfig",
+    "ProxyConfig",
+    "RemoteConfig",
+    "RetryPolicy",
+    "TLSConfig",
+    "Timeouts",
+]
+
+DEFAULT_RETRY_STATUSES: tuple[int, ...] = (429, 500, 502, 503, 504)
+
+_TLS_VERSIONS = {
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+    "1.2": ssl.TLSVersion.TLSv1_2,
+    "1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+def _non_negative(owner: str, name: str, value: float | None, *, allow_zero: bool = True) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{owner}.{name} must be a number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "non-negative" if allow_zero else "positive"
+        raise ConfigError(f"{owner}.{name} must be {bound}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TLSConfig:
+    """TLS settings of one remote.
+
+    Args:
+        verify: verify the server certificate and host name (on by default).
+        ca_file: path of a PEM bundle of trusted CAs (added to the system ones).
+        ca_data: PEM text of trusted CAs.
+        client_cert: path of a PEM client certificate (may include the key).
+        client_key: path of the client key when not in ``client_cert``.
+        min_version: ``"TLSv1.2"`` or ``"TLSv1.3"``.
+        ciphers: an OpenSSL cipher string.
+    """
+
+    verify: bool = True
+    ca_file: str | Path | None = None
+    ca_data: str | None = field(default=None, repr=False)
+    client_cert: str | Path | None = None
+    client_key: str | Path | None = field(default=None, repr=False)
+    min_version: str | None = None
+    ciphers: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_version is not None and self.min_version not in _TLS_VERSIONS:
+            raise ConfigError(
+                f"TLSConfig.min_version must be one of TLSv1.2, TLSv1.3, got {self.min_version!r}"
+            )
+        if self.client_key is not None and self.client_cert is None:
+            raise ConfigError("TLSConfig.client_key needs TLSConfig.client_cert")
+
+    @property
+    def tls_version(self) -> ssl.TLSVersion | None:
+        """The :class:`ssl.TLSVersion` of ``min_version``, if set."""
+        return _TLS_VERSIONS[self.min_version] if self.min_version else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProxyConfig:
+    """An HTTP proxy (CONNECT is used for ``https://`` targets).
+
+    Userinfo in ``url`` is moved into ``username``/``password`` on construction.
+    """
+
+    url: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"ProxyConfig.url must be an http:// or https:// URL, got {redact_url(self.url)!r}"
+            )
+        clean, user, password = split_userinfo(self.url)
+        if user is not None:
+            _set(self, "url", clean)
+            if self.username is None:
+                _set(self, "username", user)
+            if self.password is None:
+                _set(self, "password", password)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeouts:
+    """Timeouts of one remote, in seconds (``None`` disables one).
+
+    ``total``, ``connect``, ``sock_connect`` and ``sock_read`` map 1:1 onto
+    :class:`aiohttp.ClientTimeout`. ``sock_read`` bounds the wait for *any* byte, so a slow
+    drip never trips it; stall detection does: a transfer whose mean speed over the last
+    ``stall_window`` seconds falls below ``min_speed`` bytes/s is dropped (and retried or
+    resumed). There is no ``total`` by default, so a huge file on a slow but live link is not
+    killed.
+    """
+
+    total: float | None = None
+    connect: float | None = 30.0
+    sock_connect: float | None = 30.0
+    sock_read: float | None = 60.0
+    min_speed: float | None = 1024.0
+    stall_window: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("total", "connect", "sock_connect", "sock_read", "min_speed"):
+            _non_negative("Timeouts", name, getattr(self, name))
+        _non_negative("Timeouts", "stall_window", self.stall_window, allow_zero=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How failed attempts are retried (the behaviour lives in :mod:`.retry`).
+
+    Args:
+        attempts: total attempts per source, including the first (1 = no retry).
+        backoff: base delay in seconds; attempt *n* waits about ``backoff * 2**(n-1)``.
+        max_backoff: cap of one delay, also of an honoured ``Retry-After``.
+        jitter: randomise each delay between half and the whole of it.
+        statuses: HTTP statuses that are retried; other 4xx never are.
+        respect_retry_after: wait what ``Retry-After`` asks (capped by ``max_backoff``).
+    """
+
+    attempts: int = 3
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    jitter: bool = True
+    statuses: tuple[int, ...] = DEFAULT_RETRY_STATUSES
+    respect_retry_after: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise ConfigError(f"RetryPolicy.attempts must be an int, got {self.attempts!r}")
+        if self.attempts < 1:
+            raise ConfigError(f"RetryPolicy.attempts must be at least 1, got {self.attempts}")
+        _non_negative("RetryPolicy", "backoff", self.backoff)
+        _non_negative("RetryPolicy", "max_backoff", self.max_backoff)
+        statuses = tuple(self.statuses)
+        for status in statuses:
+            if not isinstance(status, int) or not 100 <= status <= 599:
+                raise ConfigError(f"RetryPolicy.statuses has an invalid status {status!r}")
+        _set(self, "statuses", statuses)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteConfig:
+    """The network settings of one remote (a server or a family of mirrors).
+
+    Args:
+        name: the name requests and sources refer to; recorded in the catalog.
+        tls: :class:`TLSConfig`.
+        proxy: :class:`ProxyConfig` or None.
+        username, password: HTTP basic auth, sent only to the origin of the request.
+        auth: a pluggable auth object (:mod:`.auth`), e.g. a bearer-token challenge.
+        headers: extra request headers.
+        user_agent: defaults to ``pulp-aio-download/<version> aiohttp/<version>``.
+        timeouts: :class:`Timeouts`.
+        retry: :class:`RetryPolicy`.
+        max_connections: connections to this remote at once, on top of the global limit.
+        rate_limit: requests per second to this remote.
+        max_redirects: redirects followed per request.
+        allow_insecure_redirects: allow ``https`` → ``http`` redirects.
+        trust_env: take ``HTTP(S)_PROXY``/``NO_PROXY`` and ``.netrc`` from the environment.
+    """
+
+    name: str = "default"
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    proxy: ProxyConfig | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    auth: Auth | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    user_agent: str | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_connections: int | None = None
+    rate_limit: float | None = None
+    max_redirects: int = 10
+    allow_insecure_redirects: bool = False
+    trust_env: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"RemoteConfig.name must be a non-empty string, got {self.name!r}")
+        if isinstance(self.proxy, str):
+            _set(self, "proxy", ProxyConfig(url=self.proxy))
+        if self.max_connections is not None and (
+            isinstance(self.max_connections, bool)
+            or not isinstance(self.max_connections, int)
+            or self.max_connections < 1
+        ):
+            raise ConfigError(
+                f"RemoteConfig.max_connections must be a positive int, got {self.max_connections!r}"
+            )
+        _non_negative("RemoteConfig", "rate_limit", self.rate_limit, allow_zero=False)
+        if (
+            isinstance(self.max_redirects, bool)
+            or not isinstance(self.max_redirects, int)
+            or self.max_redirects < 0
+        ):
+            raise ConfigError(
+                f"RemoteConfig.max_redirects must be a non-negative int, got {self.max_redirects!r}"
+            )
+        if self.password is not None and self.username is None:
+            raise ConfigError(f"remote {self.name!r}: password given without username")
+        headers = dict(self.headers)
+        for key, value in headers.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise ConfigError(f"remote {self.name!r}: header {key!r} must map str to str")
+        _set(self, "headers", headers)
+
+    def __repr__(self) -> str:
+        shown = {
+            "name": self.name,
+            "username": self.username,
+            "password": "***" if self.password else None,
+            "proxy": self.proxy,
+            "auth": type(self.auth).__name__ if self.auth else None,
+            "max_connections": self.max_connections,
+            "rate_limit": self.rate_limit,
+        }
+        inner = ", ".join(f"{k}={v!r}" for k, v in shown.items() if v is not None)
+        return f"RemoteConfig({inner})"
+
+
+ProgressCallback = Callable[["ProgressReport"], Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """The settings of one :class:`~pulp_aio_download.DownloadEngine`.
+
+    Args:
+        storage: where artifacts go. Default: ``LocalStorage(data_dir/"artifacts")`` when
+            ``data_dir`` is set, else a :class:`TempStorage` whose files outlive the engine.
+        catalog: where unit files and units are recorded. Default:
+            ``SQLiteCatalog(data_dir/"catalog.sqlite3")`` when ``data_dir`` is set, else none.
+        data_dir: the directory of the embedded defaults.
+        max_connections: connections at once across the whole engine (the global limit).
+        max_connections_per_host: per-host cap on the shared connector (0 = none).
+        chunk_size: bytes handed to the writer thread at once.
+        remotes: :class:`RemoteConfig` by name (a sequence is accepted too).
+        hooks: the post-download chain; ``None`` means :data:`DEFAULT_HOOKS`.
+        progress: called with :class:`ProgressReport` snapshots.
+        allowed_file_roots: directories ``file://`` sources may be read from.
+        progress_interval: minimum seconds between two progress reports.
+    """
+
+    storage: Storage | None = None
+    catalog: Catalog | None = None
+    data_dir: str | Path | None = None
+    max_connections: int = 64
+    max_connections_per_host: int = 0
+    chunk_size: int = 1024 * 1024
+    remotes: Mapping[str, RemoteConfig] = field(default_factory=dict)
+    hooks: Sequence[Hook] | None = None
+    progress: ProgressCallback | None = None
+    allowed_file_roots: Sequence[str | Path] = ()
+    progress_interval: float = 0.25
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "chunk_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"EngineConfig.{name} must be a positive int, got {value!r}")
+        value = self.max_connections_per_host
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(
+                f"EngineConfig.max_connections_per_host must be a non-negative int, got {value!r}"
+            )
+        _non_negative("EngineConfig", "progress_interval", self.progress_interval)
+        remotes: dict[str, RemoteConfig]
+        if isinstance(self.remotes, Mapping):
+            remotes = dict(self.remotes)
+            for key, remote in remotes.items():
+                if not isinstance(remote, RemoteConfig):
+                    raise ConfigError(f"EngineConfig.remotes[{key!r}] must be a RemoteConfig")
+                if key != remote.name:
+                    raise ConfigError(
+                        f"EngineConfig.remotes key {key!r} differs from its name {remote.name!r}"
+                    )
+        else:
+            remotes = {}
+            for remote in self.remotes:
+                if not isinstance(remote, RemoteConfig):
+                    raise ConfigError("EngineConfig.remotes must hold RemoteConfig objects")
+                if remote.name in remotes:
+                    raise ConfigError(f"EngineConfig.remotes names {remote.name!r} twice")
+                remotes[remote.name] = remote
+        remotes.setdefault("default", RemoteConfig())
+        _set(self, "remotes", remotes)
+        if self.data_dir is not None:
+            _set(self, "data_dir", Path(os.fspath(self.data_dir)))
+        roots = tuple(Path(os.fspath(r)).resolve() for r in self.allowed_file_roots)
+        _set(self, "allowed_file_roots", roots)
+        if self.hooks is not None:
+            hooks = tuple(self.hooks)
+            for hook in hooks:
+                if not callable(hook):
+                    raise ConfigError(f"EngineConfig.hooks entry {hook!r} is not callable")
+            _set(self, "hooks", hooks)
+
+    def remote(self, name: str | None) -> RemoteConfig:
+        """The remote called ``name`` (``None`` → ``"default"``); ConfigError if unknown."""
+        key = name or "default"
+        try:
+            return self.remotes[key]
+        except KeyError:
+            known = ", ".join(sorted(self.remotes))
+            raise ConfigError(f"unknown remote {key!r} (known: {known})") from None

@@ -1,0 +1,215 @@
+"""The one exception tree of pulp_aio_download.
+
+Every failure of a download is a :class:`DownloadError`::
+
+    DownloadError            .url   (every failure of a download is one of these)
+    ├── ConfigError          (also a ValueError) bad input, raised before any I/O
+    ├── ValidationError
+    │   ├── DigestMismatch   .algorithm .expected .actual
+    │   └── SizeMismatch     .expected .actual
+    ├── HTTPStatusError      .status
+    ├── DownloadTimeout      (also a TimeoutError) .timeout names which one expired
+    ├── ConnectionFailed
+    │   ├── TLSError
+    │   └── ProxyError
+    ├── StorageError
+    ├── HookError            .hook
+    └── AllSourcesFailed     .errors  (one DownloadError per source tried)
+
+Messages name the URL (without credentials), what was expected and what happened.
+Every exception survives pickling: ``__reduce__`` rebuilds it from its constructor
+arguments, so errors can cross process boundaries (Pulp runs work in worker processes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .urls import redact_url
+
+__all__ = [
+    "AllSourcesFailed",
+    "ConfigError",
+    "ConnectionFailed",
+    "DigestMismatch",
+    "DownloadError",
+    "DownloadTimeout",
+    "HTTPStatusError",
+    "HookError",
+    "ProxyError",
+    "SizeMismatch",
+    "StorageError",
+    "TLSError",
+    "ValidationError",
+]
+
+
+def _rebuild(cls: type[DownloadError], kwargs: dict[str, Any]) -> DownloadError:
+    return cls(**kwargs)
+
+
+class DownloadError(Exception):
+    """Base class of every failure of a download.
+
+    Args:
+        message: what happened, in one sentence.
+        url: the URL concerned, if any; credentials are removed before it is stored.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        self.url = redact_url(url) if url is not None else None
+        self.message = message
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        if self.url and self.url not in self.message:
+            return f"{self.message} ({self.url})"
+        return self.message
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"message": self.message, "url": self.url}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self._kwargs()))
+
+
+class ConfigError(DownloadError, ValueError):
+    """Invalid configuration or request, raised before any I/O."""
+
+
+class ValidationError(DownloadError):
+    """The bytes received do not match what the request expected."""
+
+
+class DigestMismatch(ValidationError):
+    """A digest of the received bytes differs from the expected one."""
+
+    def __init__(
+        self,
+        *,
+        algorithm: str,
+        expected: str,
+        actual: str,
+        url: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.algorithm = algorithm
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            message or f"{algorithm} mismatch: expected {expected}, got {actual}", url=url
+        )
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.algorithm,
+            "expected": self.expected,
+            "actual": self.actual,
+            **super()._kwargs(),
+        }
+
+
+class SizeMismatch(ValidationError):
+    """The received size differs from the expected one.
+
+    ``actual`` may be a lower bound when the transfer was stopped early because the body
+    already exceeded the expected size.
+    """
+
+    def __init__(
+        self,
+        *,
+        expected: int,
+        actual: int,
+        url: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            message or f"size mismatch: expected {expected} bytes, got {actual}", url=url
+        )
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"expected": self.expected, "actual": self.actual, **super()._kwargs()}
+
+
+class HTTPStatusError(DownloadError):
+    """The server answered with a status that is not a success."""
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        url: str | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        text = f"HTTP {status}" + (f" {reason}" if reason else "")
+        super().__init__(message or text, url=url)
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, **super()._kwargs()}
+
+
+class DownloadTimeout(DownloadError, TimeoutError):
+    """A timeout expired; ``timeout`` names which one (connect, sock_read, stall, total)."""
+
+    def __init__(
+        self, message: str, *, url: str | None = None, timeout: str | None = None
+    ) -> None:
+        self.timeout = timeout
+        super().__init__(message, url=url)
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"timeout": self.timeout, **super()._kwargs()}
+
+
+class ConnectionFailed(DownloadError):
+    """The connection could not be made or broke during the transfer."""
+
+
+class TLSError(ConnectionFailed):
+    """TLS handshake or certificate verification failed."""
+
+
+class ProxyError(ConnectionFailed):
+    """The proxy refused the request (e.g. 407) or could not be reached."""
+
+
+class StorageError(DownloadError):
+    """Storing the artifact failed (disk full, permission, object store error)."""
+
+
+class HookError(DownloadError):
+    """A post-download hook raised; nothing was stored or recorded for that download."""
+
+    def __init__(self, message: str, *, url: str | None = None, hook: str | None = None) -> None:
+        self.hook = hook
+        super().__init__(message, url=url)
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"hook": self.hook, **super()._kwargs()}
+
+
+class AllSourcesFailed(DownloadError):
+    """Every source of a request failed; ``errors`` holds one error per source tried."""
+
+    def __init__(
+        self,
+        errors: Sequence[DownloadError],
+        *,
+        url: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.errors = tuple(errors)
+        if message is None:
+            lines = "; ".join(str(e) for e in self.errors) or "no source to try"
+            message = f"all {len(self.errors)} sources failed: {lines}"
+        super().__init__(message, url=url)
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"errors": self.errors, **super()._kwargs()}

@@ -1,0 +1,381 @@
+"""Requests, results and catalog records: plain frozen values validated on construction."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .urls import SUPPORTED_SCHEMES, redact_url, split_userinfo
+
+__all__ = [
+    "DIGEST_ALGORITHMS",
+    "ContentUnit",
+    "DownloadRequest",
+    "DownloadResult",
+    "ProgressReport",
+    "Source",
+    "UnitFile",
+    "UnitSpec",
+    "VerifyReport",
+    "normalize_digests",
+    "safe_relative_path",
+]
+
+#: Digest algorithms a request may ask for, with their hex length.
+DIGEST_ALGORITHMS: Mapping[str, int] = {
+    "md5": 32,
+    "sha1": 40,
+    "sha224": 56,
+    "sha256": 64,
+    "sha384": 96,
+    "sha512": 128,
+}
+
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+def normalize_digests(digests: Mapping[str, str] | None, *, where: str = "digests") -> dict[str, str]:
+    """Validate ``{algorithm: hex}`` and return it lower-cased.
+
+    Raises:
+        ConfigError: unknown algorithm, or a value that is not hex of the right length.
+    """
+    out: dict[str, str] = {}
+    for algorithm, value in (digests or {}).items():
+        name = str(algorithm).lower().replace("-", "")
+        if name not in DIGEST_ALGORITHMS:
+            known = ", ".join(DIGEST_ALGORITHMS)
+            raise ConfigError(f"{where}: unknown digest algorithm {algorithm!r} (known: {known})")
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {name} digest must be a hex string, got {value!r}")
+        hexval = value.strip().lower()
+        if len(hexval) != DIGEST_ALGORITHMS[name] or not _HEX.fullmatch(hexval):
+            raise ConfigError(
+                f"{where}: malformed {name} digest {value!r} "
+                f"(expected {DIGEST_ALGORITHMS[name]} hex characters)"
+            )
+        out[name] = hexval
+    return out
+
+
+def safe_relative_path(value: str, *, where: str = "relative_path") -> str:
+    """Return ``value`` as a normalised relative POSIX path, refusing escapes.
+
+    Raises:
+        ConfigError: empty, absolute, containing ``..``, a NUL byte or a backslash.
+    """
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
+    if "\x00" in value or "\\" in value:
+        raise ConfigError(f"{where} {value!r} contains a NUL byte or a backslash")
+    path = PurePosixPath(value)
+    if path.is_absolute() or any(part == ".." for part in path.parts):
+        raise ConfigError(f"{where} {value!r} must be relative and must not contain '..'")
+    if path.parts and path.parts[0].endswith(":"):
+        raise ConfigError(f"{where} {value!r} must not name a drive")
+    return str(path)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One place a file can come from.
+
+    Higher ``priority`` is tried first; among equal priorities the choice is weighted-random
+    by ``weight`` (and source health). ``remote`` names the :class:`RemoteConfig` whose
+    network settings and credentials apply. Userinfo in ``url`` is split off on construction
+    (it is used for the request but never shown, logged or recorded).
+    """
+
+    url: str
+    priority: int = 0
+    weight: float = 1.0
+    remote: str | None = None
+    _userinfo: tuple[str, str | None] | None = field(
+        default=None, repr=False, compare=False, kw_only=True
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or not self.url:
+            raise ConfigError(f"source url must be a non-empty string, got {self.url!r}")
+        try:
+            parts = urlsplit(self.url)
+        except ValueError as exc:
+            raise ConfigError(f"invalid URL {redact_url(self.url)!r}: {exc}") from None
+        if parts.scheme not in SUPPORTED_SCHEMES:
+            raise ConfigError(
+                f"unsupported URL scheme {parts.scheme!r} in {redact_url(self.url)!r} "
+                "(supported: file, http, https)"
+            )
+        if parts.scheme != "file" and not parts.hostname:
+            raise ConfigError(f"URL {redact_url(self.url)!r} has no host")
+        clean, user, password = split_userinfo(self.url)
+        if user is not None:
+            _set(self, "url", clean)
+            _set(self, "_userinfo", (user, password))
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
+            raise ConfigError(f"source priority must be an int, got {self.priority!r}")
+        if (
+            isinstance(self.weight, bool)
+            or not isinstance(self.weight, (int, float))
+            or not self.weight > 0
+        ):
+            raise ConfigError(f"source weight must be a positive number, got {self.weight!r}")
+        if self.remote is not None and (not isinstance(self.remote, str) or not self.remote):
+            raise ConfigError(f"source remote must be a non-empty string, got {self.remote!r}")
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme
+
+    @property
+    def host(self) -> str:
+        """``host[:port]`` of the URL ('' for file://)."""
+        return urlsplit(self.url).netloc
+
+
+@dataclass(frozen=True, slots=True)
+class UnitSpec:
+    """The content unit a file belongs to, identified by ``(type, key)``."""
+
+    type: str
+    key: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    relative_path: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("type", "key"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or "\x00" in value:
+                raise ConfigError(f"UnitSpec.{name} must be a non-empty string, got {value!r}")
+        if not isinstance(self.metadata, Mapping):
+            raise ConfigError("UnitSpec.metadata must be a mapping")
+        _set(self, "metadata", dict(self.metadata))
+        if self.relative_path is not None:
+            _set(
+                self,
+                "relative_path",
+                safe_relative_path(self.relative_path, where="UnitSpec.relative_path"),
+            )
+
+
+def _as_source(value: Source | str | Mapping[str, Any], remote: str | None) -> Source:
+    if isinstance(value, Source):
+        return value
+    if isinstance(value, str):
+        return Source(value, remote=remote)
+    if isinstance(value, Mapping):
+        try:
+            return Source(**{"remote": remote, **value})
+        except TypeError as exc:
+            raise ConfigError(f"invalid source {dict(value)!r}: {exc}") from None
+    raise ConfigError(f"a source must be a Source, URL or mapping, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class DownloadRequest:
+    """What to fetch: sources, the digests and size the file must have, and optionally the
+    content unit it belongs to and the repository to put that unit in.
+
+    ``url`` is shorthand for one :class:`Source`; ``remote`` is the default remote of sources
+    that name none.
+
+    Example::
+
+        DownloadRequest("https://host/x.rpm", expected_digests={"sha256": "…"},
+                        expected_size=1234, remote="fedora")
+    """
+
+    sources: tuple[Source, ...]
+    expected_digests: Mapping[str, str]
+    expected_size: int | None
+    remote: str | None
+    unit: UnitSpec | None
+    repository: str | None
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        sources: Sequence[Source | str | Mapping[str, Any]] = (),
+        expected_digests: Mapping[str, str] | None = None,
+        expected_size: int | None = None,
+        remote: str | None = None,
+        unit: UnitSpec | None = None,
+        repository: str | None = None,
+    ) -> None:
+        all_sources = [_as_source(s, remote) for s in sources]
+        if url is not None:
+            all_sources.insert(0, _as_source(url, remote))
+        digests = normalize_digests(expected_digests, where="expected_digests")
+        if not all_sources:
+            raise ConfigError("a download request needs a url or at least one source")
+        if expected_size is not None and (
+            isinstance(expected_size, bool) or not isinstance(expected_size, int) or expected_size < 0
+        ):
+            raise ConfigError(f"expected_size must be a non-negative int, got {expected_size!r}")
+        if unit is not None and not isinstance(unit, UnitSpec):
+            raise ConfigError(f"unit must be a UnitSpec, got {unit!r}")
+        if repository is not None and (not isinstance(repository, str) or not repository):
+            raise ConfigError(f"repository must be a non-empty string, got {repository!r}")
+        _set(self, "sources", tuple(all_sources))
+        _set(self, "expected_digests", digests)
+        _set(self, "expected_size", expected_size)
+        _set(self, "remote", remote)
+        _set(self, "unit", unit)
+        _set(self, "repository", repository)
+
+    @property
+    def url(self) -> str:
+        """The URL of the first source."""
+        return self.sources[0].url
+
+    @property
+    def sha256(self) -> str | None:
+        return self.expected_digests.get("sha256")
+
+    def __repr__(self) -> str:
+        return (
+            f"DownloadRequest(url={self.url!r}, sources={len(self.sources)}, "
+            f"expected_digests={dict(self.expected_digests)!r}, "
+            f"expected_size={self.expected_size!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DownloadResult:
+    """The outcome of one successful download."""
+
+    url: str
+    size: int
+    digests: Mapping[str, str]
+    location: str
+    path: Path | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    cached: bool = False
+    attempts: int = 1
+    unit: ContentUnit | None = None
+
+    @property
+    def sha256(self) -> str:
+        return self.digests["sha256"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnitFile:
+    """The catalog record of one file: where it is stored, how to validate it, and every
+    place it can come from (sources carry the remote *name*, never credentials).
+
+    ``location`` is None (and ``size`` may be None) for a file registered lazily with
+    :meth:`DownloadEngine.register` and not fetched yet.
+    """
+
+    sha256: str
+    size: int | None
+    digests: Mapping[str, str]
+    location: str | None
+    sources: tuple[Source, ...] = ()
+    created_at: datetime | None = None
+    verified_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "size": self.size,
+            "digests": dict(self.digests),
+            "location": self.location,
+            "sources": [
+                {"url": s.url, "priority": s.priority, "weight": s.weight, "remote": s.remote}
+                for s in self.sources
+            ],
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "verified_at": self.verified_at.isoformat() if self.verified_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContentUnit:
+    """A content unit: ``(type, key)``, its metadata, its files and its repositories."""
+
+    type: str
+    key: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)
+    repositories: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "key": self.key,
+            "metadata": dict(self.metadata),
+            "files": dict(self.files),
+            "repositories": list(self.repositories),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyReport:
+    """The outcome of :meth:`DownloadEngine.verify`; the tuples hold sha256 values."""
+
+    checked: int = 0
+    ok: int = 0
+    corrupt: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    repaired: tuple[str, ...] = ()
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing is corrupt or missing, or everything found was repaired."""
+        return set(self.corrupt) | set(self.missing) <= set(self.repaired)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgressReport:
+    """A snapshot of progress, handed to ``EngineConfig.progress``.
+
+    ``state`` is ``"running"``, ``"completed"`` or ``"failed"`` (the last report of a batch
+    in which something failed). ``bytes_total`` counts only files whose size is known.
+    """
+
+    message: str
+    code: str
+    total: int
+    done: int
+    failed: int
+    bytes_total: int
+    bytes_done: int
+    state: str
+    cached: int = 0
+    retried: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Mean bytes per second since the start."""
+        return self.bytes_done / self.elapsed if self.elapsed > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "code": self.code,
+            "total": self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "cached": self.cached,
+            "retried": self.retried,
+            "bytes_total": self.bytes_total,
+            "bytes_done": self.bytes_done,
+            "state": self.state,
+            "elapsed": round(self.elapsed, 3),
+            "rate": round(self.rate, 1),
+        }

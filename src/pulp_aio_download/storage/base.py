@@ -1,0 +1,99 @@
+"""The storage interface: content-addressed, atomic publication of validated files."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Storage", "StoredArtifact", "artifact_key"]
+
+
+def artifact_key(sha256: str) -> str:
+    """The storage key of an artifact: ``ab/cdef…`` (Pulp's layout)."""
+    return f"{sha256[:2]}/{sha256[2:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredArtifact:
+    """Where a stored artifact lives: its ``location`` (storage key or URI) and, for local
+    storage, its ``path``."""
+
+    location: str
+    path: Path | None
+    size: int | None = None
+
+
+class Storage(abc.ABC):
+    """Where validated artifacts are published, keyed by sha256.
+
+    The engine streams a download into a *staging file* under :meth:`staging_dir` (always a
+    local directory; for local storage on the same filesystem as the artifacts) and, once
+    size and digests are validated, calls :meth:`commit`. An artifact becomes visible under
+    its final key only through :meth:`commit`, atomically: a crash never leaves a partial or
+    unvalidated artifact under a final key.
+    """
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Create directories/clients. Called once by the engine before use."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients. The stored artifacts stay."""
+
+    @abc.abstractmethod
+    def staging_dir(self) -> Path:
+        """A local directory for staging files (created by :meth:`open`)."""
+
+    @abc.abstractmethod
+    async def commit(self, staged: Path, sha256: str, size: int) -> StoredArtifact:
+        """Publish the validated ``staged`` file as artifact ``sha256``.
+
+        The staged file is consumed (moved or uploaded, then removed). If the artifact is
+        already stored, the staged file is discarded and the existing one returned.
+
+        Raises:
+            StorageError: the artifact could not be stored; nothing is left under its key.
+        """
+
+    @abc.abstractmethod
+    async def stat(self, sha256: str) -> StoredArtifact | None:
+        """The stored artifact ``sha256``, or None when it is not stored."""
+
+    @abc.abstractmethod
+    def read(self, sha256: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+        """Stream the bytes of a stored artifact (StorageError if missing)."""
+
+    @abc.abstractmethod
+    async def quarantine(self, sha256: str) -> None:
+        """Move a (corrupt) artifact aside so it no longer answers under its key."""
+
+    @abc.abstractmethod
+    async def delete(self, sha256: str) -> None:
+        """Remove an artifact (no error if it is absent)."""
+
+    async def digest(
+        self, sha256: str, algorithms: Iterable[str]
+    ) -> tuple[dict[str, str], int] | None:
+        """Re-hash a stored artifact: ``({algorithm: hex}, size)``, or None if missing.
+
+        The default streams :meth:`read` and hashes in a worker thread; backends with a
+        local file override it to hash straight from disk.
+        """
+        import asyncio
+        import hashlib
+
+        if await self.stat(sha256) is None:
+            return None
+        hashers = {name: hashlib.new(name) for name in algorithms}
+        size = 0
+        loop = asyncio.get_running_loop()
+
+        def update(chunk: bytes) -> None:
+            for h in hashers.values():
+                h.update(chunk)
+
+        async for chunk in self.read(sha256):
+            size += len(chunk)
+            await loop.run_in_executor(None, update, chunk)
+        return {name: h.hexdigest() for name, h in hashers.items()}, size
