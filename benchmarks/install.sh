@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the benchmark peers (Debian nginx, aria2, curl) with apt-get when missing.
-# Idempotent: does nothing when every tool is already on PATH.
+# Install the benchmark peers (Debian nginx, aria2, curl) and GNU time (which measures
+# each tool's peak RSS) with apt-get when missing.
+# Idempotent: does nothing when every tool is already installed.
 set -euo pipefail
 
 declare -A want=([nginx]=nginx [aria2c]=aria2 [curl]=curl)
@@ -10,9 +11,13 @@ for tool in "${!want[@]}"; do
         missing+=("${want[$tool]}")
     fi
 done
+# "time" is also a shell keyword, so look for the GNU binary itself.
+if ! [ -x /usr/bin/time ]; then
+    missing+=(time)
+fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    echo "benchmarks/install.sh: nginx, aria2c and curl already installed"
+    echo "benchmarks/install.sh: nginx, aria2c, curl and GNU time already installed"
     exit 0
 fi
 
@@ -29,6 +34,5 @@ fi
 echo "benchmarks/install.sh: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-# The package's own
-# service is never started by us: the runner starts a private nginx from a temp config.
+# The packaged nginx service is not used: the runner starts a private nginx from a temp config.
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

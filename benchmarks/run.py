@@ -1,0 +1,857 @@
+"""Benchmark pulp-aio-download against its peers, side by side, in one run.
+
+For every workload, every repeat runs every tool once (tool order rotated each repeat, so
+drift hits all tools alike) against a private nginx on 127.0.0.1 serving a cached
+deterministic corpus. Each run is one child process, timed whole (start-up included):
+wall time and CPU seconds (user + sys) come from ``os.wait4``, peak RSS from GNU time
+(see :func:`measure`); open file descriptors are sampled from ``/proc/PID/fd``. The
+output directory is on tmpfs (``/dev/shm``) unless ``--ext4`` is given, and is emptied
+between runs (not timed).
+
+Tools: ``pulp-cli`` (``pulp-aio-download sync``: validation, storage, SQLite catalog,
+progress off), ``pulp-lib`` (``run_batch`` via benchmarks/lib_batch.py), ``raw-aiohttp``
+(benchmarks/raw_aiohttp.py), ``aria2c`` (per-file sha-256 checksums from its input file)
+and ``curl`` (``--parallel``, no check). Tools that are not installed, or pulp tools whose
+CLI/API is not importable yet, are skipped with a note.
+
+Also measured in the same run: hashlib sha256 throughput on one and two threads, and for
+S the re-run of ``pulp-aio-download sync`` with everything already stored (with the number
+of HTTP requests it made, counted from an nginx access log enabled only for that check).
+
+The markdown report goes to stdout and ``benchmarks/results/latest.md``, the raw samples
+to ``benchmarks/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import corpus as corpus_mod  # noqa: E402
+from nginx import Nginx, find_nginx  # noqa: E402
+
+MB = 1_000_000
+MiB = 1024 * 1024
+ALL_TOOLS = ("pulp-cli", "pulp-lib", "raw-aiohttp", "aria2c", "curl")
+PULP_TOOLS = ("pulp-cli", "pulp-lib")
+DEFAULT_WORKLOADS = "S,S20k,M,L"
+PULP_CLI = "pulp-aio-download"
+
+
+# ---------------------------------------------------------------------------------------
+# Tools
+
+
+@dataclass
+class Context:
+    """What a tool needs to build its command line for one run."""
+
+    inputs: corpus_mod.ClientInputs
+    out: Path
+    concurrency: int
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str
+    command: Callable[[Context], list[str]]
+    # Checks the output after a successful exit: an error message or None.
+    check: Callable[[Context, corpus_mod.Corpus], str | None]
+    available: Callable[[], str | None]  # None when usable, else why not
+
+
+def _pulp_cli_argv() -> list[str]:
+    found = shutil.which(PULP_CLI)
+    return [found] if found else [sys.executable, "-m", "pulp_aio_download"]
+
+
+def _probe(argv: list[str], timeout: float = 60) -> str | None:
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{argv[0]}: {exc}"
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
+        return f"`{' '.join(argv[-3:])}` exited {done.returncode}: " + (
+            lines[-1] if lines else "no output"
+        )
+    return None
+
+
+def _pulp_cli_available() -> str | None:
+    return _probe([*_pulp_cli_argv(), "sync", "--help"])
+
+
+def _pulp_lib_available() -> str | None:
+    return _probe([sys.executable, "-c", "from pulp_aio_download import run_batch, EngineConfig"])
+
+
+def _which(name: str) -> Callable[[], str | None]:
+    def available() -> str | None:
+        return None if shutil.which(name) else f"{name} not installed (bash benchmarks/install.sh)"
+
+    return available
+
+
+def _exit_code_only(ctx: Context, corpus: corpus_mod.Corpus) -> str | None:
+    return None
+
+
+def _check_files(ctx: Context, corpus: corpus_mod.Corpus) -> str | None:
+    """Every file present with its size (the tools themselves checked sha256 where noted)."""
+    bad = 0
+    for entry in corpus.entries:
+        try:
+            if os.stat(ctx.out / entry.name).st_size != entry.size:
+                bad += 1
+        except FileNotFoundError:
+            bad += 1
+    return f"{bad} of {len(corpus.entries)} files missing or of the wrong size" if bad else None
+
+
+TOOLS: dict[str, Tool] = {
+    t.name: t
+    for t in (
+        Tool(
+            "pulp-cli",
+            "`pulp-aio-download sync` (validation, storage, SQLite catalog, progress off)",
+            lambda c: [
+                *_pulp_cli_argv(),
+                "sync",
+                str(c.inputs.manifest),
+                "--data-dir",
+                str(c.out),
+                "--concurrency",
+                str(c.concurrency),
+                "--progress",
+                "none",
+            ],
+            _exit_code_only,
+            _pulp_cli_available,
+        ),
+        Tool(
+            "pulp-lib",
+            "`run_batch` via benchmarks/lib_batch.py (same pipeline, library API)",
+            lambda c: [
+                sys.executable,
+                str(HERE / "lib_batch.py"),
+                str(c.inputs.manifest),
+                str(c.out),
+                "--concurrency",
+                str(c.concurrency),
+            ],
+            _exit_code_only,
+            _pulp_lib_available,
+        ),
+        Tool(
+            "raw-aiohttp",
+            "benchmarks/raw_aiohttp.py: stream + sha256 + rename, no catalog/progress/fsync",
+            lambda c: [
+                sys.executable,
+                str(HERE / "raw_aiohttp.py"),
+                str(c.inputs.manifest),
+                str(c.out),
+                "--concurrency",
+                str(c.concurrency),
+            ],
+            _check_files,
+            lambda: None,
+        ),
+        Tool(
+            "aria2c",
+            "aria2c -i with `checksum=sha-256=...` per file (verified after download)",
+            lambda c: [
+                "aria2c",
+                "--no-conf",
+                "-i",
+                str(c.inputs.aria2),
+                f"--max-concurrent-downloads={c.concurrency}",
+                "--max-connection-per-server=1",
+                "--split=1",
+                "--file-allocation=none",
+                "--auto-file-renaming=false",
+                "--allow-overwrite=true",
+                "--console-log-level=warn",
+                "--summary-interval=0",
+                "--download-result=hide",
+                "--quiet=true",
+            ],
+            _check_files,
+            _which("aria2c"),
+        ),
+        Tool(
+            "curl",
+            "curl --parallel (no integrity check)",
+            lambda c: [
+                "curl",
+                "-q",
+                "--parallel",
+                "--parallel-max",
+                str(c.concurrency),
+                "--no-progress-meter",
+                "--fail",
+                "-K",
+                str(c.inputs.curl),
+            ],
+            _check_files,
+            _which("curl"),
+        ),
+    )
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Measuring one child process
+
+
+@dataclass
+class Sample:
+    workload: str
+    tool: str
+    repeat: int
+    ok: bool
+    wall: float
+    cpu_user: float
+    cpu_sys: float
+    max_rss_kib: int
+    peak_fds: int
+    error: str | None = None
+    http_requests: int | None = None
+
+    @property
+    def cpu(self) -> float:
+        return self.cpu_user + self.cpu_sys
+
+
+class FdSampler(threading.Thread):
+    """Polls the open fds of a process every ``interval`` seconds, keeping the maximum.
+
+    With ``via_time`` the process is GNU time and the one sampled is its child.
+    """
+
+    def __init__(self, pid: int, *, via_time: bool, interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.via_time = via_time
+        self.interval = interval
+        self.peak = 0
+        self.stopped = threading.Event()
+
+    def _sampled_pid(self) -> int | None:
+        if not self.via_time:
+            return self.pid
+        try:
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(children[0]) if children else None
+
+    def run(self) -> None:
+        target = None
+        while not self.stopped.is_set():
+            if target is None:
+                target = self._sampled_pid()
+            if target is not None:
+                try:
+                    self.peak = max(self.peak, len(os.listdir(f"/proc/{target}/fd")))
+                except OSError:
+                    pass
+            self.stopped.wait(self.interval)
+
+
+def _gnu_time() -> str | None:
+    """GNU time, which measures a child's peak RSS from a small parent of its own."""
+    path = shutil.which("time") or (
+        "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+    )
+    if path is None:
+        return None
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return path if b"GNU" in done.stdout + done.stderr else None
+
+
+GNU_TIME = _gnu_time()
+
+
+def measure(argv: list[str], log: Path, timeout: float) -> tuple[int, float, Any, int, int]:
+    """Run ``argv`` to completion: (exit code, wall s, rusage, peak RSS KiB, peak fds).
+
+    The child's ``ru_maxrss`` from wait4 also counts the memory of the forked runner
+    before exec (Linux keeps the high-water mark across exec), which would put a floor
+    of this Python process's RSS under every tool. So the child is started by GNU time
+    (a tiny process) and its ``%M`` is the peak RSS; without GNU time, ``ru_maxrss``.
+    """
+    rss_file = log.with_suffix(".rss")
+    if GNU_TIME:
+        argv = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *argv]
+    with open(log, "wb") as out:
+        start = time.perf_counter()
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        sampler = FdSampler(process.pid, via_time=GNU_TIME is not None)
+        sampler.start()
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - start
+        sampler.stopped.set()
+        sampler.join()
+    # wait4 reaped it: tell Popen so it does not wait again.
+    process.returncode = os.waitstatus_to_exitcode(status)
+    rss = usage.ru_maxrss
+    if GNU_TIME:
+        try:
+            rss = int(rss_file.read_text().split()[-1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return process.returncode, wall, usage, rss, sampler.peak
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def _empty(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+
+
+def run_one(
+    tool: Tool,
+    workload: str,
+    corpus: corpus_mod.Corpus,
+    ctx: Context,
+    repeat: int,
+    logs: Path,
+    timeout: float,
+) -> Sample:
+    _empty(ctx.out)
+    log = logs / f"{workload}-{tool.name}-{repeat}.log"
+    code, wall, usage, rss, fds = measure(tool.command(ctx), log, timeout)
+    error = f"exit {code}: {_tail(log)}" if code != 0 else tool.check(ctx, corpus)
+    return Sample(
+        workload,
+        tool.name,
+        repeat,
+        error is None,
+        wall,
+        usage.ru_utime,
+        usage.ru_stime,
+        rss,
+        fds,
+        error,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Baselines and machine description
+
+
+def hashlib_baseline(total: int = 512 * MiB, chunk: int = 1 * MiB) -> dict[str, float]:
+    """sha256 MB/s on one thread and on two threads at once (hashlib releases the GIL)."""
+    data = os.urandom(chunk)
+    view = memoryview(data)
+
+    def hash_bytes(n: int) -> None:
+        h = hashlib.sha256()
+        for _ in range(n // chunk):
+            h.update(view)
+
+    hash_bytes(16 * MiB)  # warm-up
+    start = time.perf_counter()
+    hash_bytes(total)
+    one = total / (time.perf_counter() - start) / MB
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        start = time.perf_counter()
+        list(pool.map(hash_bytes, [total, total]))
+        two = 2 * total / (time.perf_counter() - start) / MB
+    return {"sha256_1thread_MBps": one, "sha256_2threads_MBps": two}
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not installed"
+    text = (done.stdout or done.stderr).decode(errors="replace").strip().splitlines()
+    return text[0] if text else "?"
+
+
+def machine() -> dict[str, str]:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    nginx = find_nginx()
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "nginx": _first_line([nginx, "-v"]) if nginx else "not installed",
+        "aria2c": _first_line(["aria2c", "--version"]),
+        "curl": _first_line(["curl", "--version"]),
+    }
+
+
+def _fs_type(path: Path) -> str:
+    try:
+        done = subprocess.run(
+            ["stat", "-f", "-c", "%T", str(path)], capture_output=True, check=False
+        )
+        return done.stdout.decode().strip() or "?"
+    except OSError:
+        return "?"
+
+
+# ---------------------------------------------------------------------------------------
+# Summaries and the report
+
+
+@dataclass
+class Summary:
+    workload: str
+    tool: str
+    runs: int
+    ok: int
+    wall: float | None = None
+    wall_min: float | None = None
+    wall_max: float | None = None
+    files_per_s: float | None = None
+    mb_per_s: float | None = None
+    cpu: float | None = None
+    max_rss_mib: float | None = None
+    peak_fds: int | None = None
+    vs_aria2c: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def summarize(
+    samples: list[Sample], corpora: dict[str, corpus_mod.Corpus]
+) -> dict[str, dict[str, Summary]]:
+    table: dict[str, dict[str, Summary]] = {}
+    for s in samples:
+        row = table.setdefault(s.workload, {}).setdefault(s.tool, Summary(s.workload, s.tool, 0, 0))
+        row.runs += 1
+        if not s.ok and s.error:
+            row.errors.append(s.error)
+    for workload, rows in table.items():
+        c = corpora[workload]
+        for tool, row in rows.items():
+            good = [s for s in samples if s.workload == workload and s.tool == tool and s.ok]
+            row.ok = len(good)
+            if not good:
+                continue
+            walls = [s.wall for s in good]
+            row.wall = statistics.median(walls)
+            row.wall_min, row.wall_max = min(walls), max(walls)
+            row.files_per_s = len(c.entries) / row.wall
+            row.mb_per_s = c.total_bytes / row.wall / MB
+            row.cpu = statistics.median(s.cpu for s in good)
+            row.max_rss_mib = max(s.max_rss_kib for s in good) / 1024
+            row.peak_fds = max(s.peak_fds for s in good) or None  # 0: ended before a sample
+        base = rows.get("aria2c")
+        for row in rows.values():
+            if base and base.wall and row.wall:
+                row.vs_aria2c = base.wall / row.wall
+    return table
+
+
+def _fmt(value: float | None, digits: int = 0, suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}{suffix}"
+
+
+def _best_pulp(rows: dict[str, Summary]) -> Summary | None:
+    for name in PULP_TOOLS:
+        row = rows.get(name)
+        if row and row.wall:
+            return row
+    return None
+
+
+def targets(
+    table: dict[str, dict[str, Summary]],
+    hashing: dict[str, float],
+    rerun: dict[str, Any] | None,
+    concurrency: int,
+    ext4: bool,
+) -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) for every target of issue 7 this run can judge."""
+    out: list[tuple[str, str, str]] = []
+
+    def ratio_check(workload: str, need: float, unit: str) -> None:
+        rows = table.get(workload)
+        if rows is None:
+            return
+        pulp = _best_pulp(rows)
+        label = f"{workload}: >= {need}x aria2c {unit}"
+        if ext4:
+            label += " (ext4)"
+        if pulp is None or pulp.vs_aria2c is None:
+            out.append((label, "-", "pending"))
+            return
+        verdict = "met" if pulp.vs_aria2c >= need else "NOT met"
+        out.append((label, f"{pulp.vs_aria2c:.2f}x ({pulp.tool})", verdict))
+
+    if ext4:
+        ratio_check("S", 2.0, "files/s")
+        ratio_check("M", 2.0, "MB/s")
+    else:
+        ratio_check("L", 2.5, "MB/s")
+        ratio_check("M", 2.0, "MB/s")
+        ratio_check("S20k", 1.5, "files/s")
+        ratio_check("S", 0.8, "files/s")
+    if "L" in table and not ext4:
+        pulp = _best_pulp(table["L"])
+        need = 0.5 * hashing["sha256_1thread_MBps"]
+        label = f"L: >= 0.5x hashlib sha256 1-thread ({need:,.0f} MB/s)"
+        if pulp is None or pulp.mb_per_s is None:
+            out.append((label, "-", "pending"))
+        else:
+            verdict = "met" if pulp.mb_per_s >= need else "NOT met"
+            out.append((label, f"{pulp.mb_per_s:,.0f} MB/s ({pulp.tool})", verdict))
+    for workload in ("L", "S20k"):
+        if workload not in table:
+            continue
+        pulp = _best_pulp(table[workload])
+        label = f"{workload}: peak RSS <= 80 MiB"
+        if pulp is None or pulp.max_rss_mib is None:
+            out.append((label, "-", "pending"))
+        else:
+            verdict = "met" if pulp.max_rss_mib <= 80 else "NOT met"
+            out.append((label, f"{pulp.max_rss_mib:.0f} MiB ({pulp.tool})", verdict))
+    limit = 2 * concurrency + 32
+    fds = [
+        row.peak_fds
+        for rows in table.values()
+        for name, row in rows.items()
+        if name in PULP_TOOLS and row.peak_fds is not None
+    ]
+    label = f"open fds <= 2 x {concurrency} + 32 = {limit} (sampled every 50 ms)"
+    if table:
+        if fds:
+            out.append((label, str(max(fds)), "met" if max(fds) <= limit else "NOT met"))
+        else:
+            out.append((label, "-", "pending"))
+    if rerun is not None:
+        label = "S re-run, all stored: >= 20x faster, 0 HTTP requests"
+        if rerun.get("speedup") is None:
+            out.append((label, "-", "pending"))
+        else:
+            ok = rerun["speedup"] >= 20 and rerun["rerun_requests"] == 0
+            out.append(
+                (
+                    label,
+                    f"{rerun['speedup']:.1f}x, {rerun['rerun_requests']} requests",
+                    "met" if ok else "NOT met",
+                )
+            )
+    out.append(("sha256 + sha512 <= 1.3x sha256 alone", "see micro_hashing.py", "not judged"))
+    out.append(("`verify` >= 0.8x hashlib", "not measured here", "not judged"))
+    return out
+
+
+def render(
+    info: dict[str, Any],
+    table: dict[str, dict[str, Summary]],
+    hashing: dict[str, float],
+    rerun: dict[str, Any] | None,
+    notes: list[str],
+    checks: list[tuple[str, str, str]],
+) -> str:
+    m = info["machine"]
+    lines = [
+        f"# pulp-aio-download benchmark — {info['date']}",
+        "",
+        f"Machine: {m['nproc']} CPUs, {m['cpu']}, Linux {m['kernel']}, Python {m['python']}; "
+        f"{m['nginx']}; {m['aria2c']}; {m['curl'].split(' (')[0]}.",
+        f"Output on {info['output_fs']} ({info['output_dir']}); concurrency "
+        f"{info['concurrency']}; {info['repeat']} repeats, interleaved; medians; "
+        f"MB = 10^6 bytes{'; QUICK corpus' if info['quick'] else ''}.",
+        "",
+        f"hashlib sha256 in this run: {hashing['sha256_1thread_MBps']:,.0f} MB/s on one "
+        f"thread, {hashing['sha256_2threads_MBps']:,.0f} MB/s on two.",
+        "",
+    ]
+    for workload, rows in table.items():
+        w = info["workloads"][workload]
+        lines += [
+            f"## {workload}: {w['files']:,} files, {w['bytes'] / MiB:,.0f} MiB",
+            "",
+            "| tool | ok | wall s (min-max) | files/s | MB/s | CPU s | peak RSS MiB "
+            "| peak fds | x aria2c |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in rows.values():
+            wall = (
+                f"{row.wall:.2f} ({row.wall_min:.2f}-{row.wall_max:.2f})"
+                if row.wall is not None and row.wall_min is not None and row.wall_max is not None
+                else "-"
+            )
+            lines.append(
+                f"| {row.tool} | {row.ok}/{row.runs} | {wall} | {_fmt(row.files_per_s)} "
+                f"| {_fmt(row.mb_per_s)} | {_fmt(row.cpu, 2)} | {_fmt(row.max_rss_mib, 1)} "
+                f"| {_fmt(row.peak_fds)} | {_fmt(row.vs_aria2c, 2, 'x')} |"
+            )
+        for row in rows.values():
+            for error in row.errors[:2]:
+                lines.append(f"\n- {row.tool} failed: {error[:300]}")
+        lines.append("")
+    if rerun is not None:
+        lines += ["## S re-run with everything stored (pulp-cli)", ""]
+        if rerun.get("speedup") is None:
+            lines.append(f"pending: {rerun.get('note', 'not run')}")
+        else:
+            lines.append(
+                f"first run {rerun['first_wall']:.2f} s ({rerun['first_requests']} HTTP "
+                f"requests); re-run {rerun['rerun_wall']:.2f} s ({rerun['rerun_requests']} "
+                f"HTTP requests): {rerun['speedup']:.1f}x faster (medians of "
+                f"{rerun['repeats']})."
+            )
+        lines.append("")
+    lines += ["## Targets (issue 7)", "", "| target | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {t} | {m_} | {v} |" for t, m_, v in checks]
+    lines.append("")
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# The S re-run check
+
+
+def rerun_check(
+    corpus: corpus_mod.Corpus, base: Path, concurrency: int, repeat: int, timeout: float
+) -> dict[str, Any]:
+    """Sync S twice into one data dir; time both and count the HTTP requests of each."""
+    access_log = base / "rerun-access.log"
+    work = base / "rerun"
+    logs = base / "logs"
+    firsts, reruns, first_requests, rerun_requests = [], [], [], []
+    tool = TOOLS["pulp-cli"]
+    with Nginx(corpus.root, access_log=access_log) as server:
+        out = work / "out"
+        inputs = corpus_mod.write_client_inputs(corpus, server.base_url, work / "inputs", out)
+        ctx = Context(inputs, out, concurrency)
+        for r in range(repeat):
+            _empty(out)
+            counts = [server.request_count()]
+            for phase, walls in (("first", firsts), ("rerun", reruns)):
+                log = logs / f"rerun-{phase}-{r}.log"
+                code, wall, _, _, _ = measure(tool.command(ctx), log, timeout)
+                if code != 0:
+                    return {"note": f"{phase} run exit {code}: {_tail(log)}"}
+                walls.append(wall)
+                time.sleep(0.1)  # let nginx write the last log lines
+                counts.append(server.request_count())
+            first_requests.append(counts[1] - counts[0])
+            rerun_requests.append(counts[2] - counts[1])
+    shutil.rmtree(work, ignore_errors=True)
+    first, again = statistics.median(firsts), statistics.median(reruns)
+    return {
+        "repeats": repeat,
+        "first_wall": first,
+        "rerun_wall": again,
+        "speedup": first / again,
+        "first_requests": max(first_requests),
+        "rerun_requests": max(rerun_requests),
+        "first_walls": firsts,
+        "rerun_walls": reruns,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark pulp-aio-download against raw aiohttp, aria2c and curl."
+    )
+    parser.add_argument(
+        "--workloads",
+        default=DEFAULT_WORKLOADS,
+        help=f"comma-separated, from {','.join(corpus_mod.WORKLOADS)} "
+        f"(default {DEFAULT_WORKLOADS})",
+    )
+    parser.add_argument(
+        "--tools", default=",".join(ALL_TOOLS), help=f"comma-separated, from {','.join(ALL_TOOLS)}"
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="runs per tool and workload")
+    parser.add_argument("--concurrency", type=int, default=16, help="connections per tool")
+    parser.add_argument("--quick", action="store_true", help="small corpus: a smoke run")
+    parser.add_argument(
+        "--ext4", action="store_true", help="write to a disk directory instead of /dev/shm"
+    )
+    parser.add_argument("--out-dir", type=Path, help="where downloads go (overrides the default)")
+    parser.add_argument("--corpus-dir", type=Path, default=corpus_mod.DEFAULT_ROOT)
+    parser.add_argument("--results-dir", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--no-rerun", action="store_true", help="skip the S re-run-with-everything-stored check"
+    )
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per run")
+    args = parser.parse_args(argv)
+    args.workloads = [w for w in args.workloads.split(",") if w]
+    args.tools = [t for t in args.tools.split(",") if t]
+    for w in args.workloads:
+        if w not in corpus_mod.WORKLOADS:
+            parser.error(f"unknown workload {w!r}")
+    for t in args.tools:
+        if t not in TOOLS:
+            parser.error(f"unknown tool {t!r}")
+    if args.repeat < 1 or args.concurrency < 1:
+        parser.error("--repeat and --concurrency must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    shapes = corpus_mod.QUICK_WORKLOADS if args.quick else corpus_mod.WORKLOADS
+    if find_nginx() is None:
+        print("nginx is not installed: run bash benchmarks/install.sh", file=sys.stderr)
+        return 2
+
+    notes: list[str] = []
+    tools: list[Tool] = []
+    for name in args.tools:
+        why = TOOLS[name].available()
+        if why is None:
+            tools.append(TOOLS[name])
+        else:
+            notes.append(f"{name} skipped: {why}")
+            print(f"run: {name} skipped: {why}", file=sys.stderr)
+    if "curl" in args.tools:
+        notes.append("curl checks nothing but the exit code and the file sizes.")
+
+    parent = args.out_dir or (Path("/var/tmp") if args.ext4 else Path("/dev/shm"))
+    parent.mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="pad-bench-", dir=parent))
+    logs = base / "logs"
+    logs.mkdir()
+    info: dict[str, Any] = {
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": machine(),
+        "output_dir": str(parent),
+        "output_fs": _fs_type(base),
+        "concurrency": args.concurrency,
+        "repeat": args.repeat,
+        "quick": args.quick,
+        "tools": [t.name for t in tools],
+        "workloads": {},
+    }
+    corpora = {}
+    for name in args.workloads:
+        c = corpus_mod.ensure_corpus(shapes[name], args.corpus_dir)
+        corpora[name] = c
+        info["workloads"][name] = {
+            "key": c.workload.key,
+            "files": len(c.entries),
+            "bytes": c.total_bytes,
+        }
+
+    print("run: hashlib baseline", file=sys.stderr)
+    hashing = hashlib_baseline()
+    samples: list[Sample] = []
+    rerun: dict[str, Any] | None = None
+    started = time.monotonic()
+    try:
+        with Nginx(args.corpus_dir) as server:
+            for name, c in corpora.items():
+                out = base / "out"
+                inputs = corpus_mod.write_client_inputs(
+                    c, server.base_url, base / "inputs" / name, out
+                )
+                ctx = Context(inputs, out, args.concurrency)
+                _warm(c)
+                for r in range(args.repeat):
+                    order = tools[r % len(tools) :] + tools[: r % len(tools)] if tools else []
+                    for tool in order:
+                        s = run_one(tool, name, c, ctx, r, logs, args.timeout)
+                        samples.append(s)
+                        status = "ok" if s.ok else f"FAILED ({s.error})"
+                        print(
+                            f"run: {name} #{r + 1} {tool.name}: {s.wall:.2f} s, cpu "
+                            f"{s.cpu:.2f} s, rss {s.max_rss_kib / 1024:.0f} MiB, {status}",
+                            file=sys.stderr,
+                        )
+                shutil.rmtree(out, ignore_errors=True)
+        if "S" in corpora and "pulp-cli" in args.tools and not args.no_rerun:
+            if TOOLS["pulp-cli"] in tools:
+                print("run: S re-run with everything stored", file=sys.stderr)
+                rerun = rerun_check(
+                    corpora["S"], base, args.concurrency, min(args.repeat, 3), args.timeout
+                )
+            else:
+                rerun = {"note": "pulp-aio-download CLI not available yet"}
+    finally:
+        failed_logs = any(not s.ok for s in samples)
+        if failed_logs:
+            notes.append(f"logs of failed runs kept in {logs}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    info["elapsed_s"] = round(time.monotonic() - started, 1)
+
+    table = summarize(samples, corpora)
+    checks = targets(table, hashing, rerun, args.concurrency, args.ext4)
+    report = render(info, table, hashing, rerun, notes, checks)
+    print(report)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / "latest.md").write_text(report)
+    payload = {
+        **info,
+        "hashlib": hashing,
+        "rerun": rerun,
+        "notes": notes,
+        "targets": [dict(zip(("target", "measured", "verdict"), c, strict=True)) for c in checks],
+        "summary": {w: {t: asdict(r) for t, r in rows.items()} for w, rows in table.items()},
+        "samples": [asdict(s) for s in samples],
+    }
+    (args.results_dir / "latest.json").write_text(json.dumps(payload, indent=1) + "\n")
+    return 1 if any(not s.ok for s in samples) else 0
+
+
+def _warm(c: corpus_mod.Corpus) -> None:
+    """Read the corpus once so nginx serves it from the page cache in every run."""
+    for entry in c.entries:
+        with open(c.path / entry.name, "rb") as f:
+            while f.read(8 * MiB):
+                pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
