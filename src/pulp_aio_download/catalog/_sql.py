@@ -1,0 +1,657 @@
+"""What the catalog backends share: the schema, its migrations and every operation.
+
+Internal. Both backends run the operations below against a small :class:`Tx` adapter (one
+open transaction); statements are written once, with PostgreSQL's ``$1`` placeholders that
+the SQLite adapter rewrites to ``?1``. Where the dialects differ (column types, the current
+time, row locks) the difference is a named substitution, never a second copy of the logic.
+
+Time stamps are timezone-aware UTC :class:`~datetime.datetime` values: ``TIMESTAMPTZ`` in
+PostgreSQL, fixed-width ISO 8601 text in SQLite (so that text order is time order).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal, Protocol
+
+from ..errors import ConfigError
+from ..health import HostHealth
+from ..models import ContentUnit, Source, UnitFile, UnitSpec, normalize_digests
+from ..secrets import SealedSecrets
+from ..urls import split_userinfo
+
+__all__ = [
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "Dialect",
+    "Migration",
+    "Row",
+    "Tx",
+    "claim",
+    "ddl",
+    "forget_location",
+    "get_unit",
+    "get_unit_file",
+    "load_health",
+    "load_remote",
+    "mark_verified",
+    "record_unit_file",
+    "release",
+    "repository_units",
+    "save_health",
+    "save_remote",
+    "save_unit",
+    "sqlite_placeholders",
+    "to_datetime",
+    "unit_file_page",
+    "utcnow",
+]
+
+Dialect = Literal["sqlite", "postgres"]
+Row = Sequence[Any]
+
+# -- dialect differences -----------------------------------------------------------------
+
+_TYPES: Mapping[Dialect, Mapping[str, str]] = {
+    "sqlite": {
+        "id": "INTEGER PRIMARY KEY",
+        "ref": "INTEGER",
+        "bigint": "INTEGER",
+        "float": "REAL",
+        "json": "TEXT",
+        "ts": "TEXT",
+        "bytes": "BLOB",
+    },
+    "postgres": {
+        "id": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        "ref": "BIGINT",
+        "bigint": "BIGINT",
+        "float": "DOUBLE PRECISION",
+        "json": "JSONB",
+        "ts": "TIMESTAMPTZ",
+        "bytes": "BYTEA",
+    },
+}
+
+#: The database's clock in epoch seconds. Claims use it (not the worker's clock) so that
+#: workers on hosts with skewed clocks agree on when a lease expires.
+_NOW_EPOCH: Mapping[Dialect, str] = {
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+    "postgres": "extract(epoch from clock_timestamp())::double precision",
+}
+
+
+def ddl(statement: str, dialect: Dialect) -> str:
+    """``statement`` with its ``{type}`` placeholders replaced for ``dialect``."""
+    return statement.format(**_TYPES[dialect])
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def sqlite_placeholders(sql: str) -> str:
+    """Rewrite PostgreSQL placeholders (``$1``) as SQLite numbered ones (``?1``)."""
+    return _PLACEHOLDER.sub(r"?\1", sql)
+
+
+# -- schema --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step of the schema: applied once, in order, inside the opening transaction."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+SCHEMA_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at {ts} NOT NULL
+)"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "unit files, sources, units, repositories, host health, claims",
+        (
+            """CREATE TABLE unit_files (
+                sha256 TEXT PRIMARY KEY,
+                size {bigint},
+                digests {json} NOT NULL,
+                location TEXT,
+                created_at {ts} NOT NULL,
+                verified_at {ts}
+            )""",
+            """CREATE TABLE unit_file_sources (
+                sha256 TEXT NOT NULL REFERENCES unit_files (sha256) ON DELETE CASCADE,
+                url TEXT NOT NULL,
+                priority INTEGER NOT NULL,
+                weight {float} NOT NULL,
+                remote TEXT,
+                position INTEGER NOT NULL,
+                PRIMARY KEY (sha256, url)
+            )""",
+            """CREATE TABLE units (
+                id {id},
+                type TEXT NOT NULL,
+                key TEXT NOT NULL,
+                metadata {json} NOT NULL,
+                created_at {ts} NOT NULL,
+                UNIQUE (type, key)
+            )""",
+            """CREATE TABLE unit_links (
+                unit_id {ref} NOT NULL REFERENCES units (id) ON DELETE CASCADE,
+                relative_path TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                PRIMARY KEY (unit_id, relative_path)
+            )""",
+            "CREATE INDEX unit_links_sha256 ON unit_links (sha256)",
+            """CREATE TABLE repository_units (
+                repository TEXT NOT NULL,
+                unit_id {ref} NOT NULL REFERENCES units (id) ON DELETE CASCADE,
+                added_at {ts} NOT NULL,
+                PRIMARY KEY (repository, unit_id)
+            )""",
+            "CREATE INDEX repository_units_unit ON repository_units (unit_id)",
+            """CREATE TABLE host_health (
+                host TEXT PRIMARY KEY,
+                error_rate {float} NOT NULL,
+                speed {float} NOT NULL,
+                failures INTEGER NOT NULL,
+                cooldown_until {float} NOT NULL,
+                updated_at {float} NOT NULL
+            )""",
+            """CREATE TABLE claims (
+                sha256 TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                expires_at {float} NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        2,
+        "remote settings without secrets, secrets sealed with a key kept outside the catalog",
+        (
+            """CREATE TABLE remotes (
+                name TEXT PRIMARY KEY,
+                settings {json} NOT NULL,
+                sealed_secrets {bytes},
+                updated_at {ts} NOT NULL
+            )""",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+# -- the transaction adapter -----------------------------------------------------------------
+
+
+class Tx(Protocol):
+    """One open transaction of a backend. Statements use ``$n`` placeholders."""
+
+    dialect: Dialect
+
+    async def execute(self, sql: str, *args: Any) -> None: ...
+
+    async def fetchone(self, sql: str, *args: Any) -> Row | None: ...
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]: ...
+
+
+def _for_update(tx: Tx) -> str:
+    # SQLite has no row locks: its write transactions are serialised as a whole.
+    return " FOR UPDATE" if tx.dialect == "postgres" else ""
+
+
+async def migrate(tx: Tx, *, where: str) -> int:
+    """Bring the schema to :data:`LATEST_VERSION`; returns the version found before.
+
+    Raises:
+        ConfigError: the catalog was written by a newer version of this library.
+    """
+    await tx.execute(ddl(SCHEMA_VERSION_TABLE, tx.dialect))
+    row = await tx.fetchone("SELECT MAX(version) FROM schema_version")
+    current = int(row[0]) if row is not None and row[0] is not None else 0
+    if current > LATEST_VERSION:
+        raise ConfigError(
+            f"catalog {where} has schema version {current}, newer than this version of "
+            f"pulp_aio_download understands ({LATEST_VERSION}); upgrade pulp_aio_download"
+        )
+    for migration in MIGRATIONS:
+        if migration.version <= current:
+            continue
+        for statement in migration.statements:
+            await tx.execute(ddl(statement, tx.dialect))
+        await tx.execute(
+            "INSERT INTO schema_version (version, description, applied_at) VALUES ($1, $2, $3)",
+            migration.version,
+            migration.description,
+            utcnow(),
+        )
+    return current
+
+
+# -- values ----------------------------------------------------------------------------------
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def to_datetime(value: object) -> datetime | None:
+    """A stored time stamp (ISO text or datetime) as an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc)
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).astimezone(timezone.utc)
+    raise TypeError(f"not a time stamp: {value!r}")
+
+
+def _aware(value: datetime | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ConfigError(f"{what} must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(timezone.utc)
+
+
+def _sha256(value: str) -> str:
+    return normalize_digests({"sha256": value}, where="sha256")["sha256"]
+
+
+def _dumps(value: Mapping[str, Any], what: str) -> str:
+    try:
+        return json.dumps(dict(value), sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} must be JSON-serialisable: {exc}") from None
+
+
+def _loads(value: object) -> dict[str, Any]:
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode()
+    loaded = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(loaded, dict):
+        raise TypeError(f"stored JSON is not an object: {loaded!r}")
+    return loaded
+
+
+def _clean_url(url: str) -> str:
+    # Source() already splits userinfo off; this keeps the guarantee for any caller.
+    return split_userinfo(url)[0]
+
+
+# -- unit files ------------------------------------------------------------------------------
+
+_UNIT_FILE_COLUMNS = "sha256, size, digests, location, created_at, verified_at"
+_SOURCE_COLUMNS = "url, priority, weight, remote"
+
+
+async def record_unit_file(tx: Tx, unit_file: UnitFile) -> UnitFile:
+    """Insert or merge ``unit_file`` (see :meth:`Catalog.record_unit_file`)."""
+    sha256 = _sha256(unit_file.sha256)
+    digests = normalize_digests(unit_file.digests, where="UnitFile.digests")
+    if digests.setdefault("sha256", sha256) != sha256:
+        raise ConfigError(f"UnitFile.digests['sha256'] does not match sha256 {sha256}")
+    size = unit_file.size
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise ConfigError(f"UnitFile.size must be a non-negative int, got {size!r}")
+    created_at = _aware(unit_file.created_at, "UnitFile.created_at") or utcnow()
+    verified_at = _aware(unit_file.verified_at, "UnitFile.verified_at")
+    inserted = await tx.fetchone(
+        f"INSERT INTO unit_files ({_UNIT_FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) "
+        "ON CONFLICT (sha256) DO NOTHING RETURNING sha256",
+        sha256,
+        size,
+        _dumps(digests, "UnitFile.digests"),
+        unit_file.location,
+        created_at,
+        verified_at,
+    )
+    if inserted is None:
+        old = await tx.fetchone(
+            "SELECT size, digests, location, verified_at FROM unit_files WHERE sha256 = $1"
+            + _for_update(tx),
+            sha256,
+        )
+        assert old is not None  # the row exists: the insert conflicted with it
+        merged = {**_loads(old[1]), **digests}
+        await tx.execute(
+            "UPDATE unit_files SET size = $2, digests = $3, location = $4, verified_at = $5 "
+            "WHERE sha256 = $1",
+            sha256,
+            size if size is not None else old[0],
+            _dumps(merged, "UnitFile.digests"),
+            unit_file.location if unit_file.location is not None else old[2],
+            verified_at if verified_at is not None else to_datetime(old[3]),
+        )
+    for source in unit_file.sources:
+        await tx.execute(
+            f"INSERT INTO unit_file_sources (sha256, {_SOURCE_COLUMNS}, position) "
+            "VALUES ($1, $2, $3, $4, $5, "
+            "(SELECT COALESCE(MAX(position), -1) + 1 FROM unit_file_sources WHERE sha256 = $1)) "
+            "ON CONFLICT (sha256, url) DO UPDATE SET priority = excluded.priority, "
+            "weight = excluded.weight, remote = excluded.remote",
+            sha256,
+            _clean_url(source.url),
+            source.priority,
+            float(source.weight),
+            source.remote,
+        )
+    stored = await get_unit_file(tx, sha256)
+    assert stored is not None
+    return stored
+
+
+def _unit_file(row: Row, sources: Sequence[Row]) -> UnitFile:
+    return UnitFile(
+        sha256=row[0],
+        size=row[1],
+        digests=_loads(row[2]),
+        location=row[3],
+        sources=tuple(Source(s[0], priority=s[1], weight=s[2], remote=s[3]) for s in sources),
+        created_at=to_datetime(row[4]),
+        verified_at=to_datetime(row[5]),
+    )
+
+
+async def get_unit_file(tx: Tx, sha256: str) -> UnitFile | None:
+    row = await tx.fetchone(
+        f"SELECT {_UNIT_FILE_COLUMNS} FROM unit_files WHERE sha256 = $1", sha256.lower()
+    )
+    if row is None:
+        return None
+    sources = await tx.fetchall(
+        f"SELECT {_SOURCE_COLUMNS} FROM unit_file_sources WHERE sha256 = $1 ORDER BY position",
+        row[0],
+    )
+    return _unit_file(row, sources)
+
+
+async def unit_file_page(tx: Tx, after: str, limit: int) -> list[UnitFile]:
+    """Up to ``limit`` unit files with sha256 > ``after``, in sha256 order."""
+    rows = await tx.fetchall(
+        f"SELECT {_UNIT_FILE_COLUMNS} FROM unit_files WHERE sha256 > $1 ORDER BY sha256 LIMIT $2",
+        after,
+        limit,
+    )
+    if not rows:
+        return []
+    sources = await tx.fetchall(
+        f"SELECT sha256, {_SOURCE_COLUMNS} FROM unit_file_sources "
+        "WHERE sha256 >= $1 AND sha256 <= $2 ORDER BY sha256, position",
+        rows[0][0],
+        rows[-1][0],
+    )
+    by_sha: dict[str, list[Row]] = {}
+    for source in sources:
+        by_sha.setdefault(source[0], []).append(source[1:])
+    return [_unit_file(row, by_sha.get(row[0], [])) for row in rows]
+
+
+async def iterate_unit_files(
+    read_page: Callable[[str, int], Awaitable[list[UnitFile]]], page_size: int = 500
+) -> AsyncIterator[UnitFile]:
+    """Every unit file, page by page (keyset pagination on sha256)."""
+    after = ""
+    while True:
+        page = await read_page(after, page_size)
+        for unit_file in page:
+            yield unit_file
+        if len(page) < page_size:
+            return
+        after = page[-1].sha256
+
+
+async def mark_verified(tx: Tx, sha256: str, when: datetime) -> None:
+    await tx.execute(
+        "UPDATE unit_files SET verified_at = $2 WHERE sha256 = $1",
+        sha256.lower(),
+        _aware(when, "verified_at"),
+    )
+
+
+async def forget_location(tx: Tx, sha256: str) -> None:
+    await tx.execute("UPDATE unit_files SET location = NULL WHERE sha256 = $1", sha256.lower())
+
+
+# -- content units and repositories ----------------------------------------------------------
+
+
+async def save_unit(
+    tx: Tx, spec: UnitSpec, sha256: str | None, repository: str | None
+) -> ContentUnit:
+    """Create or merge a content unit (see :meth:`Catalog.save_unit`)."""
+    if sha256 is not None:
+        sha256 = _sha256(sha256)
+    if repository is not None and (not isinstance(repository, str) or not repository):
+        raise ConfigError(f"repository must be a non-empty string, got {repository!r}")
+    metadata = _dumps(spec.metadata, "UnitSpec.metadata")
+    now = utcnow()
+    inserted = await tx.fetchone(
+        "INSERT INTO units (type, key, metadata, created_at) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (type, key) DO NOTHING RETURNING id",
+        spec.type,
+        spec.key,
+        metadata,
+        now,
+    )
+    if inserted is not None:
+        unit_id = int(inserted[0])
+    else:
+        row = await tx.fetchone(
+            "SELECT id, metadata FROM units WHERE type = $1 AND key = $2" + _for_update(tx),
+            spec.type,
+            spec.key,
+        )
+        assert row is not None  # the row exists: the insert conflicted with it
+        unit_id = int(row[0])
+        old = _loads(row[1])
+        merged = {**old, **spec.metadata}
+        if merged != old:
+            await tx.execute(
+                "UPDATE units SET metadata = $2 WHERE id = $1",
+                unit_id,
+                _dumps(merged, "UnitSpec.metadata"),
+            )
+    if sha256 is not None:
+        await tx.execute(
+            "INSERT INTO unit_links (unit_id, relative_path, sha256) VALUES ($1, $2, $3) "
+            "ON CONFLICT (unit_id, relative_path) DO UPDATE SET sha256 = excluded.sha256",
+            unit_id,
+            spec.relative_path or spec.key,
+            sha256,
+        )
+    if repository is not None:
+        await tx.execute(
+            "INSERT INTO repository_units (repository, unit_id, added_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (repository, unit_id) DO NOTHING",
+            repository,
+            unit_id,
+            now,
+        )
+    units = await _units(tx, "u.id = $1", unit_id)
+    return units[0]
+
+
+async def _units(tx: Tx, where: str, *args: Any) -> list[ContentUnit]:
+    """Units selected by ``where`` (over ``units u``), ordered by (type, key)."""
+    rows = await tx.fetchall(
+        f"SELECT u.id, u.type, u.key, u.metadata FROM units u WHERE {where} ORDER BY u.type, u.key",
+        *args,
+    )
+    if not rows:
+        return []
+    selected = f"SELECT u.id FROM units u WHERE {where}"
+    links = await tx.fetchall(
+        "SELECT unit_id, relative_path, sha256 FROM unit_links "
+        f"WHERE unit_id IN ({selected}) ORDER BY unit_id, relative_path",
+        *args,
+    )
+    repos = await tx.fetchall(
+        "SELECT unit_id, repository FROM repository_units "
+        f"WHERE unit_id IN ({selected}) ORDER BY unit_id, repository",
+        *args,
+    )
+    files: dict[int, dict[str, str]] = {}
+    for unit_id, path, sha256 in links:
+        files.setdefault(int(unit_id), {})[path] = sha256
+    repositories: dict[int, list[str]] = {}
+    for unit_id, name in repos:
+        repositories.setdefault(int(unit_id), []).append(name)
+    return [
+        ContentUnit(
+            type=row[1],
+            key=row[2],
+            metadata=_loads(row[3]),
+            files=files.get(int(row[0]), {}),
+            repositories=tuple(repositories.get(int(row[0]), ())),
+        )
+        for row in rows
+    ]
+
+
+async def get_unit(tx: Tx, type: str, key: str) -> ContentUnit | None:
+    units = await _units(tx, "u.type = $1 AND u.key = $2", type, key)
+    return units[0] if units else None
+
+
+async def repository_units(tx: Tx, name: str) -> list[ContentUnit]:
+    return await _units(
+        tx,
+        "u.id IN (SELECT unit_id FROM repository_units WHERE repository = $1)",
+        name,
+    )
+
+
+# -- host health -------------------------------------------------------------------------------
+
+
+async def load_health(tx: Tx) -> dict[str, HostHealth]:
+    rows = await tx.fetchall(
+        "SELECT host, error_rate, speed, failures, cooldown_until, updated_at FROM host_health"
+    )
+    return {
+        row[0]: HostHealth(
+            host=row[0],
+            error_rate=float(row[1]),
+            speed=float(row[2]),
+            failures=int(row[3]),
+            cooldown_until=float(row[4]),
+            updated_at=float(row[5]),
+        )
+        for row in rows
+    }
+
+
+async def save_health(tx: Tx, records: Sequence[HostHealth]) -> None:
+    for record in records:
+        await tx.execute(
+            "INSERT INTO host_health "
+            "(host, error_rate, speed, failures, cooldown_until, updated_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (host) DO UPDATE SET "
+            "error_rate = excluded.error_rate, speed = excluded.speed, "
+            "failures = excluded.failures, cooldown_until = excluded.cooldown_until, "
+            "updated_at = excluded.updated_at",
+            record.host,
+            float(record.error_rate),
+            float(record.speed),
+            int(record.failures),
+            float(record.cooldown_until),
+            float(record.updated_at),
+        )
+
+
+# -- claims ------------------------------------------------------------------------------------
+
+
+async def claim(tx: Tx, sha256: str, owner: str, lease: float) -> bool:
+    """Take or renew the claim on ``sha256`` if it is free, expired or ``owner``'s."""
+    if not isinstance(owner, str) or not owner:
+        raise ConfigError(f"claim owner must be a non-empty string, got {owner!r}")
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or lease < 0:
+        raise ConfigError(f"claim lease must be a non-negative number, got {lease!r}")
+    now = _NOW_EPOCH[tx.dialect]
+    row = await tx.fetchone(
+        "INSERT INTO claims (sha256, owner, expires_at) "
+        f"VALUES ($1, $2, {now} + CAST($3 AS DOUBLE PRECISION)) "
+        "ON CONFLICT (sha256) DO UPDATE SET owner = excluded.owner, "
+        "expires_at = excluded.expires_at "
+        f"WHERE claims.expires_at <= {now} OR claims.owner = excluded.owner "
+        "RETURNING owner",
+        sha256.lower(),
+        owner,
+        float(lease),
+    )
+    return row is not None
+
+
+async def release(tx: Tx, sha256: str, owner: str) -> None:
+    await tx.execute("DELETE FROM claims WHERE sha256 = $1 AND owner = $2", sha256.lower(), owner)
+
+
+# -- remotes -----------------------------------------------------------------------------------
+
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "private_key", "client_key")
+
+
+def _check_no_secrets(value: object, path: str) -> None:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            name = str(key).lower()
+            if any(word in name for word in _SECRET_WORDS) and item is not None:
+                raise ConfigError(
+                    f"remote settings must not contain secrets ({path}{key}); "
+                    "seal them with SecretBox and pass them as sealed_secrets"
+                )
+            _check_no_secrets(item, f"{path}{key}.")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_no_secrets(item, path)
+    elif isinstance(value, str) and "@" in value:
+        try:
+            has_password = split_userinfo(value)[2] is not None
+        except ValueError:
+            has_password = False
+        if has_password:
+            raise ConfigError(f"remote settings must not contain URL userinfo ({path.rstrip('.')})")
+
+
+async def save_remote(
+    tx: Tx, name: str, settings: Mapping[str, Any], sealed: SealedSecrets | None
+) -> None:
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"remote name must be a non-empty string, got {name!r}")
+    if sealed is not None and not isinstance(sealed, SealedSecrets):
+        raise ConfigError("sealed_secrets must come from SecretBox.seal()")
+    _check_no_secrets(settings, "")
+    await tx.execute(
+        "INSERT INTO remotes (name, settings, sealed_secrets, updated_at) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET "
+        "settings = excluded.settings, sealed_secrets = excluded.sealed_secrets, "
+        "updated_at = excluded.updated_at",
+        name,
+        _dumps(settings, "remote settings"),
+        sealed.token if sealed is not None else None,
+        utcnow(),
+    )
+
+
+async def load_remote(tx: Tx, name: str) -> tuple[dict[str, Any], SealedSecrets | None] | None:
+    row = await tx.fetchone("SELECT settings, sealed_secrets FROM remotes WHERE name = $1", name)
+    if row is None:
+        return None
+    sealed = SealedSecrets(bytes(row[1])) if row[1] is not None else None
+    return _loads(row[0]), sealed

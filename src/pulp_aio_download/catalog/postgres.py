@@ -1,0 +1,206 @@
+"""The shared catalog: PostgreSQL through an asyncpg pool (``postgres`` extra)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+from ..health import HostHealth
+from ..models import ContentUnit, UnitFile, UnitSpec
+from ..secrets import SealedSecrets
+from ..urls import redact_url
+from . import _sql
+from .base import Catalog
+
+__all__ = ["PostgresCatalog"]
+
+T = TypeVar("T")
+
+#: Key of the advisory lock that serialises schema migrations between processes.
+_MIGRATION_LOCK = zlib.crc32(b"pulp_aio_download.catalog.migrate")
+#: Attempts of a write that PostgreSQL rolled back (deadlock, serialisation failure).
+_WRITE_ATTEMPTS = 3
+
+
+class _PostgresTx:
+    """:class:`_sql.Tx` over an asyncpg connection already inside a transaction."""
+
+    dialect: _sql.Dialect = "postgres"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(sql, *args)
+
+    async def fetchone(self, sql: str, *args: Any) -> _sql.Row | None:
+        row = await self._conn.fetchrow(sql, *args)
+        return tuple(row) if row is not None else None
+
+    async def fetchall(self, sql: str, *args: Any) -> list[_sql.Row]:
+        return [tuple(row) for row in await self._conn.fetch(sql, *args)]
+
+
+def _asyncpg() -> Any:
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - depends on the installed extras
+        raise ConfigError(
+            "the PostgreSQL catalog needs the 'postgres' extra: "
+            "pip install 'pulp-aio-download[postgres]'"
+        ) from None
+    return asyncpg
+
+
+class PostgresCatalog(Catalog):
+    """A catalog in PostgreSQL, shared by many worker processes on many hosts.
+
+    Args:
+        dsn: a libpq connection URI or keyword string, e.g.
+            ``postgresql://pulp@db.example.com/pulp`` (a password in it is never shown).
+        min_size, max_size: bounds of the asyncpg connection pool.
+
+    Same schema, operations and behaviour as :class:`SQLiteCatalog` (the SQL is shared);
+    the schema is created or migrated on :meth:`open` under an advisory lock, so workers
+    may start at the same time. Every write is one transaction (retried when PostgreSQL
+    rolls it back for a deadlock or a serialisation failure); every read runs in one
+    read-only repeatable-read transaction, so a record is never seen half-written.
+
+    :meth:`claim` is what lets workers cooperate: a ``claims`` row with an owner and an
+    expiry, taken with ``INSERT ... ON CONFLICT DO UPDATE ... WHERE expired OR same owner``,
+    timed by the *database's* clock so that hosts with skewed clocks agree. A worker that
+    dies loses its claims when their lease expires.
+
+    Example::
+
+        async with PostgresCatalog("postgresql://pulp@db/pulp", max_size=20) as catalog:
+            if await catalog.claim(sha256, owner=worker_id, lease=300):
+                ...
+    """
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        if not isinstance(dsn, str) or not dsn:
+            raise ConfigError("PostgresCatalog needs a DSN")
+        if min_size < 0 or max_size < 1 or min_size > max_size:
+            raise ConfigError(
+                f"PostgresCatalog pool bounds must satisfy 0 <= min_size <= max_size >= 1, "
+                f"got min_size={min_size}, max_size={max_size}"
+            )
+        self._dsn = dsn
+        self.min_size = min_size
+        self.max_size = max_size
+        self._pool: Any = None
+
+    def __repr__(self) -> str:
+        return f"PostgresCatalog({redact_url(self._dsn)!r})"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create the pool and create or migrate the schema. Idempotent."""
+        if self._pool is not None:
+            return
+        asyncpg = _asyncpg()
+        pool = await asyncpg.create_pool(self._dsn, min_size=self.min_size, max_size=self.max_size)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                await _sql.migrate(_PostgresTx(conn), where=redact_url(self._dsn))
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close the pool (waiting for running operations)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def _require_pool(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError(f"{self!r} is not open")
+        return self._pool
+
+    async def _write(self, op: Callable[[_sql.Tx], Awaitable[T]]) -> T:
+        pool = self._require_pool()
+        rollback_error = _asyncpg().exceptions.TransactionRollbackError
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    return await op(_PostgresTx(conn))
+            except rollback_error:
+                if attempt == _WRITE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _read(self, op: Callable[[_sql.Tx], Awaitable[T]]) -> T:
+        pool = self._require_pool()
+        async with (
+            pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return await op(_PostgresTx(conn))
+
+    # -- unit files ------------------------------------------------------------------------------
+    async def record_unit_file(self, unit_file: UnitFile) -> UnitFile:
+        return await self._write(lambda tx: _sql.record_unit_file(tx, unit_file))
+
+    async def get_unit_file(self, sha256: str) -> UnitFile | None:
+        return await self._read(lambda tx: _sql.get_unit_file(tx, sha256))
+
+    def unit_files(self) -> AsyncIterator[UnitFile]:
+        return _sql.iterate_unit_files(
+            lambda after, limit: self._read(lambda tx: _sql.unit_file_page(tx, after, limit))
+        )
+
+    async def mark_verified(self, sha256: str, when: datetime) -> None:
+        await self._write(lambda tx: _sql.mark_verified(tx, sha256, when))
+
+    async def forget_location(self, sha256: str) -> None:
+        await self._write(lambda tx: _sql.forget_location(tx, sha256))
+
+    # -- content units and repositories ----------------------------------------------------------
+    async def save_unit(
+        self, spec: UnitSpec, sha256: str | None, repository: str | None = None
+    ) -> ContentUnit:
+        return await self._write(lambda tx: _sql.save_unit(tx, spec, sha256, repository))
+
+    async def get_unit(self, type: str, key: str) -> ContentUnit | None:
+        return await self._read(lambda tx: _sql.get_unit(tx, type, key))
+
+    async def repository_units(self, name: str) -> list[ContentUnit]:
+        return await self._read(lambda tx: _sql.repository_units(tx, name))
+
+    # -- host health ------------------------------------------------------------------------------
+    async def load_health(self) -> Mapping[str, HostHealth]:
+        return await self._read(_sql.load_health)
+
+    async def save_health(self, records: Sequence[HostHealth]) -> None:
+        records = list(records)
+        await self._write(lambda tx: _sql.save_health(tx, records))
+
+    # -- claims -----------------------------------------------------------------------------------
+    async def claim(self, sha256: str, owner: str, lease: float) -> bool:
+        return await self._write(lambda tx: _sql.claim(tx, sha256, owner, lease))
+
+    async def release(self, sha256: str, owner: str) -> None:
+        await self._write(lambda tx: _sql.release(tx, sha256, owner))
+
+    # -- remotes ----------------------------------------------------------------------------------
+    async def save_remote(
+        self, name: str, settings: Mapping[str, Any], sealed_secrets: SealedSecrets | None = None
+    ) -> None:
+        """Persist a remote's settings for other processes (e.g. lazy fetches).
+
+        ``settings`` is JSON without secrets (a key naming a password, token or secret, or
+        a URL with userinfo, raises :class:`ConfigError`); secrets are stored only as
+        ``sealed_secrets`` from :meth:`SecretBox.seal`.
+        """
+        await self._write(lambda tx: _sql.save_remote(tx, name, settings, sealed_secrets))
+
+    async def load_remote(self, name: str) -> tuple[dict[str, Any], SealedSecrets | None] | None:
+        """``(settings, sealed_secrets)`` saved for remote ``name``, or None."""
+        return await self._read(lambda tx: _sql.load_remote(tx, name))

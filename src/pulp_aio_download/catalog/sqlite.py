@@ -1,0 +1,326 @@
+"""The embedded default catalog: one SQLite file, written by group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import aiosqlite
+
+from ..health import HostHealth
+from ..models import ContentUnit, UnitFile, UnitSpec
+from ..secrets import SealedSecrets
+from . import _sql
+from .base import Catalog
+
+__all__ = ["SQLiteCatalog"]
+
+T = TypeVar("T")
+
+
+class _SQLiteTx:
+    """:class:`_sql.Tx` over an aiosqlite connection already inside a transaction."""
+
+    dialect: _sql.Dialect = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    @staticmethod
+    def _args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(
+            a.isoformat(timespec="microseconds") if isinstance(a, datetime) else a for a in args
+        )
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(_sql.sqlite_placeholders(sql), self._args(args))
+
+    async def fetchone(self, sql: str, *args: Any) -> _sql.Row | None:
+        async with self._conn.execute(_sql.sqlite_placeholders(sql), self._args(args)) as cur:
+            row = await cur.fetchone()
+            # Drain the cursor: an upsert's RETURNING row is only final once stepped to the end.
+            await cur.fetchall()
+        return tuple(row) if row is not None else None
+
+    async def fetchall(self, sql: str, *args: Any) -> list[_sql.Row]:
+        async with self._conn.execute(_sql.sqlite_placeholders(sql), self._args(args)) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
+
+
+@dataclass(eq=False)
+class _Write(Generic[T]):
+    op: Callable[[_sql.Tx], Awaitable[T]]
+    future: asyncio.Future[T] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+_STOP = object()
+
+
+class SQLiteCatalog(Catalog):
+    """The embedded catalog: one SQLite database file, created on first use.
+
+    Args:
+        path: the database file; it and its parent directory are created when missing.
+        batch_size: the most writes committed together in one transaction.
+        busy_timeout: seconds to wait for another process's write lock before failing.
+
+    The file runs in WAL mode (readers never block the writer), with ``synchronous=FULL``
+    and a versioned schema (``schema_version`` table) migrated on :meth:`open`. All writes
+    go through one writer task that practises *group commit*: writes issued while a
+    transaction is being committed queue up and are committed together in the next one (at
+    most ``batch_size``), each in its own savepoint, so one failing write fails only its own
+    caller. A caller's ``await`` returns once its write is committed. Reads use a second
+    connection and see every write whose ``await`` has returned.
+
+    Several processes may open the same file (SQLite serialises their writers); for many
+    workers on many hosts use :class:`PostgresCatalog`. A process killed mid-write leaves
+    the last committed state: every write is one transaction.
+
+    Sources are stored with their remote *name* and their URL without userinfo; remote
+    secrets are stored only sealed (:meth:`save_remote`).
+
+    Example::
+
+        async with SQLiteCatalog("data/catalog.sqlite3") as catalog:
+            record = await catalog.get_unit_file(sha256)
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, batch_size: int = 256, busy_timeout: float = 30.0
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.path = Path(path)
+        self.batch_size = batch_size
+        self.busy_timeout = busy_timeout
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._read_lock = asyncio.Lock()
+        self._queue: asyncio.Queue[_Write[Any] | object] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._open_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"SQLiteCatalog({str(self.path)!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await conn.execute("PRAGMA synchronous = FULL")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def open(self) -> None:
+        """Create the file (and its directory) if needed, migrate the schema, start the
+        writer. Idempotent."""
+        async with self._open_lock:
+            if self._writer_task is not None:
+                return
+            await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+            writer = await self._connect()
+            try:
+                await writer.execute("PRAGMA journal_mode = WAL")
+                await writer.execute("BEGIN IMMEDIATE")
+                try:
+                    await _sql.migrate(_SQLiteTx(writer), where=str(self.path))
+                    await writer.execute("COMMIT")
+                except BaseException:
+                    await writer.execute("ROLLBACK")
+                    raise
+                reader = await self._connect()
+            except BaseException:
+                await writer.close()
+                raise
+            self._writer, self._reader = writer, reader
+            self._closing = False
+            self._queue = asyncio.Queue()
+            self._writer_task = asyncio.create_task(self._write_loop(writer))
+
+    async def close(self) -> None:
+        """Commit every queued write, stop the writer and close the connections."""
+        async with self._open_lock:
+            task = self._writer_task
+            if task is None:
+                return
+            self._closing = True
+            self._queue.put_nowait(_STOP)
+            try:
+                await task
+            finally:
+                self._writer_task = None
+                for conn in (self._reader, self._writer):
+                    if conn is not None:
+                        await conn.close()
+                self._reader = self._writer = None
+
+    # -- group commit ------------------------------------------------------------------------
+    async def _write(self, op: Callable[[_sql.Tx], Awaitable[T]]) -> T:
+        if self._writer_task is None or self._closing:
+            raise RuntimeError(f"{self!r} is not open")
+        item: _Write[T] = _Write(op)
+        self._queue.put_nowait(item)
+        return await item.future
+
+    async def _write_loop(self, conn: aiosqlite.Connection) -> None:
+        batch: list[_Write[Any]] = []
+        try:
+            stop = False
+            while not stop:
+                first = await self._queue.get()
+                if first is _STOP:
+                    break
+                assert isinstance(first, _Write)
+                batch = [first]
+                while len(batch) < self.batch_size:
+                    try:
+                        item = self._queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    assert isinstance(item, _Write)
+                    batch.append(item)
+                await self._commit(conn, batch)
+                batch = []
+        except BaseException as exc:
+            # The writer is gone: nobody may wait forever for a write it will never do.
+            pending = batch + [i for i in _drain(self._queue) if isinstance(i, _Write)]
+            error = exc if isinstance(exc, Exception) else RuntimeError("catalog writer stopped")
+            for item in pending:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            raise
+
+    async def _commit(self, conn: aiosqlite.Connection, batch: list[_Write[Any]]) -> None:
+        tx = _SQLiteTx(conn)
+        outcomes: list[tuple[_Write[Any], bool, Any]] = []
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                for item in batch:
+                    if item.future.done():  # its caller was cancelled: skip the write
+                        continue
+                    await conn.execute("SAVEPOINT write")
+                    try:
+                        result = await item.op(tx)
+                    except Exception as exc:
+                        await conn.execute("ROLLBACK TO write")
+                        await conn.execute("RELEASE write")
+                        outcomes.append((item, False, exc))
+                    else:
+                        await conn.execute("RELEASE write")
+                        outcomes.append((item, True, result))
+                await conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
+        except Exception as exc:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        for item, ok, value in outcomes:
+            if item.future.done():
+                continue
+            if ok:
+                item.future.set_result(value)
+            else:
+                item.future.set_exception(value)
+
+    # -- reads ----------------------------------------------------------------------------------
+    async def _read(self, op: Callable[[_sql.Tx], Awaitable[T]]) -> T:
+        conn = self._reader
+        if conn is None or self._closing:
+            raise RuntimeError(f"{self!r} is not open")
+        async with self._read_lock:
+            # One read transaction: a consistent snapshot across the op's statements.
+            await conn.execute("BEGIN")
+            try:
+                return await op(_SQLiteTx(conn))
+            finally:
+                await conn.execute("COMMIT")
+
+    # -- unit files -----------------------------------------------------------------------------
+    async def record_unit_file(self, unit_file: UnitFile) -> UnitFile:
+        return await self._write(lambda tx: _sql.record_unit_file(tx, unit_file))
+
+    async def get_unit_file(self, sha256: str) -> UnitFile | None:
+        return await self._read(lambda tx: _sql.get_unit_file(tx, sha256))
+
+    def unit_files(self) -> AsyncIterator[UnitFile]:
+        return _sql.iterate_unit_files(
+            lambda after, limit: self._read(lambda tx: _sql.unit_file_page(tx, after, limit))
+        )
+
+    async def mark_verified(self, sha256: str, when: datetime) -> None:
+        await self._write(lambda tx: _sql.mark_verified(tx, sha256, when))
+
+    async def forget_location(self, sha256: str) -> None:
+        await self._write(lambda tx: _sql.forget_location(tx, sha256))
+
+    # -- content units and repositories ---------------------------------------------------------
+    async def save_unit(
+        self, spec: UnitSpec, sha256: str | None, repository: str | None = None
+    ) -> ContentUnit:
+        return await self._write(lambda tx: _sql.save_unit(tx, spec, sha256, repository))
+
+    async def get_unit(self, type: str, key: str) -> ContentUnit | None:
+        return await self._read(lambda tx: _sql.get_unit(tx, type, key))
+
+    async def repository_units(self, name: str) -> list[ContentUnit]:
+        return await self._read(lambda tx: _sql.repository_units(tx, name))
+
+    # -- host health ----------------------------------------------------------------------------
+    async def load_health(self) -> Mapping[str, HostHealth]:
+        return await self._read(_sql.load_health)
+
+    async def save_health(self, records: Sequence[HostHealth]) -> None:
+        records = list(records)
+        await self._write(lambda tx: _sql.save_health(tx, records))
+
+    # -- claims ---------------------------------------------------------------------------------
+    async def claim(self, sha256: str, owner: str, lease: float) -> bool:
+        return await self._write(lambda tx: _sql.claim(tx, sha256, owner, lease))
+
+    async def release(self, sha256: str, owner: str) -> None:
+        await self._write(lambda tx: _sql.release(tx, sha256, owner))
+
+    # -- remotes --------------------------------------------------------------------------------
+    async def save_remote(
+        self, name: str, settings: Mapping[str, Any], sealed_secrets: SealedSecrets | None = None
+    ) -> None:
+        """Persist a remote's settings for other processes (e.g. lazy fetches).
+
+        ``settings`` is JSON without secrets (a key naming a password, token or secret, or
+        a URL with userinfo, raises :class:`ConfigError`); secrets are stored only as
+        ``sealed_secrets`` from :meth:`SecretBox.seal`.
+        """
+        await self._write(lambda tx: _sql.save_remote(tx, name, settings, sealed_secrets))
+
+    async def load_remote(self, name: str) -> tuple[dict[str, Any], SealedSecrets | None] | None:
+        """``(settings, sealed_secrets)`` saved for remote ``name``, or None."""
+        return await self._read(lambda tx: _sql.load_remote(tx, name))
+
+
+def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
+    items = []
+    while True:
+        try:
+            items.append(queue.get_nowait())
+        except asyncio.QueueEmpty:
+            return items
