@@ -136,7 +136,10 @@ class SizeMismatch(ValidationError):
 
 
 class HTTPStatusError(DownloadError):
-    """The server answered with a status that is not a success."""
+    """The server answered with a status that is not a success.
+
+    ``retry_after`` holds the seconds a ``Retry-After`` header asked for, if any.
+    """
 
     def __init__(
         self,
@@ -145,14 +148,21 @@ class HTTPStatusError(DownloadError):
         url: str | None = None,
         reason: str | None = None,
         message: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
         text = f"HTTP {status}" + (f" {reason}" if reason else "")
         super().__init__(message or text, url=url)
 
     def _kwargs(self) -> dict[str, Any]:
-        return {"status": self.status, "reason": self.reason, **super()._kwargs()}
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "retry_after": self.retry_after,
+            **super()._kwargs(),
+        }
 
 
 class DownloadTimeout(DownloadError, TimeoutError):

@@ -45,6 +45,13 @@ class Storage(abc.ABC):
     def staging_dir(self) -> Path:
         """A local directory for staging files (created by :meth:`open`)."""
 
+    def new_staging_path(self) -> Path:
+        """A fresh staging file name under :meth:`staging_dir` (not created)."""
+        import os
+        import uuid
+
+        return self.staging_dir() / f"{os.getpid()}-{uuid.uuid4().hex}.part"
+
     @abc.abstractmethod
     async def commit(self, staged: Path, sha256: str, size: int) -> StoredArtifact:
         """Publish the validated ``staged`` file as artifact ``sha256``.

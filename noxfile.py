@@ -1,0 +1,52 @@
+"""Developer sessions: tests, lint, typecheck, bench."""
+
+from __future__ import annotations
+
+import shutil
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.error_on_missing_interpreters = False
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+# The README's set-up command runs every Python found here; at least 3.11 must exist.
+FOUND = [v for v in PYTHONS if shutil.which(f"python{v}")] or ["3.11"]
+
+
+@nox.session(python=FOUND)
+def tests(session: nox.Session) -> None:
+    """The test suite (fast cases) on every Python 3.10-3.13 found on the machine."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session(python="3.11")
+def slow(session: nox.Session) -> None:
+    """The slow fault, crash and load cases (run by .ci/run)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.4")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    """mypy, strict on the package."""
+    session.install("-e", ".[test]", "mypy>=1.8", "types-aiofiles")
+    session.run("mypy")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """The benchmark suite against the peers (installs nginx and aria2 with apt-get)."""
+    session.install("-e", ".")
+    session.run("bash", "benchmarks/install.sh", external=True)
+    session.run("python", "benchmarks/run.py", *session.posargs)

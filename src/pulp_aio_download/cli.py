@@ -1,0 +1,428 @@
+"""The command line: ``pulp-aio-download`` (also ``python -m pulp_aio_download``).
+
+Exit codes: 0 success, 1 some download/verification failed (listed), 2 bad arguments or
+bad input (named) before anything is downloaded. Heavy modules (aiohttp) are imported only
+when a command runs, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .config import EngineConfig
+    from .models import DownloadRequest, ProgressReport
+
+__all__ = ["default_data_dir", "main"]
+
+DATA_DIR_ENV = "PULP_AIO_DOWNLOAD_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """``$PULP_AIO_DOWNLOAD_DATA_DIR``, else ``$XDG_DATA_HOME/pulp-aio-download``
+    (``~/.local/share/pulp-aio-download``)."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pulp-aio-download"
+
+
+class UsageError(Exception):
+    """Bad arguments or input: exit 2 with this message."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("common options")
+    group.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"data directory (default: ${DATA_DIR_ENV} or ~/.local/share/pulp-aio-download)",
+    )
+    group.add_argument(
+        "--storage", help="a directory, or s3://bucket/prefix (default: DATA_DIR/artifacts)"
+    )
+    group.add_argument("--s3-endpoint-url", help="endpoint of an S3-compatible store")
+    group.add_argument(
+        "--catalog", help="a SQLite file, or postgresql://... (default: DATA_DIR/catalog.sqlite3)"
+    )
+    group.add_argument("--remotes", type=Path, help="TOML file with [remotes.NAME] tables")
+    group.add_argument(
+        "--allow-file-root",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="allow file:// sources under DIR (repeatable)",
+    )
+    group.add_argument(
+        "--concurrency", type=int, default=None, help="connections at once (default 64)"
+    )
+    group.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="pulp-aio-download",
+        description="Download, validate, store and record repository content.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    get = sub.add_parser("get", help="download one file and print its stored location")
+    get.add_argument("url")
+    get.add_argument("--sha256", help="expected sha256 (hex)")
+    get.add_argument("--size", type=int, help="expected size in bytes")
+    get.add_argument("-o", "--output", type=Path, help="also copy the file here")
+    get.add_argument("--remote", help="name of a remote from --remotes")
+    _common(get)
+
+    sync = sub.add_parser("sync", help="download a JSONL manifest")
+    sync.add_argument("manifest", type=Path)
+    sync.add_argument(
+        "--progress",
+        choices=("bar", "json", "none"),
+        default=None,
+        help="bar (default on a terminal), json lines on stdout, or none",
+    )
+    sync.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _common(sync)
+
+    verify = sub.add_parser("verify", help="re-hash stored files against the catalog")
+    verify.add_argument("--repair", action="store_true", help="re-fetch corrupt/missing files")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    _common(verify)
+
+    catalog = sub.add_parser("catalog", help="print catalog records as JSON")
+    csub = catalog.add_subparsers(dest="catalog_command", metavar="WHAT")
+    csub.required = True
+    show = csub.add_parser("show", help="the unit file of a sha256")
+    show.add_argument("sha256")
+    _common(show)
+    units = csub.add_parser("units", help="the units of a repository")
+    units.add_argument("repository")
+    _common(units)
+
+    demo = sub.add_parser("demo", help="mirror a generated sample repository, offline")
+    demo.add_argument("--files", type=int, default=200, help="number of files (default 200)")
+    demo.add_argument(
+        "--progress", choices=("bar", "json", "none"), default=None, help="as for sync"
+    )
+    _common(demo)
+    return parser
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("pulp_aio_download")
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def engine_config(args: argparse.Namespace, **extra: Any) -> EngineConfig:
+    """The :class:`EngineConfig` the common options describe."""
+    from .config import EngineConfig
+    from .errors import ConfigError
+
+    data_dir: Path = args.data_dir or default_data_dir()
+    storage = None
+    if args.storage:
+        storage = _storage_from_uri(args.storage, args.s3_endpoint_url)
+    catalog = None
+    if args.catalog:
+        catalog = _catalog_from_uri(args.catalog)
+    remotes = {}
+    if args.remotes is not None:
+        from .remotes_file import load_remotes
+
+        remotes = load_remotes(args.remotes)
+    kwargs: dict[str, Any] = {}
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        kwargs["max_connections"] = args.concurrency
+    try:
+        return EngineConfig(
+            data_dir=data_dir,
+            storage=storage,
+            catalog=catalog,
+            remotes=remotes,
+            allowed_file_roots=[*args.allow_file_root, *extra.pop("allowed_file_roots", [])],
+            **kwargs,
+            **extra,
+        )
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _storage_from_uri(uri: str, endpoint_url: str | None) -> Any:
+    if uri.startswith("s3://"):
+        from .storage.s3 import S3Storage
+
+        bucket, _, prefix = uri[len("s3://") :].partition("/")
+        if not bucket:
+            raise UsageError(f"--storage {uri!r}: no bucket")
+        return S3Storage(bucket, prefix=prefix, endpoint_url=endpoint_url)
+    if "://" in uri:
+        raise UsageError(f"--storage {uri!r}: expected a directory or s3://bucket/prefix")
+    from .storage.local import LocalStorage
+
+    return LocalStorage(uri)
+
+
+def _catalog_from_uri(uri: str) -> Any:
+    if uri.startswith(("postgresql://", "postgres://")):
+        from .catalog.postgres import PostgresCatalog
+
+        return PostgresCatalog(uri)
+    if "://" in uri:
+        raise UsageError(f"--catalog: expected a SQLite file path or postgresql://..., got {uri!r}")
+    from .catalog.sqlite import SQLiteCatalog
+
+    return SQLiteCatalog(uri)
+
+
+# -- progress and summaries ------------------------------------------------------------
+
+
+def _progress_mode(requested: str | None, stream: TextIO) -> str:
+    if requested is not None:
+        return requested
+    return "bar" if stream.isatty() else "none"
+
+
+def _json_progress(out: TextIO) -> Any:
+    def emit(report: ProgressReport) -> None:
+        out.write(json.dumps(report.to_json()) + "\n")
+        out.flush()
+
+    return emit
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def summarize(results: Sequence[Any], requests: Sequence[DownloadRequest], elapsed: float) -> dict[str, Any]:
+    """A JSON-able summary of a batch."""
+    from .errors import DownloadError
+
+    done = [r for r in results if not isinstance(r, DownloadError)]
+    failures = [
+        {"url": req.url, "error": type(r).__name__, "reason": str(r)}
+        for req, r in zip(requests, results)
+        if isinstance(r, DownloadError)
+    ]
+    nbytes = sum(r.size for r in done if not r.cached)
+    return {
+        "files": len(results),
+        "done": len(done),
+        "cached": sum(1 for r in done if r.cached),
+        "failed": len(failures),
+        "retried": sum(1 for r in done if r.attempts > 1),
+        "bytes": nbytes,
+        "elapsed": round(elapsed, 3),
+        "rate": round(nbytes / elapsed, 1) if elapsed > 0 else 0.0,
+        "failures": failures,
+    }
+
+
+def print_summary(summary: dict[str, Any], out: TextIO) -> None:
+    out.write(
+        f"{summary['files']} files: {summary['done']} done "
+        f"({summary['cached']} already stored, {summary['retried']} retried), "
+        f"{summary['failed']} failed; {_human_bytes(summary['bytes'])} in "
+        f"{summary['elapsed']:.2f} s ({_human_bytes(summary['rate'])}/s)\n"
+    )
+    for failure in summary["failures"]:
+        out.write(f"FAILED {failure['url']}: {failure['reason']}\n")
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+async def _cmd_get(args: argparse.Namespace) -> int:
+    from .engine import DownloadEngine
+    from .errors import ConfigError, DownloadError
+
+    roots = []
+    if args.url.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        roots.append(Path(unquote(urlsplit(args.url).path)).resolve().parent)
+    config = engine_config(args, allowed_file_roots=roots)
+    digests = {"sha256": args.sha256} if args.sha256 else {}
+    async with DownloadEngine(config) as engine:
+        try:
+            request = engine._make_request(
+                args.url, {"expected_digests": digests, "expected_size": args.size, "remote": args.remote}
+            )
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            result = await engine.download(request)
+        except DownloadError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    if args.output is not None and result.path is not None:
+        await asyncio.get_running_loop().run_in_executor(
+            None, shutil.copyfile, result.path, args.output
+        )
+    print(result.path if result.path is not None else result.location)
+    return 0
+
+
+async def run_sync(
+    args: argparse.Namespace,
+    requests: Sequence[DownloadRequest],
+    *,
+    progress: str,
+    extra_roots: Sequence[Path] = (),
+) -> dict[str, Any]:
+    """Download ``requests`` with the common options; returns the summary."""
+    from .engine import DownloadEngine
+
+    callback = None
+    bar = None
+    if progress == "json":
+        callback = _json_progress(sys.stdout)
+    elif progress == "bar":
+        from .cli_progress import ProgressBar
+
+        bar = ProgressBar(sys.stderr)
+        callback = bar.update
+    config = engine_config(args, progress=callback, allowed_file_roots=list(extra_roots))
+    started = time.monotonic()
+    try:
+        async with DownloadEngine(config) as engine:
+            results = await engine.download_many(requests, return_exceptions=True)
+    finally:
+        if bar is not None:
+            bar.close()
+    return summarize(results, requests, time.monotonic() - started)
+
+
+async def _cmd_sync(args: argparse.Namespace) -> int:
+    from .manifest import read_manifest
+
+    from .errors import ConfigError
+
+    try:
+        requests = read_manifest(args.manifest)
+    except ConfigError as exc:
+        raise UsageError(f"{args.manifest}: {exc}") from None
+    progress = _progress_mode(args.progress, sys.stderr)
+    summary = await run_sync(args, requests, progress=progress)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print_summary(summary, sys.stderr if progress == "json" else sys.stdout)
+    return 0 if summary["failed"] == 0 else 1
+
+
+async def _cmd_verify(args: argparse.Namespace) -> int:
+    from .engine import DownloadEngine
+
+    config = engine_config(args)
+    async with DownloadEngine(config) as engine:
+        report = await engine.verify(repair=args.repair)
+    data = {
+        "checked": report.checked,
+        "ok": report.ok,
+        "corrupt": list(report.corrupt),
+        "missing": list(report.missing),
+        "repaired": list(report.repaired),
+        "errors": dict(report.errors),
+    }
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print(
+            f"checked {report.checked}: {report.ok} ok, {len(report.corrupt)} corrupt, "
+            f"{len(report.missing)} missing, {len(report.repaired)} repaired"
+        )
+        for sha in report.corrupt:
+            print(f"CORRUPT {sha}" + (" (repaired)" if sha in report.repaired else ""))
+        for sha in report.missing:
+            print(f"MISSING {sha}" + (" (repaired)" if sha in report.repaired else ""))
+        for sha, error in report.errors.items():
+            print(f"REPAIR FAILED {sha}: {error}")
+    return 0 if report.clean else 1
+
+
+async def _cmd_catalog(args: argparse.Namespace) -> int:
+    from .engine import DownloadEngine
+
+    config = engine_config(args)
+    async with DownloadEngine(config) as engine:
+        catalog = engine.catalog
+        assert catalog is not None
+        if args.catalog_command == "show":
+            record = await catalog.get_unit_file(args.sha256.lower())
+            if record is None:
+                print(f"no unit file for {args.sha256}", file=sys.stderr)
+                return 1
+            print(json.dumps(record.to_json(), indent=2))
+            return 0
+        units = await catalog.repository_units(args.repository)
+        if not units:
+            print(f"no units in repository {args.repository!r}", file=sys.stderr)
+            return 1
+        print(json.dumps([u.to_json() for u in units], indent=2))
+        return 0
+
+
+async def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return await run_demo(args)
+
+
+_COMMANDS = {
+    "get": _cmd_get,
+    "sync": _cmd_sync,
+    "verify": _cmd_verify,
+    "catalog": _cmd_catalog,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return asyncio.run(_COMMANDS[args.command](args))
+    except UsageError as exc:
+        print(f"pulp-aio-download: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from .errors import ConfigError
+
+        if isinstance(exc, ConfigError):
+            print(f"pulp-aio-download: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,718 @@
+"""The download engine: one shared connector, one global limit, the whole pipeline.
+
+::
+
+    DownloadRequest ─► DownloadEngine ─► source selection ─► transport (http | file)
+                         │  global connector + semaphore        │ chunks
+                         │  per-remote session/limits            ▼
+                         │                                  HashingWriter ─► staging file
+                         ▼                                       │ validate size/digests
+                     hook chain: store ─► record unit file ─► unit/repository ─► progress ─► user hooks
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import EngineConfig, RemoteConfig
+from .errors import (
+    AllSourcesFailed,
+    ConfigError,
+    DownloadError,
+    HookError,
+    StorageError,
+)
+from .health import HostHealth
+from .hooks import DEFAULT_HOOKS, DownloadContext
+from .models import (
+    DownloadRequest,
+    DownloadResult,
+    Source,
+    UnitFile,
+    VerifyReport,
+)
+from .progress import ProgressTracker
+from .selection import order_sources
+from .transfer import fetch_source
+from .transports.base import Response
+from .transports.file import open_file, resolve_file_url
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from .catalog.base import Catalog
+    from .limits import AdaptiveLimiter, RemoteLimiter
+    from .storage.base import Storage
+    from .transports.http import HttpTransport
+
+__all__ = ["DownloadEngine", "EngineStatistics"]
+
+log = logging.getLogger(__name__)
+
+_batch_tracker: contextvars.ContextVar[ProgressTracker | None] = contextvars.ContextVar(
+    "pulp_aio_download_tracker", default=None
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatistics:
+    """An immutable snapshot of the engine's activity."""
+
+    in_flight: int
+    transfers: int
+    waiting: int
+    max_connections: int
+    host_limits: Mapping[str, int]
+
+
+class DownloadEngine:
+    """Fetch, validate, store and record files.
+
+    Use as an async context manager::
+
+        async with DownloadEngine(EngineConfig(data_dir="data")) as engine:
+            result = await engine.download(
+                "https://host/x.rpm", expected_digests={"sha256": "…"}, expected_size=1234
+            )
+
+    All remotes share one ``aiohttp.TCPConnector`` (``max_connections`` in total,
+    ``max_connections_per_host`` per host) and one global semaphore; each remote has its
+    own ``aiohttp.ClientSession`` on that connector, with its own limits on top.
+
+    Args:
+        config: the :class:`EngineConfig` (defaults: temporary storage, no catalog).
+    """
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self._storage: Storage | None = self.config.storage
+        self._catalog: Catalog | None = self.config.catalog
+        self._connector: aiohttp.TCPConnector | None = None
+        self._transports: dict[str, HttpTransport] = {}
+        self._remote_limits: dict[str, RemoteLimiter] = {}
+        self._host_limits: dict[str, AdaptiveLimiter] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self._inflight: dict[tuple[str, ...], asyncio.Future[DownloadResult]] = {}
+        self._health: dict[str, HostHealth] = {}
+        self._health_dirty: set[str] = set()
+        self._default_tracker: ProgressTracker | None = None
+        self._transfers = 0
+        self._started = False
+        self._closed = False
+        self._owns_catalog = self.config.catalog is None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def __aenter__(self) -> DownloadEngine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open storage and catalog. Called by ``async with``."""
+        if self._started:
+            return
+        self._started = True
+        cfg = self.config
+        if self._storage is None:
+            from .storage.local import LocalStorage
+            from .storage.temp import TempStorage
+
+            data_dir = Path(cfg.data_dir) if cfg.data_dir is not None else None
+            self._storage = LocalStorage(data_dir / "artifacts") if data_dir else TempStorage()
+        if self._catalog is None and cfg.data_dir is not None:
+            from .catalog.sqlite import SQLiteCatalog
+
+            self._catalog = SQLiteCatalog(Path(cfg.data_dir) / "catalog.sqlite3")
+        self._slots = asyncio.Semaphore(cfg.max_connections)
+        try:
+            await self._storage.open()
+            if self._catalog is not None:
+                await self._catalog.open()
+                self._health = dict(await self._catalog.load_health())
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close sessions, the connector, the catalog and storage; send the final progress
+        report. Stored files stay."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._default_tracker is not None:
+                await self._default_tracker.finish()
+            if self._catalog is not None and self._health_dirty:
+                with contextlib.suppress(Exception):
+                    await self._catalog.save_health(
+                        [self._health[h] for h in sorted(self._health_dirty)]
+                    )
+        finally:
+            for transport in self._transports.values():
+                await transport.close()
+            self._transports.clear()
+            if self._connector is not None:
+                await self._connector.close()
+            if self._catalog is not None:
+                await self._catalog.close()
+            if self._storage is not None:
+                await self._storage.close()
+
+    @property
+    def storage(self) -> Storage:
+        """The storage backend (available once started)."""
+        if self._storage is None:
+            raise RuntimeError("the engine is not started: use 'async with DownloadEngine(...)'")
+        return self._storage
+
+    @property
+    def catalog(self) -> Catalog | None:
+        """The catalog, or None when the engine records nothing."""
+        return self._catalog
+
+    def _require_open(self) -> None:
+        if not self._started:
+            raise RuntimeError("the engine is not started: use 'async with DownloadEngine(...)'")
+        if self._closed:
+            raise RuntimeError("the engine is closed")
+
+    # -- connections ------------------------------------------------------------------------
+    def _shared_connector(self) -> aiohttp.TCPConnector:
+        if self._connector is None:
+            import aiohttp
+
+            self._connector = aiohttp.TCPConnector(
+                limit=self.config.max_connections,
+                limit_per_host=self.config.max_connections_per_host,
+            )
+        return self._connector
+
+    def _transport(self, remote: RemoteConfig) -> HttpTransport:
+        transport = self._transports.get(remote.name)
+        if transport is None:
+            from .transports.http import HttpTransport
+
+            transport = HttpTransport(remote, self._shared_connector())
+            self._transports[remote.name] = transport
+        return transport
+
+    def session(self, name: str = "default") -> aiohttp.ClientSession:
+        """The raw ``aiohttp.ClientSession`` of remote ``name``, on the shared connector.
+
+        Requests made with it bypass validation and storage but share the connection pool.
+        The engine owns and closes it.
+        """
+        self._require_open()
+        return self._transport(self.config.remote(name)).session
+
+    async def _open(
+        self, source: Source, remote: RemoteConfig, *, offset: int, validator: str | None
+    ) -> Response:
+        if source.scheme == "file":
+            return await open_file(
+                source.url,
+                self.config.allowed_file_roots,
+                offset=offset,
+                chunk_size=self.config.chunk_size,
+            )
+        return await self._transport(remote).open(
+            source.url, userinfo=source._userinfo, offset=offset, validator=validator
+        )
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, remote: RemoteConfig, host: str) -> AsyncIterator[None]:
+        from .limits import AdaptiveLimiter, RemoteLimiter
+
+        remote_limiter = self._remote_limits.get(remote.name)
+        if remote_limiter is None:
+            remote_limiter = RemoteLimiter(
+                max_connections=remote.max_connections, rate_limit=remote.rate_limit
+            )
+            self._remote_limits[remote.name] = remote_limiter
+        host_limiter = self._host_limits.get(host)
+        if host_limiter is None:
+            host_limiter = AdaptiveLimiter(self.config.max_connections)
+            self._host_limits[host] = host_limiter
+        assert self._slots is not None
+        async with remote_limiter, host_limiter, self._slots:
+            self._transfers += 1
+            try:
+                yield
+            finally:
+                self._transfers -= 1
+
+    def _observe(
+        self,
+        host: str,
+        *,
+        ok: bool,
+        nbytes: int = 0,
+        seconds: float = 0.0,
+        status: int | None = None,
+    ) -> None:
+        limiter = self._host_limits.get(host)
+        if limiter is not None:
+            if ok:
+                limiter.on_success()
+            elif status in (429, 503):
+                limiter.on_throttle()
+        if not host:
+            return
+        record = self._health.get(host) or HostHealth(host)
+        self._health[host] = record.observe(ok=ok, now=time.time(), nbytes=nbytes, seconds=seconds)
+        self._health_dirty.add(host)
+
+    def statistics(self) -> EngineStatistics:
+        """A snapshot: downloads in flight, transfers holding a slot, per-host limits."""
+        return EngineStatistics(
+            in_flight=len(self._inflight),
+            transfers=self._transfers,
+            waiting=max(0, len(self._inflight) - self._transfers),
+            max_connections=self.config.max_connections,
+            host_limits={h: lim.limit for h, lim in self._host_limits.items()},
+        )
+
+    # -- progress ---------------------------------------------------------------------------
+    def _tracker(self) -> ProgressTracker:
+        tracker = _batch_tracker.get()
+        if tracker is not None:
+            return tracker
+        if self._default_tracker is None:
+            self._default_tracker = ProgressTracker(
+                self.config.progress, interval=self.config.progress_interval
+            )
+        return self._default_tracker
+
+    # -- requests ----------------------------------------------------------------------------
+    def _make_request(
+        self, url_or_request: str | DownloadRequest | Source, kwargs: Mapping[str, Any]
+    ) -> DownloadRequest:
+        if isinstance(url_or_request, DownloadRequest):
+            if kwargs:
+                raise ConfigError("pass either a DownloadRequest or keyword arguments, not both")
+            request = url_or_request
+        elif isinstance(url_or_request, (str, Source)):
+            try:
+                request = DownloadRequest(
+                    url_or_request if isinstance(url_or_request, str) else None,
+                    sources=[url_or_request] if isinstance(url_or_request, Source) else (),
+                    **kwargs,
+                )
+            except TypeError as exc:
+                raise ConfigError(f"invalid download arguments: {exc}") from None
+        else:
+            raise ConfigError(f"expected a URL or a DownloadRequest, got {url_or_request!r}")
+        self._check(request)
+        return request
+
+    def _check(self, request: DownloadRequest) -> None:
+        for source in request.sources:
+            self.config.remote(source.remote or request.remote)
+            if source.scheme == "file":
+                resolve_file_url(source.url, self.config.allowed_file_roots)
+
+    async def download(
+        self, url_or_request: str | DownloadRequest | Source, **kwargs: Any
+    ) -> DownloadResult:
+        """Download one file through the whole pipeline.
+
+        Args:
+            url_or_request: a URL, a :class:`Source` or a :class:`DownloadRequest`.
+            **kwargs: :class:`DownloadRequest` fields when a URL is given
+                (``expected_digests``, ``expected_size``, ``remote``, ``unit``, ...).
+
+        Returns:
+            The :class:`DownloadResult`; ``cached=True`` when the expected sha256 was
+            already stored (no network I/O).
+
+        Raises:
+            ConfigError: invalid request, before any I/O.
+            DownloadError: any failure; with several sources, :class:`AllSourcesFailed`.
+        """
+        self._require_open()
+        request = self._make_request(url_or_request, kwargs)
+        tracker = self._tracker()
+        tracker.add(1, request.expected_size)
+        try:
+            return await self._single_flight(request)
+        except DownloadError:
+            tracker.file_failed()
+            raise
+
+    async def _single_flight(self, request: DownloadRequest) -> DownloadResult:
+        sha = request.sha256
+        key: tuple[str, ...] = ("sha256", sha) if sha else ("url", request.url)
+        leader = self._inflight.get(key)
+        if leader is not None:
+            try:
+                shared = await asyncio.shield(leader)
+            except DownloadError:
+                if not sha:
+                    raise
+            else:
+                served = await self._serve_cached(request, shared.sha256)
+                if served is not None:
+                    return served
+        future: asyncio.Future[DownloadResult] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self._download(request)
+        except BaseException as exc:
+            if isinstance(exc, DownloadError):
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: waiters are optional
+            else:
+                future.cancel()
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
+
+    async def _download(self, request: DownloadRequest) -> DownloadResult:
+        sha = request.sha256
+        sources = list(request.sources)
+        if sha:
+            cached = await self._serve_cached(request, sha)
+            if cached is not None:
+                return cached
+            sources += await self._recorded_sources(request)
+        ordered = order_sources(sources, self._health, now=time.time())
+        errors: list[DownloadError] = []
+        for source in ordered:
+            try:
+                return await self._from_source(request, source)
+            except (ConfigError, HookError, StorageError):
+                raise
+            except DownloadError as exc:
+                log.info("%s failed: %s", source.url, exc)
+                errors.append(exc)
+        if len(errors) == 1 and len(request.sources) == 1:
+            raise errors[0]
+        raise AllSourcesFailed(errors, url=request.url)
+
+    async def _recorded_sources(self, request: DownloadRequest) -> list[Source]:
+        if self._catalog is None or request.sha256 is None:
+            return []
+        record = await self._catalog.get_unit_file(request.sha256)
+        if record is None:
+            return []
+        known = {s.url for s in request.sources}
+        extra = []
+        for source in record.sources:
+            if source.url in known:
+                continue
+            if source.remote is not None and source.remote not in self.config.remotes:
+                log.debug("skipping recorded source %s: remote %r not configured", source.url, source.remote)
+                continue
+            if source.scheme == "file":
+                try:
+                    resolve_file_url(source.url, self.config.allowed_file_roots)
+                except ConfigError:
+                    continue
+            extra.append(source)
+        return extra
+
+    async def _from_source(self, request: DownloadRequest, source: Source) -> DownloadResult:
+        staged = await fetch_source(self, request, source, self._tracker())
+        try:
+            ctx = DownloadContext(
+                request=request,
+                engine=self,
+                path=staged.path,
+                digests=staged.digests,
+                size=staged.size,
+                url=staged.url,
+                source=source,
+                headers=staged.headers,
+                attempts=staged.attempts,
+            )
+            return await self._run_hooks(ctx)
+        finally:
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: staged.path.unlink(missing_ok=True)
+            )
+
+    async def _serve_cached(self, request: DownloadRequest, sha256: str) -> DownloadResult | None:
+        stored = await self.storage.stat(sha256)
+        if stored is None:
+            return None
+        if request.expected_size is not None and stored.size not in (None, request.expected_size):
+            return None
+        digests: dict[str, str] = {"sha256": sha256}
+        record = await self._catalog.get_unit_file(sha256) if self._catalog else None
+        if record is not None:
+            digests.update(record.digests)
+        missing = [a for a in request.expected_digests if a not in digests]
+        if missing:
+            computed = await self.storage.digest(sha256, missing)
+            if computed is None:
+                return None
+            digests.update(computed[0])
+        for algorithm, value in request.expected_digests.items():
+            if digests.get(algorithm) != value:
+                return None
+        wanted = {"sha256", *request.expected_digests}
+        ctx = DownloadContext(
+            request=request,
+            engine=self,
+            path=stored.path,
+            digests={a: v for a, v in digests.items() if a in wanted},
+            size=stored.size if stored.size is not None else (record.size or 0 if record else 0),
+            url=request.url,
+            attempts=0,
+            cached=True,
+        )
+        try:
+            return await self._run_hooks(ctx)
+        except StorageError:
+            return None
+
+    async def _run_hooks(self, ctx: DownloadContext) -> DownloadResult:
+        hooks = self.config.hooks if self.config.hooks is not None else DEFAULT_HOOKS
+        for hook in hooks:
+            try:
+                await hook(ctx)
+            except StorageError:
+                await self._rollback(ctx)
+                raise
+            except Exception as exc:
+                await self._rollback(ctx)
+                name = getattr(hook, "__qualname__", repr(hook))
+                raise HookError(f"hook {name} failed: {exc}", url=ctx.url, hook=name) from exc
+        if ctx.result is None:
+            ctx.result = DownloadResult(
+                url=ctx.url,
+                size=ctx.size,
+                digests=dict(ctx.digests),
+                location="",
+                path=None,
+                headers=dict(ctx.headers),
+                cached=ctx.cached,
+                attempts=ctx.attempts,
+                unit=ctx.unit,
+            )
+        return ctx.result
+
+    async def _rollback(self, ctx: DownloadContext) -> None:
+        with contextlib.suppress(Exception):
+            if ctx.newly_recorded and self._catalog is not None:
+                await self._catalog.forget_location(ctx.sha256)
+            if ctx.newly_stored:
+                await self.storage.delete(ctx.sha256)
+
+    async def download_many(
+        self,
+        requests: Iterable[str | DownloadRequest],
+        *,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Download many files; results in input order.
+
+        At most ``max_connections`` transfers run at once; requests wait without holding
+        files or sockets. With ``return_exceptions=True`` a failure is returned in its place;
+        otherwise the first failure is raised and the others are cancelled cleanly.
+        One progress report stream (code ``download``) covers the batch.
+        """
+        self._require_open()
+        items = [self._make_request(r, {}) for r in requests]
+        tracker = ProgressTracker(
+            self.config.progress,
+            message=f"Downloading {len(items)} files",
+            interval=self.config.progress_interval,
+        )
+        token = _batch_tracker.set(tracker)
+        results: list[Any] = [None] * len(items)
+        queue = iter(enumerate(items))
+        failure: list[BaseException] = []
+
+        async def worker() -> None:
+            for index, request in queue:
+                if failure:
+                    return
+                try:
+                    results[index] = await self.download(request)
+                except DownloadError as exc:
+                    if not return_exceptions:
+                        failure.append(exc)
+                        raise
+                    results[index] = exc
+
+        try:
+            workers = [
+                asyncio.ensure_future(worker())
+                for _ in range(min(len(items), self.config.max_connections * 2) or 0)
+            ]
+            if workers:
+                done, pending = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        finally:
+            _batch_tracker.reset(token)
+            tracker.total = max(tracker.total, len(items))
+            await tracker.finish()
+        return results
+
+    # -- lazy content -------------------------------------------------------------------
+    def _need_catalog(self, what: str) -> Catalog:
+        if self._catalog is None:
+            raise ConfigError(f"{what} needs a catalog (set EngineConfig.data_dir or catalog)")
+        return self._catalog
+
+    async def register(self, url_or_request: str | DownloadRequest, **kwargs: Any) -> UnitFile:
+        """Record a unit file, its sources and its unit without transferring (lazy content).
+
+        The request must carry an expected sha256. Returns the recorded :class:`UnitFile`.
+        """
+        self._require_open()
+        catalog = self._need_catalog("register")
+        request = self._make_request(url_or_request, kwargs)
+        sha = request.sha256
+        if sha is None:
+            raise ConfigError("register needs expected_digests with a sha256", url=request.url)
+        stored = await self.storage.stat(sha)
+        record = await catalog.record_unit_file(
+            UnitFile(
+                sha256=sha,
+                size=request.expected_size if stored is None else stored.size,
+                digests=dict(request.expected_digests),
+                location=stored.location if stored else None,
+                sources=request.sources,
+            )
+        )
+        if request.unit is not None:
+            await catalog.save_unit(request.unit, sha, request.repository)
+        return record
+
+    async def fetch(self, sha256: str) -> DownloadResult:
+        """Download a registered file on demand from its recorded sources."""
+        self._require_open()
+        catalog = self._need_catalog("fetch")
+        record = await catalog.get_unit_file(sha256.lower())
+        if record is None:
+            raise ConfigError(f"no unit file recorded for sha256 {sha256}")
+        if not record.sources:
+            raise ConfigError(f"unit file {sha256} has no recorded source")
+        for source in record.sources:
+            if source.remote is not None and source.remote not in self.config.remotes:
+                raise ConfigError(
+                    f"unit file {sha256} needs remote {source.remote!r}, which is not configured "
+                    "(its credentials are not available in this process)",
+                    url=source.url,
+                )
+        return await self.download(
+            DownloadRequest(
+                sources=record.sources,
+                expected_digests=record.digests,
+                expected_size=record.size,
+            )
+        )
+
+    # -- bitrot ----------------------------------------------------------------------------
+    async def verify(self, *, repair: bool = False, concurrency: int = 4) -> VerifyReport:
+        """Re-hash every stored file against its unit file.
+
+        With ``repair=True``, a corrupt file is moved aside and, like a missing one,
+        fetched again from its recorded sources. Progress is reported with code ``verify``.
+        """
+        self._require_open()
+        catalog = self._need_catalog("verify")
+        tracker = ProgressTracker(
+            self.config.progress,
+            code="verify",
+            message="Verifying stored files",
+            interval=self.config.progress_interval,
+        )
+        checked = ok = 0
+        corrupt: list[str] = []
+        missing: list[str] = []
+        repaired: list[str] = []
+        errors: dict[str, str] = {}
+        gate = asyncio.Semaphore(concurrency)
+
+        async def check(record: UnitFile) -> None:
+            nonlocal checked, ok
+            async with gate:
+                algorithms = sorted({"sha256", *record.digests})
+                found = await self.storage.digest(record.sha256, algorithms)
+            checked += 1
+            bad: list[str] | None = None
+            if found is None:
+                bad = missing
+            else:
+                digests, size = found
+                good = size == record.size if record.size is not None else True
+                good = good and all(digests[a] == v for a, v in record.digests.items())
+                good = good and digests["sha256"] == record.sha256
+                if not good:
+                    bad = corrupt
+            if bad is None:
+                ok += 1
+                await catalog.mark_verified(record.sha256, datetime.now(timezone.utc))
+                tracker.file_done(record.size or 0)
+                return
+            bad.append(record.sha256)
+            if bad is corrupt:
+                await self.storage.quarantine(record.sha256)
+            await catalog.forget_location(record.sha256)
+            if not repair:
+                tracker.file_failed()
+                return
+            try:
+                await self.fetch(record.sha256)
+            except DownloadError as exc:
+                errors[record.sha256] = str(exc)
+                tracker.file_failed()
+            else:
+                repaired.append(record.sha256)
+                await catalog.mark_verified(record.sha256, datetime.now(timezone.utc))
+                tracker.file_done(record.size or 0)
+
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            async for record in catalog.unit_files():
+                if record.location is None:
+                    continue
+                tracker.add(1, record.size)
+                task = asyncio.ensure_future(check(record))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                if len(tasks) >= concurrency * 4:
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await tracker.finish()
+        return VerifyReport(
+            checked=checked,
+            ok=ok,
+            corrupt=tuple(sorted(corrupt)),
+            missing=tuple(sorted(missing)),
+            repaired=tuple(sorted(repaired)),
+            errors=errors,
+        )
+

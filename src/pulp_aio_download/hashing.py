@@ -1,0 +1,249 @@
+"""The hashing writer: stream chunks into a staging file while computing digests.
+
+The per-chunk path is kept to a list append and two integer additions. Chunks are handed
+to worker threads in batches of about ``batch_size`` bytes: one thread writes the batch with
+``os.writev`` and feeds it to sha256, every further digest is fed by its own thread at the
+same time (hashlib releases the GIL on large updates), and the next batch is received
+while the previous one is written and hashed. At most two batches are held in memory, so
+memory does not grow with the file size and the event loop never blocks on disk or hashing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+from .errors import DigestMismatch, SizeMismatch
+
+__all__ = ["HashingWriter", "verify_digests"]
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_IOV_MAX = getattr(os, "sysconf", lambda _: 1024)("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+
+
+def _writev_all(fd: int, chunks: list[bytes]) -> None:
+    """Write every byte of ``chunks`` (``os.writev`` may write less than asked)."""
+    views: list[Any] = list(chunks)
+    while views:
+        batch = views[:_IOV_MAX]
+        written = os.writev(fd, batch)
+        while written and views:
+            head = views[0]
+            if written >= len(head):
+                written -= len(head)
+                views.pop(0)
+            else:
+                views[0] = memoryview(head)[written:]
+                written = 0
+
+
+def _feed(hasher: Any, chunks: list[bytes]) -> None:
+    update = hasher.update
+    for chunk in chunks:
+        update(chunk)
+
+
+def verify_digests(
+    actual: Mapping[str, str],
+    expected: Mapping[str, str],
+    *,
+    url: str | None = None,
+    size: int | None = None,
+    expected_size: int | None = None,
+) -> None:
+    """Raise :class:`SizeMismatch` or :class:`DigestMismatch` if ``actual`` differs."""
+    if expected_size is not None and size is not None and size != expected_size:
+        raise SizeMismatch(expected=expected_size, actual=size, url=url)
+    for algorithm, value in expected.items():
+        got = actual.get(algorithm)
+        if got != value:
+            raise DigestMismatch(algorithm=algorithm, expected=value, actual=str(got), url=url)
+
+
+class HashingWriter:
+    """Write a download to ``path`` while computing digests and counting bytes.
+
+    Args:
+        path: the staging file to create (it must not exist).
+        algorithms: digest algorithms to compute; sha256 is always added.
+        expected_size: when set, :meth:`write` raises :class:`SizeMismatch` as soon as more
+            bytes than this arrive, so an over-long body is cut short.
+        url: named in errors.
+        batch_size: bytes handed to the worker threads at once.
+        executor: where writing and hashing run (the loop's default executor if None).
+
+    Use as ``async with HashingWriter(...) as w: await w.write(chunk) ...; await w.finish()``.
+    Leaving the block without :meth:`finish` (an error, a cancellation) closes and removes
+    the staging file.
+    """
+
+    __slots__ = (
+        "_batch",
+        "_batch_bytes",
+        "_batch_size",
+        "_executor",
+        "_extra",
+        "_fd",
+        "_finished",
+        "_loop",
+        "_pending",
+        "_primary",
+        "algorithms",
+        "expected_size",
+        "path",
+        "size",
+        "url",
+    )
+
+    def __init__(
+        self,
+        path: Path,
+        algorithms: Iterable[str] = (),
+        *,
+        expected_size: int | None = None,
+        url: str | None = None,
+        batch_size: int = 1024 * 1024,
+        executor: Executor | None = None,
+    ) -> None:
+        names = ["sha256", *sorted({a for a in algorithms if a != "sha256"})]
+        self.algorithms = tuple(names)
+        self.path = path
+        self.expected_size = expected_size
+        self.url = url
+        self.size = 0
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
+        self._batch_size = batch_size
+        self._executor = executor
+        self._fd = -1
+        self._pending: asyncio.Future[Any] | None = None
+        self._finished = False
+        self._loop = asyncio.get_running_loop()
+        self._primary: Any = hashlib.sha256()
+        self._extra: list[Any] = [hashlib.new(n) for n in names[1:]]
+
+    async def __aenter__(self) -> HashingWriter:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if not self._finished:
+            await self.abort()
+
+    async def open(self) -> None:
+        """Create the staging file."""
+        self._fd = await self._loop.run_in_executor(
+            self._executor, os.open, self.path, _OPEN_FLAGS, 0o644
+        )
+
+    async def write(self, chunk: bytes) -> None:
+        """Add ``chunk`` to the file and the digests."""
+        size = self.size + len(chunk)
+        self.size = size
+        if self.expected_size is not None and size > self.expected_size:
+            raise SizeMismatch(
+                expected=self.expected_size,
+                actual=size,
+                url=self.url,
+                message=(
+                    f"body exceeds the expected size of {self.expected_size} bytes "
+                    f"(stopped after {size})"
+                ),
+            )
+        self._batch.append(chunk)
+        self._batch_bytes += len(chunk)
+        if self._batch_bytes >= self._batch_size:
+            await self._submit()
+
+    async def _submit(self) -> None:
+        batch = self._batch
+        self._batch = []
+        self._batch_bytes = 0
+        if self._pending is not None:
+            await self._pending
+        loop, executor = self._loop, self._executor
+        primary = loop.run_in_executor(executor, self._write_and_hash, batch)
+        if self._extra:
+            extra = [loop.run_in_executor(executor, _feed, h, batch) for h in self._extra]
+            self._pending = asyncio.gather(primary, *extra)
+        else:
+            self._pending = primary
+
+    def _write_and_hash(self, batch: list[bytes]) -> None:
+        _writev_all(self._fd, batch)
+        _feed(self._primary, batch)
+
+    async def flush(self) -> None:
+        """Wait until every byte received so far is written and hashed."""
+        if self._batch:
+            await self._submit()
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    async def finish(self) -> tuple[dict[str, str], int]:
+        """Flush, fsync and close the file; return ``({algorithm: hex}, size)``."""
+        await self.flush()
+        fd, self._fd = self._fd, -1
+        await self._loop.run_in_executor(self._executor, _fsync_close, fd)
+        self._finished = True
+        digests = {"sha256": self._primary.hexdigest()}
+        for name, hasher in zip(self.algorithms[1:], self._extra):
+            digests[name] = hasher.hexdigest()
+        return digests, self.size
+
+    async def reset(self) -> None:
+        """Start over from byte 0 (a server that ignored a Range request)."""
+        await self.flush()
+        await self._loop.run_in_executor(self._executor, os.ftruncate, self._fd, 0)
+        await self._loop.run_in_executor(self._executor, os.lseek, self._fd, 0, os.SEEK_SET)
+        self.size = 0
+        self._primary = hashlib.sha256()
+        self._extra = [hashlib.new(n) for n in self.algorithms[1:]]
+
+    async def abort(self) -> None:
+        """Close and remove the staging file; safe to call more than once and under
+        cancellation (the cleanup is shielded and always completes)."""
+        self._finished = True
+        cleanup = asyncio.ensure_future(self._cleanup())
+        try:
+            await asyncio.shield(cleanup)
+        except asyncio.CancelledError:
+            await cleanup
+            raise
+
+    async def _cleanup(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            # The fd must outlive a batch still in a worker thread: a closed and reused fd
+            # number would let that batch land in another file.
+            try:
+                await pending
+            except Exception:
+                pass
+        fd, self._fd = self._fd, -1
+        await self._loop.run_in_executor(self._executor, _discard, fd, self.path)
+
+
+def _fsync_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard(fd: int, path: Path) -> None:
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

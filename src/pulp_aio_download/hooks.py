@@ -1,0 +1,148 @@
+"""The post-download hook chain.
+
+A hook is an async callable taking the :class:`DownloadContext`. The engine runs
+``EngineConfig.hooks`` (default :data:`DEFAULT_HOOKS`) in order once a download is
+validated, or once a cached artifact is found. A plugin adds its own around the built-ins::
+
+    hooks = [check_signature, *pad.DEFAULT_HOOKS, make_my_model]
+
+A hook that raises fails the download with :class:`HookError`; what the chain had stored or
+recorded for that download is rolled back (a newly stored artifact is removed, a newly
+recorded location forgotten), so nothing is left stored or recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .models import ContentUnit, DownloadRequest, DownloadResult, Source, UnitFile
+
+if TYPE_CHECKING:
+    from .engine import DownloadEngine
+    from .storage.base import StoredArtifact
+
+__all__ = [
+    "DEFAULT_HOOKS",
+    "DownloadContext",
+    "Hook",
+    "create_unit",
+    "record_unit_file",
+    "report_progress",
+    "store",
+]
+
+
+@dataclass(slots=True, eq=False)
+class DownloadContext:
+    """What a hook sees of one download.
+
+    Attributes:
+        request: the :class:`DownloadRequest`.
+        engine: the running engine (its ``storage`` and ``catalog``).
+        path: the validated staged file; after :func:`store`, the stored file (None for
+            storage without local files).
+        digests: sha256 and every expected algorithm, hex.
+        size: bytes.
+        url: the source URL used (without credentials).
+        source: the :class:`Source` used (None when served from the cache).
+        headers: the response headers.
+        attempts: attempts made.
+        cached: True when an already stored artifact served the request.
+        stored: the :class:`StoredArtifact` once stored.
+        result: the :class:`DownloadResult` once stored.
+        unit: the :class:`ContentUnit` once created.
+    """
+
+    request: DownloadRequest
+    engine: DownloadEngine
+    path: Path | None
+    digests: dict[str, str]
+    size: int
+    url: str
+    source: Source | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    attempts: int = 1
+    cached: bool = False
+    stored: StoredArtifact | None = None
+    result: DownloadResult | None = None
+    unit: ContentUnit | None = None
+    newly_stored: bool = False
+    newly_recorded: bool = False
+
+    @property
+    def sha256(self) -> str:
+        return self.digests["sha256"]
+
+
+Hook = Callable[[DownloadContext], Awaitable[None]]
+
+
+async def store(ctx: DownloadContext) -> None:
+    """Commit the staged file to storage (content-addressed, atomic) and set ``result``."""
+    storage = ctx.engine.storage
+    if ctx.cached:
+        stored = await storage.stat(ctx.sha256)
+        if stored is None:  # removed since the cache check: the caller downloads again
+            from .errors import StorageError
+
+            raise StorageError(f"artifact {ctx.sha256} vanished from storage", url=ctx.url)
+    else:
+        assert ctx.path is not None
+        existed = await storage.stat(ctx.sha256) is not None
+        stored = await storage.commit(ctx.path, ctx.sha256, ctx.size)
+        ctx.newly_stored = not existed
+    ctx.stored = stored
+    ctx.path = stored.path
+    ctx.result = DownloadResult(
+        url=ctx.url,
+        size=ctx.size,
+        digests=dict(ctx.digests),
+        location=stored.location,
+        path=stored.path,
+        headers=dict(ctx.headers),
+        cached=ctx.cached,
+        attempts=ctx.attempts,
+    )
+
+
+async def record_unit_file(ctx: DownloadContext) -> None:
+    """Record the unit file (location, digests, size) and merge the request's sources."""
+    catalog = ctx.engine.catalog
+    if catalog is None or ctx.stored is None:
+        return
+    previous = await catalog.get_unit_file(ctx.sha256)
+    ctx.newly_recorded = previous is None or previous.location is None
+    digests = {**(previous.digests if previous else {}), **ctx.digests}
+    await catalog.record_unit_file(
+        UnitFile(
+            sha256=ctx.sha256,
+            size=ctx.size,
+            digests=digests,
+            location=ctx.stored.location,
+            sources=ctx.request.sources,
+        )
+    )
+
+
+async def create_unit(ctx: DownloadContext) -> None:
+    """Create or find the request's content unit, link the file, add it to the repository."""
+    catalog = ctx.engine.catalog
+    spec = ctx.request.unit
+    if catalog is None or spec is None:
+        return
+    ctx.unit = await catalog.save_unit(spec, ctx.sha256, ctx.request.repository)
+    if ctx.result is not None:
+        ctx.result = dataclasses.replace(ctx.result, unit=ctx.unit)
+
+
+async def report_progress(ctx: DownloadContext) -> None:
+    """Count the file as done in the current progress report."""
+    ctx.engine._tracker().file_done(ctx.size, cached=ctx.cached)
+
+
+#: The built-in chain: store, record the unit file, create the unit, report progress.
+DEFAULT_HOOKS: tuple[Hook, ...] = (store, record_unit_file, create_unit, report_progress)

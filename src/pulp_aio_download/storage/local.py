@@ -1,0 +1,178 @@
+"""Local filesystem storage: content-addressed, published by atomic rename."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+from ..errors import StorageError
+from .base import Storage, StoredArtifact, artifact_key
+
+__all__ = ["LocalStorage"]
+
+_STAGING = ".staging"
+_QUARANTINE = ".quarantine"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LocalStorage(Storage):
+    """Artifacts under ``root/ab/cdef…`` (sha256), staged in ``root/.staging`` on the same
+    filesystem and published with ``os.replace`` after the file and then its directory are
+    fsynced.
+
+    Staging files are named after the host and process that writes them; :meth:`open`
+    removes those left by dead processes of this host.
+
+    Args:
+        root: the directory of the artifacts (created if missing).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self._staging = self.root / _STAGING
+        self._prefix = f"{socket.gethostname()}-{os.getpid()}-"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.root)!r})"
+
+    async def open(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._open_sync)
+
+    def _open_sync(self) -> None:
+        try:
+            self._staging.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create storage directory {self.root}: {exc}") from exc
+        self.clean_staging()
+
+    def clean_staging(self) -> list[Path]:
+        """Remove staging files of dead processes of this host; return what was removed."""
+        host = socket.gethostname()
+        removed = []
+        for entry in self._staging.iterdir():
+            name = entry.name
+            if not name.startswith(host + "-"):
+                continue
+            pid_text = name[len(host) + 1 :].partition("-")[0]
+            if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+                    removed.append(entry)
+        return removed
+
+    def staging_dir(self) -> Path:
+        return self._staging
+
+    def new_staging_path(self) -> Path:
+        """A fresh staging file name (not created)."""
+        return self._staging / f"{self._prefix}{uuid.uuid4().hex}.part"
+
+    def path_of(self, sha256: str) -> Path:
+        """The final path of artifact ``sha256`` (whether or not it exists)."""
+        return self.root / artifact_key(sha256)
+
+    async def commit(self, staged: Path, sha256: str, size: int) -> StoredArtifact:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._commit_sync, staged, sha256, size
+        )
+
+    def _commit_sync(self, staged: Path, sha256: str, size: int) -> StoredArtifact:
+        final = self.path_of(sha256)
+        try:
+            if final.exists():
+                staged.unlink(missing_ok=True)
+            else:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
+                _fsync_dir(final.parent)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                staged.unlink(missing_ok=True)
+            raise StorageError(f"cannot store artifact {sha256} under {self.root}: {exc}") from exc
+        return StoredArtifact(artifact_key(sha256), final, size)
+
+    async def stat(self, sha256: str) -> StoredArtifact | None:
+        path = self.path_of(sha256)
+        try:
+            st = await asyncio.get_running_loop().run_in_executor(None, os.stat, path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot stat artifact {sha256}: {exc}") from exc
+        return StoredArtifact(artifact_key(sha256), path, st.st_size)
+
+    async def read(self, sha256: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        try:
+            fh = await loop.run_in_executor(None, open, self.path_of(sha256), "rb")
+        except OSError as exc:
+            raise StorageError(f"cannot read artifact {sha256}: {exc}") from exc
+        try:
+            while chunk := await loop.run_in_executor(None, fh.read, chunk_size):
+                yield chunk
+        finally:
+            await loop.run_in_executor(None, fh.close)
+
+    async def digest(
+        self, sha256: str, algorithms: Iterable[str]
+    ) -> tuple[dict[str, str], int] | None:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._digest_sync, sha256, tuple(algorithms)
+        )
+
+    def _digest_sync(
+        self, sha256: str, algorithms: tuple[str, ...]
+    ) -> tuple[dict[str, str], int] | None:
+        hashers = [hashlib.new(name) for name in algorithms]
+        size = 0
+        buf = bytearray(1024 * 1024)
+        view = memoryview(buf)
+        try:
+            with open(self.path_of(sha256), "rb", buffering=0) as fh:
+                while n := fh.readinto(buf):
+                    size += n
+                    for h in hashers:
+                        h.update(view[:n])
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read artifact {sha256}: {exc}") from exc
+        return {name: h.hexdigest() for name, h in zip(algorithms, hashers)}, size
+
+    async def quarantine(self, sha256: str) -> None:
+        def move() -> None:
+            target = self.root / _QUARANTINE / f"{sha256}-{int(time.time())}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self.path_of(sha256), target)
+
+        await asyncio.get_running_loop().run_in_executor(None, move)
+
+    async def delete(self, sha256: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.path_of(sha256).unlink(missing_ok=True)
+        )

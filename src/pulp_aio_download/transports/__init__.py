@@ -1,0 +1,1 @@
+"""Transports: how bytes are fetched (HTTP/HTTPS through aiohttp, ``file://``)."""

@@ -1,0 +1,289 @@
+"""The HTTP/HTTPS transport: one ``aiohttp.ClientSession`` per remote on the shared connector.
+
+This is the one place aiohttp's exceptions are translated into ours
+(:func:`map_client_error`), most specific first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from .._version import __version__
+from ..config import RemoteConfig
+from ..errors import (
+    ConfigError,
+    ConnectionFailed,
+    DownloadError,
+    DownloadTimeout,
+    HTTPStatusError,
+    ProxyError,
+    TLSError,
+)
+from ..retry import parse_retry_after
+from ..tls import build_ssl_context, classify_ssl_error
+from ..urls import origin, redact_url
+from .base import Response
+
+__all__ = ["ERROR_MAP", "HttpResponse", "HttpTransport", "default_user_agent", "map_client_error"]
+
+log = logging.getLogger(__name__)
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def default_user_agent() -> str:
+    return f"pulp-aio-download/{__version__} aiohttp/{aiohttp.__version__}"
+
+
+def _tls_error(exc: BaseException, url: str) -> DownloadError:
+    return TLSError(f"TLS failure: {classify_ssl_error(exc)}", url=url)
+
+
+def _timeout(kind: str) -> Any:
+    def make(exc: BaseException, url: str) -> DownloadError:
+        return DownloadTimeout(f"{kind} timeout expired", url=url, timeout=kind)
+
+    return make
+
+
+def _simple(cls: type[DownloadError], what: str) -> Any:
+    def make(exc: BaseException, url: str) -> DownloadError:
+        detail = str(exc) or type(exc).__name__
+        return cls(f"{what}: {redact_url(detail) if '://' in detail else detail}", url=url)
+
+    return make
+
+
+def _proxy_status(exc: BaseException, url: str) -> DownloadError:
+    status = getattr(exc, "status", None)
+    return ProxyError(f"proxy refused the request (HTTP {status})", url=url)
+
+
+def _status(exc: BaseException, url: str) -> DownloadError:
+    return HTTPStatusError(status=getattr(exc, "status", 0) or 0, url=url)
+
+
+#: aiohttp exception → our error, most specific first. A test checks every
+#: ``aiohttp.ClientError`` subclass is covered by an entry other than the last.
+ERROR_MAP: tuple[tuple[type[BaseException], Any], ...] = (
+    (aiohttp.ClientHttpProxyError, _proxy_status),
+    (aiohttp.ClientProxyConnectionError, _simple(ProxyError, "cannot connect to the proxy")),
+    (aiohttp.ClientSSLError, _tls_error),
+    (aiohttp.ServerFingerprintMismatch, _tls_error),
+    (aiohttp.ConnectionTimeoutError, _timeout("connect")),
+    (aiohttp.SocketTimeoutError, _timeout("sock_read")),
+    (aiohttp.ServerTimeoutError, _timeout("sock_read")),
+    (aiohttp.ClientConnectorDNSError, _simple(ConnectionFailed, "cannot resolve host")),
+    (aiohttp.ClientConnectorError, _simple(ConnectionFailed, "cannot connect")),
+    (aiohttp.ServerDisconnectedError, _simple(ConnectionFailed, "server disconnected")),
+    (aiohttp.ClientConnectionResetError, _simple(ConnectionFailed, "connection reset")),
+    (aiohttp.ClientOSError, _simple(ConnectionFailed, "connection error")),
+    (aiohttp.ClientConnectionError, _simple(ConnectionFailed, "connection error")),
+    (aiohttp.ClientPayloadError, _simple(ConnectionFailed, "body transfer broken")),
+    (aiohttp.TooManyRedirects, _simple(HTTPStatusError, "too many redirects")),
+    (aiohttp.RedirectClientError, _simple(ConfigError, "invalid redirect")),
+    (aiohttp.InvalidURL, _simple(ConfigError, "invalid URL")),
+    (aiohttp.NonHttpUrlClientError, _simple(ConfigError, "not an HTTP URL")),
+    (aiohttp.ClientResponseError, _status),
+    (aiohttp.UploadAbortedError, _simple(ConnectionFailed, "upload aborted")),
+    (ssl.SSLError, _tls_error),
+    (asyncio.TimeoutError, _timeout("total")),
+    (aiohttp.ClientError, _simple(ConnectionFailed, "client error")),
+    (OSError, _simple(ConnectionFailed, "connection error")),
+)
+
+
+def map_client_error(exc: BaseException, url: str) -> DownloadError:
+    """Translate an aiohttp (or socket/ssl) exception raised for ``url``."""
+    if isinstance(exc, DownloadError):
+        return exc
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        # HTTPStatusError subclasses ClientResponseError: keep the proxy meaning.
+        return _proxy_status(exc, url)
+    for cls, make in ERROR_MAP:
+        if isinstance(exc, cls):
+            error: DownloadError = make(exc, url)
+            return error
+    return ConnectionFailed(f"{type(exc).__name__}: {exc}", url=url)
+
+
+class HttpResponse(Response):
+    """An aiohttp response being read."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, url: str, offset: int) -> None:
+        self._resp = resp
+        self.url = url
+        self.status = resp.status
+        self.headers = resp.headers
+        self.offset = offset
+        self._content = resp.content
+
+    async def read(self) -> bytes:
+        try:
+            return await self._content.readany()
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise map_client_error(exc, self.url) from exc
+
+    def abort(self) -> None:
+        self._resp.close()
+
+    async def close(self) -> None:
+        self._resp.release()
+
+
+class HttpTransport:
+    """Requests to one remote through its ``aiohttp.ClientSession`` on the shared connector.
+
+    Redirects are followed here (not by aiohttp) so that the remote's policy applies:
+    at most ``max_redirects``, no ``https`` → ``http`` unless allowed, and credentials
+    (basic auth, the auth object's headers, URL userinfo) only for the request's origin.
+    """
+
+    def __init__(self, remote: RemoteConfig, connector: aiohttp.BaseConnector) -> None:
+        self.remote = remote
+        t = remote.timeouts
+        headers = {
+            "User-Agent": remote.user_agent or default_user_agent(),
+            "Accept-Encoding": "identity",
+            **remote.headers,
+        }
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            connector_owner=False,
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(
+                total=t.total, connect=t.connect, sock_connect=t.sock_connect, sock_read=t.sock_read
+            ),
+            trust_env=remote.trust_env,
+            headers=headers,
+            raise_for_status=False,
+        )
+        self._ssl: ssl.SSLContext | bool = build_ssl_context(remote.tls)
+        proxy = remote.proxy
+        self._proxy = proxy.url if proxy else None
+        self._proxy_auth = (
+            aiohttp.BasicAuth(proxy.username, proxy.password or "")
+            if proxy is not None and proxy.username is not None
+            else None
+        )
+        self._basic = (
+            aiohttp.BasicAuth(remote.username, remote.password or "").encode()
+            if remote.username is not None
+            else None
+        )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    def _auth_headers(
+        self, url: str, userinfo: tuple[str, str | None] | None
+    ) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if userinfo is not None:
+            headers["Authorization"] = aiohttp.BasicAuth(userinfo[0], userinfo[1] or "").encode()
+        elif self._basic is not None:
+            headers["Authorization"] = self._basic
+        if self.remote.auth is not None:
+            self.remote.auth.apply(url, headers)
+        return headers
+
+    async def open(
+        self,
+        url: str,
+        *,
+        userinfo: tuple[str, str | None] | None = None,
+        offset: int = 0,
+        validator: str | None = None,
+    ) -> HttpResponse:
+        """Send a GET for ``url`` (from ``offset`` when non-zero) and return the response
+        once its headers arrived. A non-2xx final status raises :class:`HTTPStatusError`
+        (with ``retry_after`` when the server sent one)."""
+        first_origin = origin(url)
+        current = url
+        challenged = False
+        redirects = 0
+        while True:
+            headers: dict[str, str] = {}
+            if origin(current) == first_origin:
+                headers.update(self._auth_headers(current, userinfo))
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+                if validator:
+                    headers["If-Range"] = validator
+            try:
+                resp = await self.session.get(
+                    current,
+                    headers=headers,
+                    allow_redirects=False,
+                    proxy=self._proxy,
+                    proxy_auth=self._proxy_auth,
+                    ssl=self._ssl,
+                )
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise map_client_error(exc, current) from exc
+            status = resp.status
+            if status in _REDIRECTS and "Location" in resp.headers:
+                resp.release()
+                target = urljoin(current, resp.headers["Location"])
+                redirects += 1
+                if redirects > self.remote.max_redirects:
+                    raise HTTPStatusError(
+                        status=status,
+                        url=url,
+                        message=f"too many redirects (more than {self.remote.max_redirects})",
+                    )
+                scheme = urlsplit(target).scheme
+                if scheme not in ("http", "https"):
+                    raise ConfigError(f"redirect to unsupported scheme {scheme!r}", url=current)
+                if (
+                    urlsplit(current).scheme == "https"
+                    and scheme == "http"
+                    and not self.remote.allow_insecure_redirects
+                ):
+                    raise ConnectionFailed(
+                        f"refused insecure redirect from https to {redact_url(target)}",
+                        url=current,
+                    )
+                log.debug("redirect %s -> %s", redact_url(current), redact_url(target))
+                current = target
+                continue
+            if status == 401 and self.remote.auth is not None and not challenged:
+                challenged = True
+                retry = await self.remote.auth.challenge(
+                    current, status, resp.headers, self.session
+                )
+                resp.release()
+                if retry:
+                    continue
+                raise HTTPStatusError(status=401, reason=resp.reason, url=current)
+            if status == 407:
+                resp.release()
+                raise ProxyError("proxy authentication required (HTTP 407)", url=current)
+            if not 200 <= status < 300:
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                reason = resp.reason
+                resp.release()
+                raise HTTPStatusError(
+                    status=status, reason=reason, url=current, retry_after=retry_after
+                )
+            got_offset = 0
+            if offset and status == 206:
+                got_offset = _content_range_start(resp.headers)
+            return HttpResponse(resp, current, got_offset)
+
+
+def _content_range_start(headers: Mapping[str, str]) -> int:
+    value = headers.get("Content-Range", "")
+    try:
+        unit, _, rng = value.partition(" ")
+        start = int(rng.partition("-")[0])
+    except ValueError:
+        return -1
+    return start if unit == "bytes" else -1
