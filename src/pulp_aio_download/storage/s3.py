@@ -1,0 +1,511 @@
+"""S3-compatible object storage (AWS S3, MinIO, Ceph RGW, moto), through aiobotocore.
+
+Needs the ``s3`` extra (``pip install 'pulp-aio-download[s3]'``). aiobotocore and botocore
+are imported only when a storage is opened, so importing this module costs nothing.
+
+Why aiobotocore: it is the asyncio flavour of botocore, so it reads credentials from every
+source AWS users expect (explicit arguments, environment, shared config and credentials
+files, profiles, SSO, container and instance metadata), speaks every S3 dialect botocore
+knows (path or virtual-host addressing, SigV4, custom endpoints) and runs on aiohttp, which
+we already depend on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+from ..errors import ConfigError, StorageError
+from ..urls import redact_url
+from .base import Storage, StoredArtifact, artifact_key
+
+__all__ = ["DEFAULT_PART_SIZE", "MIN_PART_SIZE", "S3Storage"]
+
+log = logging.getLogger(__name__)
+
+MIN_PART_SIZE = 5 * 1024 * 1024
+"""S3's minimum size of every part of a multipart upload but the last."""
+
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+"""Files larger than this are uploaded in parts of this size."""
+
+_MAX_PARTS = 10_000
+_QUARANTINE = "quarantine"
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+class S3Storage(Storage):
+    """Artifacts as objects ``[prefix/]ab/cdef…`` (sha256) in an S3-compatible bucket.
+
+    The engine writes each download to a staging file in a local temporary directory
+    (:meth:`staging_dir`); :meth:`commit` uploads the validated file and removes it. An
+    object therefore appears under its final key only once its bytes were validated: a
+    single-part upload is one ``PutObject`` (sent with its sha256 so the server rejects
+    different bytes), a multipart upload becomes visible only when it is completed and is
+    aborted on any error or cancellation. Memory stays bounded by one part.
+
+    Credentials come from the explicit arguments or, when they are not given, from the usual
+    AWS sources (environment, ``~/.aws`` config and credentials files, ``profile``, instance
+    metadata). They are never logged and never shown by ``repr()`` or in error messages.
+
+    Args:
+        bucket: the bucket (it must exist).
+        prefix: a key prefix under which the artifacts live (``"pulp/artifacts"``).
+        endpoint_url: the endpoint of an S3-compatible server (``http://127.0.0.1:9000``);
+            None for AWS.
+        region: the region; None to take it from the AWS configuration.
+        access_key_id: explicit credentials (with ``secret_access_key`` and, for temporary
+            credentials, ``session_token``).
+        profile: a named profile of the AWS configuration files.
+        part_size: files larger than this are uploaded in parts of this size (at least 5 MiB;
+            raised automatically so that a file never needs more than 10,000 parts).
+        staging_root: where the local staging directory is created (default: the system
+            temporary directory). Put it on a disk with room for the downloads in flight.
+        addressing_style: ``"path"`` or ``"virtual"``; default ``"path"`` with an
+            ``endpoint_url`` (what S3-compatible servers expect) and ``"auto"`` without.
+        checksums: send the sha256 with single-part uploads and the MD5 of each part, so the
+            server refuses bytes damaged on the way. Turn off for servers that reject the
+            ``x-amz-checksum-sha256`` header.
+        max_pool_connections: the size of the client's connection pool.
+        client_config: a ``botocore.config.Config`` merged over these defaults (timeouts,
+            retries, proxies...).
+
+    Raises:
+        ConfigError: an empty bucket, a part size below 5 MiB or half of a key pair.
+
+    Example::
+
+        storage = S3Storage("artifacts", prefix="pulp", endpoint_url="http://127.0.0.1:9000")
+        async with pad.DownloadEngine(pad.EngineConfig(storage=storage)) as engine:
+            result = await engine.download(url, expected_digests={"sha256": digest})
+            result.location  # 's3://artifacts/pulp/ab/cdef…'
+    """
+
+    copy_object_limit: ClassVar[int] = 5 * 1024**3
+    """Objects larger than this are copied part by part (S3's ``CopyObject`` limit)."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        *,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        profile: str | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+        staging_root: str | os.PathLike[str] | None = None,
+        addressing_style: str | None = None,
+        checksums: bool = True,
+        max_pool_connections: int = 10,
+        client_config: Any = None,
+    ) -> None:
+        if not bucket or "/" in bucket:
+            raise ConfigError(f"S3Storage: invalid bucket name {bucket!r}")
+        if part_size < MIN_PART_SIZE:
+            raise ConfigError(
+                f"S3Storage: part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum), "
+                f"got {part_size}"
+            )
+        if (access_key_id is None) != (secret_access_key is None):
+            raise ConfigError(
+                "S3Storage: access_key_id and secret_access_key must be given together"
+            )
+        if session_token is not None and access_key_id is None:
+            raise ConfigError("S3Storage: session_token needs access_key_id and secret_access_key")
+        if addressing_style not in (None, "auto", "path", "virtual"):
+            raise ConfigError(
+                f"S3Storage: addressing_style must be 'auto', 'path' or 'virtual', "
+                f"got {addressing_style!r}"
+            )
+        if max_pool_connections < 1:
+            raise ConfigError(
+                f"S3Storage: max_pool_connections must be positive, got {max_pool_connections}"
+            )
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.part_size = part_size
+        self.staging_root = Path(staging_root) if staging_root is not None else None
+        self.checksums = checksums
+        self._profile = profile
+        self._credentials = {
+            "aws_access_key_id": access_key_id,
+            "aws_secret_access_key": secret_access_key,
+            "aws_session_token": session_token,
+        }
+        self._addressing_style = addressing_style or ("path" if endpoint_url else "auto")
+        self._max_pool_connections = max_pool_connections
+        self._client_config = client_config
+        self._stack: AsyncExitStack | None = None
+        self._client_obj: Any = None
+        self._staging: Path | None = None
+        self._errors: tuple[type[BaseException], ...] = ()
+
+    def __repr__(self) -> str:
+        endpoint = redact_url(self.endpoint_url) if self.endpoint_url else None
+        return (
+            f"{type(self).__name__}(bucket={self.bucket!r}, prefix={self.prefix!r}, "
+            f"endpoint_url={endpoint!r})"
+        )
+
+    async def __aenter__(self) -> S3Storage:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def key_of(self, sha256: str) -> str:
+        """The object key of artifact ``sha256`` (whether or not it exists)."""
+        key = artifact_key(sha256)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def quarantine_key_of(self, sha256: str) -> str:
+        """The key under which :meth:`quarantine` puts artifact ``sha256``."""
+        key = f"{_QUARANTINE}/{artifact_key(sha256)}"
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def location_of(self, sha256: str) -> str:
+        """The ``s3://bucket/key`` URI of artifact ``sha256``."""
+        return self._uri(self.key_of(sha256))
+
+    def _uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the local staging directory and the S3 client (no request is sent)."""
+        if self._client_obj is not None:
+            return
+        import aiohttp
+        import botocore.exceptions
+        from aiobotocore.session import AioSession
+        from botocore.config import Config
+
+        self._errors = (
+            botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError,
+            aiohttp.ClientError,
+            asyncio.TimeoutError,
+            OSError,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            staging = await loop.run_in_executor(None, self._make_staging)
+        except OSError as exc:
+            raise StorageError(f"cannot create a staging directory for {self!r}: {exc}") from exc
+
+        options: dict[str, Any] = {
+            "retries": {"mode": "standard", "max_attempts": 5},
+            "s3": {"addressing_style": self._addressing_style},
+            "max_pool_connections": self._max_pool_connections,
+        }
+        # botocore >= 1.36 adds CRC checksums with aws-chunked bodies by default, which many
+        # S3-compatible servers refuse; we send our own checksums instead.
+        if "request_checksum_calculation" in Config.OPTION_DEFAULTS:
+            options["request_checksum_calculation"] = "when_required"
+            options["response_checksum_validation"] = "when_required"
+        config = Config(**options)
+        if self._client_config is not None:
+            config = config.merge(self._client_config)
+
+        stack = AsyncExitStack()
+        try:
+            session = AioSession(profile=self._profile)
+            creator = session.create_client(
+                "s3",
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                config=config,
+                **{k: v for k, v in self._credentials.items() if v is not None},
+            )
+            self._client_obj = await stack.enter_async_context(creator)
+        except self._errors as exc:
+            await stack.aclose()
+            await loop.run_in_executor(None, _rmdir_if_empty, staging)
+            raise StorageError(
+                f"cannot create the S3 client for {self!r}: {self._describe(exc)}"
+            ) from exc
+        self._stack = stack
+        self._staging = staging
+
+    def _make_staging(self) -> Path:
+        if self.staging_root is not None:
+            self.staging_root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="pulp-aio-download-s3-", dir=self.staging_root))
+
+    async def close(self) -> None:
+        """Close the S3 client and remove the staging directory if it is empty."""
+        stack, self._stack, self._client_obj = self._stack, None, None
+        staging, self._staging = self._staging, None
+        try:
+            if stack is not None:
+                await stack.aclose()
+        finally:
+            if staging is not None:
+                await asyncio.get_running_loop().run_in_executor(None, _rmdir_if_empty, staging)
+
+    @property
+    def _client(self) -> Any:
+        if self._client_obj is None:
+            raise RuntimeError(f"{self!r} is not open: call 'await storage.open()' first")
+        return self._client_obj
+
+    def staging_dir(self) -> Path:
+        if self._staging is None:
+            raise RuntimeError(f"{self!r} is not open: call 'await storage.open()' first")
+        return self._staging
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def _describe(self, exc: BaseException) -> str:
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            error = response.get("Error", {})
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = error.get("Code") or "error"
+            text = f"{code} (HTTP {status})" if status else str(code)
+            if error.get("Message"):
+                text += f": {error['Message']}"
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+        for secret in self._credentials.values():
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    @contextlib.contextmanager
+    def _translate(self, action: str, key: str) -> Iterator[None]:
+        """Turn botocore/aiohttp/OS errors raised inside the block into StorageError."""
+        try:
+            yield
+        except StorageError:
+            raise
+        except self._errors as exc:
+            raise StorageError(f"cannot {action} {self._uri(key)}: {self._describe(exc)}") from exc
+
+    # -- storage operations -----------------------------------------------------------------
+
+    async def _head(self, key: str) -> dict[str, Any] | None:
+        import botocore.exceptions
+
+        try:
+            response: dict[str, Any] = await self._client.head_object(Bucket=self.bucket, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+        return response
+
+    async def commit(self, staged: Path, sha256: str, size: int) -> StoredArtifact:
+        key = self.key_of(sha256)
+        loop = asyncio.get_running_loop()
+        try:
+            with self._translate("store", key):
+                if await self._head(key) is not None:
+                    log.debug("%s already stored", self._uri(key))
+                elif size > self.part_size:
+                    await self._upload_multipart(staged, key, size)
+                else:
+                    await self._put(staged, key, sha256, size)
+        finally:
+            with contextlib.suppress(OSError):
+                await loop.run_in_executor(None, _unlink, staged)
+        return StoredArtifact(self._uri(key), None, size)
+
+    async def _put(self, staged: Path, key: str, sha256: str, size: int) -> None:
+        data = await asyncio.get_running_loop().run_in_executor(None, staged.read_bytes)
+        if len(data) != size:
+            raise StorageError(
+                f"cannot store {self._uri(key)}: the staged file has {len(data)} bytes, "
+                f"expected {size}"
+            )
+        extra: dict[str, Any] = {}
+        if self.checksums:
+            extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
+        await self._client.put_object(
+            Bucket=self.bucket, Key=key, Body=data, ContentLength=size, **extra
+        )
+        log.debug("uploaded %s (%d bytes)", self._uri(key), size)
+
+    async def _upload_multipart(self, staged: Path, key: str, size: int) -> None:
+        loop = asyncio.get_running_loop()
+        part_size = max(self.part_size, -(-size // _MAX_PARTS))
+        fh: IO[bytes] = await loop.run_in_executor(None, staged.open, "rb")
+        try:
+            created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key)
+            upload_id: str = created["UploadId"]
+            try:
+                parts = []
+                for number, offset in enumerate(range(0, size, part_size), start=1):
+                    want = min(part_size, size - offset)
+                    data = await loop.run_in_executor(None, fh.read, want)
+                    if len(data) != want:
+                        raise StorageError(
+                            f"cannot store {self._uri(key)}: the staged file has "
+                            f"{offset + len(data)} bytes, expected {size}"
+                        )
+                    extra: dict[str, Any] = {}
+                    if self.checksums:
+                        extra["ContentMD5"] = await loop.run_in_executor(None, _md5_b64, data)
+                    response = await self._client.upload_part(
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=data,
+                        ContentLength=want,
+                        **extra,
+                    )
+                    del data
+                    parts.append({"ETag": response["ETag"], "PartNumber": number})
+                if await loop.run_in_executor(None, fh.read, 1):
+                    raise StorageError(
+                        f"cannot store {self._uri(key)}: the staged file is larger than "
+                        f"{size} bytes"
+                    )
+                await self._client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )
+            except BaseException:
+                # Shielded: a cancelled commit still releases the parts already uploaded.
+                await asyncio.shield(self._abort(key, upload_id))
+                raise
+        finally:
+            await loop.run_in_executor(None, fh.close)
+        log.debug("uploaded %s (%d bytes, %d parts)", self._uri(key), size, len(parts))
+
+    async def _abort(self, key: str, upload_id: str) -> None:
+        try:
+            await self._client.abort_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id
+            )
+        except self._errors as exc:
+            log.warning(
+                "could not abort the multipart upload of %s: %s (a bucket lifecycle rule "
+                "for incomplete multipart uploads will remove it)",
+                self._uri(key),
+                self._describe(exc),
+            )
+
+    async def stat(self, sha256: str) -> StoredArtifact | None:
+        key = self.key_of(sha256)
+        with self._translate("look up", key):
+            head = await self._head(key)
+        if head is None:
+            return None
+        return StoredArtifact(self._uri(key), None, int(head["ContentLength"]))
+
+    async def read(self, sha256: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+        key = self.key_of(sha256)
+        with self._translate("read", key):
+            response = await self._client.get_object(Bucket=self.bucket, Key=key)
+        body = response["Body"]
+        try:
+            while True:
+                with self._translate("read", key):
+                    chunk: bytes = await body.read(chunk_size)
+                if not chunk:
+                    break
+                yield chunk
+        finally:
+            body.close()
+
+    async def quarantine(self, sha256: str) -> None:
+        """Copy the artifact to ``[prefix/]quarantine/ab/cdef…``, then delete it."""
+        key = self.key_of(sha256)
+        target = self.quarantine_key_of(sha256)
+        with self._translate("quarantine", key):
+            head = await self._head(key)
+            if head is None:
+                return
+            size = int(head["ContentLength"])
+            if size > self.copy_object_limit:
+                await self._copy_multipart(key, target, size)
+            else:
+                await self._client.copy_object(
+                    Bucket=self.bucket,
+                    Key=target,
+                    CopySource={"Bucket": self.bucket, "Key": key},
+                )
+            await self._client.delete_object(Bucket=self.bucket, Key=key)
+        log.info("quarantined %s as %s", self._uri(key), self._uri(target))
+
+    async def _copy_multipart(self, source: str, target: str, size: int) -> None:
+        part_size = max(self.part_size, -(-size // _MAX_PARTS))
+        created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=target)
+        upload_id: str = created["UploadId"]
+        try:
+            parts = []
+            for number, offset in enumerate(range(0, size, part_size), start=1):
+                last = min(offset + part_size, size) - 1
+                response = await self._client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=target,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": source},
+                    CopySourceRange=f"bytes={offset}-{last}",
+                )
+                parts.append({"ETag": response["CopyPartResult"]["ETag"], "PartNumber": number})
+            await self._client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=target,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            await asyncio.shield(self._abort(target, upload_id))
+            raise
+
+    async def delete(self, sha256: str) -> None:
+        import botocore.exceptions
+
+        key = self.key_of(sha256)
+        with self._translate("delete", key):
+            try:
+                await self._client.delete_object(Bucket=self.bucket, Key=key)
+            except botocore.exceptions.ClientError as exc:
+                if not _is_not_found(exc):
+                    raise
+
+
+def _is_not_found(exc: Any) -> bool:
+    """A 404 about the object (a missing bucket is an error, not an absent object)."""
+    response = exc.response
+    code = response.get("Error", {}).get("Code")
+    if code == "NoSuchBucket":
+        return False
+    return code in _NOT_FOUND or response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
+
+
+def _md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()
