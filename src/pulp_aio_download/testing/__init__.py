@@ -7,14 +7,22 @@ This package imports ``aiohttp.web``; the engine never imports it.
 
 from __future__ import annotations
 
+from .repo import PULP_MANIFEST as PULP_MANIFEST
+from .repo import SampleFile as SampleFile
+from .repo import SampleRepository as SampleRepository
+from .repo import generate_repository as generate_repository
 from .server import Fault as Fault
 from .server import FaultServer as FaultServer
 from .server import PathStats as PathStats
 from .server import RecordedRequest as RecordedRequest
 
 __all__ = [
+    "PULP_MANIFEST",
     "Fault",
     "FaultServer",
     "PathStats",
     "RecordedRequest",
+    "SampleFile",
+    "SampleRepository",
+    "generate_repository",
 ]
