@@ -14,7 +14,6 @@ PostgreSQL refuses to run as root.
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import os
 import pwd
@@ -98,6 +97,14 @@ class PostgresServer:
             command, check=check, capture_output=True, text=True, timeout=120, cwd=self.workdir
         )
 
+    def client(self, program: str, *args: str) -> None:
+        """Run a client program (``createdb``, ``psql``...) against the server."""
+        subprocess.run(
+            [str(self.bindir / program), "-h", "127.0.0.1", "-p", str(self.port),
+             "-U", "postgres", *args],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+
     def start(self) -> None:
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} "
@@ -167,30 +174,13 @@ def postgres_dsn(postgres_server: PostgresServer) -> str:
     return postgres_server.dsn()
 
 
-def _admin(dsn: str, statement: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    # A private loop: never disturb the loop pytest-asyncio manages for the test.
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(run())
-    finally:
-        loop.close()
-
-
 @pytest.fixture
 def postgres_database(postgres_server: PostgresServer) -> Iterator[str]:
     """The DSN of a fresh database, dropped after the test."""
     name = f"test_{uuid.uuid4().hex[:16]}"
-    _admin(postgres_server.dsn(), f'CREATE DATABASE "{name}"')
+    # The client programs, not asyncpg: this fixture may be set up while a loop runs.
+    postgres_server.client("createdb", name)
     try:
         yield postgres_server.dsn(name)
     finally:
-        _admin(postgres_server.dsn(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        postgres_server.client("dropdb", "--force", "--if-exists", name)
