@@ -108,7 +108,7 @@ class DownloadEngine:
         self._transfers = 0
         self._started = False
         self._closed = False
-        self._owns_catalog = self.config.catalog is None
+        self._file_roots = tuple(Path(r) for r in self.config.allowed_file_roots)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> DownloadEngine:
@@ -222,7 +222,7 @@ class DownloadEngine:
         if source.scheme == "file":
             return await open_file(
                 source.url,
-                self.config.allowed_file_roots,
+                self._file_roots,
                 offset=offset,
                 chunk_size=self.config.chunk_size,
             )
@@ -320,7 +320,7 @@ class DownloadEngine:
         for source in request.sources:
             self.config.remote(source.remote or request.remote)
             if source.scheme == "file":
-                resolve_file_url(source.url, self.config.allowed_file_roots)
+                resolve_file_url(source.url, self._file_roots)
 
     async def download(
         self, url_or_request: str | DownloadRequest | Source, **kwargs: Any
@@ -420,7 +420,7 @@ class DownloadEngine:
                 continue
             if source.scheme == "file":
                 try:
-                    resolve_file_url(source.url, self.config.allowed_file_roots)
+                    resolve_file_url(source.url, self._file_roots)
                 except ConfigError:
                     continue
             extra.append(source)

@@ -12,6 +12,7 @@ from .models import Source
 __all__ = ["order_sources"]
 
 log = logging.getLogger(__name__)
+_RNG = random.Random()
 
 
 def _weighted_order(sources: list[Source], weights: list[float], rng: random.Random) -> list[Source]:
@@ -33,7 +34,7 @@ def order_sources(
     ``weight × health score``; hosts cooling down after repeated failures go last.
     The debug log says why.
     """
-    rng = rng or random._inst  # type: ignore[attr-defined]
+    rng = rng or _RNG
     by_priority: dict[int, list[Source]] = {}
     for source in sources:
         by_priority.setdefault(source.priority, []).append(source)

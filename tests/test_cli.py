@@ -1,0 +1,118 @@
+"""The command line as a user runs it: a real process against a loopback server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pulp_aio_download.testing import Fault, FaultServer
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULP_AIO_DOWNLOAD")}
+    return subprocess.run(
+        [sys.executable, "-m", "pulp_aio_download", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def test_get_prints_location_and_copies(threaded_server: FaultServer, tmp_path: Path) -> None:
+    data = b"hello cli" * 1000
+    url = threaded_server.add("/a.bin", data)
+    out = tmp_path / "copy.bin"
+    sha = hashlib.sha256(data).hexdigest()
+    proc = run_cli("get", url, "--sha256", sha, "--size", str(len(data)), "-o", str(out),
+                   "--data-dir", str(tmp_path / "d"))
+    assert proc.returncode == 0, proc.stderr
+    stored = Path(proc.stdout.strip())
+    assert stored.read_bytes() == data and out.read_bytes() == data
+    assert stored.is_relative_to(tmp_path / "d" / "artifacts")
+
+
+def test_get_failure_exits_1(threaded_server: FaultServer, tmp_path: Path) -> None:
+    url = threaded_server.add("/a.bin", b"abc")
+    proc = run_cli("get", url, "--sha256", "0" * 64, "--data-dir", str(tmp_path / "d"))
+    assert proc.returncode == 1
+    assert "sha256 mismatch" in proc.stderr and url in proc.stderr
+
+
+def test_get_bad_arguments_exit_2(tmp_path: Path) -> None:
+    proc = run_cli("get", "http://127.0.0.1:9/x", "--sha256", "zz", "--data-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert "malformed sha256" in proc.stderr
+
+
+def _manifest(path: Path, lines: list[object]) -> Path:
+    path.write_text("".join((json.dumps(x) if not isinstance(x, str) else x) + "\n" for x in lines))
+    return path
+
+
+def test_sync_mirrors_a_manifest(threaded_server: FaultServer, tmp_path: Path) -> None:
+    entries = []
+    for i in range(300):
+        data = os.urandom(100 + i)
+        url = threaded_server.add(f"/repo/{i}.bin", data)
+        entries.append({"url": url, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
+    manifest = _manifest(tmp_path / "m.jsonl", ["# a comment", "", *entries])
+    proc = run_cli("sync", str(manifest), "--data-dir", str(tmp_path / "d"), "--json",
+                   "--progress", "none", "--concurrency", "8")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["files"] == summary["done"] == 300 and summary["failed"] == 0
+    for entry in entries:
+        sha = str(entry["sha256"])
+        assert (tmp_path / "d" / "artifacts" / sha[:2] / sha[2:]).stat().st_size == entry["size"]
+    assert threaded_server.totals.peak_inflight <= 8
+
+
+def test_sync_lists_failures_and_exits_1(threaded_server: FaultServer, tmp_path: Path) -> None:
+    good = threaded_server.add("/good", b"good")
+    bad = threaded_server.add("/bad", b"", faults=Fault(status=404))
+    manifest = _manifest(tmp_path / "m.jsonl", [{"url": good}, {"url": bad}])
+    proc = run_cli("sync", str(manifest), "--data-dir", str(tmp_path / "d"), "--progress", "none")
+    assert proc.returncode == 1
+    assert f"FAILED {bad}: HTTP 404" in proc.stdout
+    assert "2 files: 1 done" in proc.stdout
+
+
+def test_sync_bad_manifest_exits_2_naming_the_line(
+    threaded_server: FaultServer, tmp_path: Path
+) -> None:
+    good = threaded_server.add("/good", b"good")
+    manifest = _manifest(
+        tmp_path / "m.jsonl", [{"url": good}, {"url": good, "sha256": "nothex"}]
+    )
+    proc = run_cli("sync", str(manifest), "--data-dir", str(tmp_path / "d"))
+    assert proc.returncode == 2
+    assert "line 2" in proc.stderr and "malformed sha256" in proc.stderr
+    assert threaded_server.totals.requests == 0
+    for bad_line, message in [
+        ("{not json", "invalid JSON"),
+        ('{"url": "gopher://x/y"}', "unsupported URL scheme"),
+        ('{"url": "http://h/a", "colour": 1}', "unknown key(s) 'colour'"),
+        ('{"url": "http://h/a", "unit": {"type": "f", "key": "k", "relative_path": "../x"}}',
+         "must be relative"),
+    ]:
+        manifest.write_text(bad_line + "\n")
+        proc = run_cli("sync", str(manifest), "--data-dir", str(tmp_path / "d"))
+        assert proc.returncode == 2, bad_line
+        assert "line 1" in proc.stderr and message in proc.stderr
+
+
+def test_help_does_not_import_aiohttp() -> None:
+    code = (
+        "import sys; from pulp_aio_download.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'aiohttp' not in sys.modules, 'aiohttp imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "sync" in proc.stdout
