@@ -332,7 +332,7 @@ def measure(argv: list[str], log: Path, timeout: float) -> tuple[int, float, Any
     return process.returncode, wall, usage, rss, sampler.peak
 
 
-def _tail(path: Path, lines: int = 5) -> str:
+def _tail(path: Path, lines: int = 2) -> str:
     try:
         text = path.read_text(errors="replace").strip().splitlines()
     except OSError:
@@ -624,7 +624,8 @@ def render(
                 else "-"
             )
             lines.append(
-                f"| {row.tool} | {row.ok}/{row.runs} | {wall} | {_fmt(row.files_per_s)} "
+                f"| {row.tool} | {row.ok}/{row.runs} | {wall} "
+                f"| {_fmt(row.files_per_s, 1 if (row.files_per_s or 0) < 10 else 0)} "
                 f"| {_fmt(row.mb_per_s)} | {_fmt(row.cpu, 2)} | {_fmt(row.max_rss_mib, 1)} "
                 f"| {_fmt(row.peak_fds)} | {_fmt(row.vs_aria2c, 2, 'x')} |"
             )
