@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+import pulp_aio_download.testing as testing
 from pulp_aio_download.testing import (
     PULP_MANIFEST,
     Fault,
@@ -52,6 +53,21 @@ async def stream(
         seen.append(resp)
         async for piece in resp.content.iter_any():
             sink += piece
+
+
+def test_public_names() -> None:
+    assert set(testing.__all__) == {
+        "PULP_MANIFEST",
+        "Fault",
+        "FaultServer",
+        "PathStats",
+        "RecordedRequest",
+        "SampleFile",
+        "SampleRepository",
+        "generate_repository",
+    }
+    for name in testing.__all__:
+        assert getattr(testing, name).__doc__ or name == "PULP_MANIFEST"
 
 
 # -- correct HTTP ---------------------------------------------------------------------------
@@ -566,6 +582,7 @@ async def test_requests_record_headers(
     assert req.headers["range"] == "bytes=1-2"
     assert req.headers["Proxy-Authorization"] == "Basic eDp5"
     assert req.peer is not None
+    assert "eDp5" not in repr(req)
     fault_server.reset_counters()
     assert fault_server.requests == []
     assert fault_server.stats("/a").requests == 0

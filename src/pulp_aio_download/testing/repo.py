@@ -79,14 +79,17 @@ class SampleRepository:
 
     @property
     def total_size(self) -> int:
+        """The sum of the file sizes."""
         return sum(f.size for f in self.files)
 
     @property
     def corrupt(self) -> tuple[SampleFile, ...]:
+        """The files the server always serves with a flipped byte."""
         return tuple(f for f in self.files if f.corrupt)
 
     @property
     def flaky(self) -> tuple[SampleFile, ...]:
+        """The files whose first request gets a 503."""
         return tuple(f for f in self.files if f.flaky)
 
     def pulp_manifest(self) -> str:

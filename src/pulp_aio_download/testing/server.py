@@ -142,13 +142,14 @@ class RecordedRequest:
 
     ``index`` is its 0-based position among the requests to the same path; ``fault`` is the
     fault applied to it (None for a good answer); ``peer`` is the client's (host, port), so
-    equal peers mean one kept-alive connection.
+    equal peers mean one kept-alive connection. ``headers`` are left out of the repr, as
+    they may carry credentials.
     """
 
     method: str
     path: str
     query_string: str
-    headers: CIMultiDictProxy[str]
+    headers: CIMultiDictProxy[str] = field(repr=False)
     index: int
     fault: Fault | None
     peer: tuple[str, int] | None
@@ -276,8 +277,8 @@ class FaultServer:
     Files come from :meth:`add` (bytes), :meth:`add_file` (one file on disk) or a
     directory (``root``, served under ``/``). ``faults`` for a path is either one
     :class:`Fault` applied to every request, or a sequence consumed one per request
-    (``None`` items are good answers) after which requests are answered normally.
-    Requests refused by basic auth do not consume a fault.
+    (``None`` items are good answers) after which requests are answered normally. Every
+    request to the path (any method) consumes one, except requests refused by basic auth.
 
     Counters: :attr:`requests`, :meth:`stats` per path, :attr:`totals` for the server.
     :meth:`gate` holds responses until released, and :meth:`wait_inflight` waits until a
@@ -319,6 +320,7 @@ class FaultServer:
         """Bind to a free port and start serving."""
         if self._runner is not None:
             raise RuntimeError("FaultServer already started")
+        self._closing = False
         self._closed = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
