@@ -485,6 +485,19 @@ async def test_sqlite_close_flushes_queued_writes(tmp_path: Path) -> None:
         assert len([r async for r in reopened.unit_files()]) == 50
 
 
+async def test_sqlite_group_commit_batches_concurrent_writes(tmp_path: Path) -> None:
+    async with SQLiteCatalog(tmp_path / "catalog.sqlite3", batch_size=64) as catalog:
+        await asyncio.gather(
+            *(catalog.record_unit_file(unit_file(i)) for i in range(300)),
+            *(catalog.save_unit(UnitSpec("rpm", f"p{i}"), sha(i), "r") for i in range(100)),
+        )
+        assert catalog.writes == 400
+        # Bounded groups, far fewer transactions than writes.
+        assert 400 / 64 <= catalog.transactions <= 40
+        assert len(await catalog.repository_units("r")) == 100
+        assert len([r async for r in catalog.unit_files()]) == 300
+
+
 WRITER = textwrap.dedent(
     """
     import asyncio, sys

@@ -94,6 +94,10 @@ class PostgresCatalog(Catalog):
         self.max_size = max_size
         self._pool: Any = None
 
+    async def __aenter__(self) -> PostgresCatalog:
+        await self.open()
+        return self
+
     def __repr__(self) -> str:
         return f"PostgresCatalog({redact_url(self._dsn)!r})"
 

@@ -86,11 +86,19 @@ class SQLiteCatalog(Catalog):
     Sources are stored with their remote *name* and their URL without userinfo; remote
     secrets are stored only sealed (:meth:`save_remote`).
 
+    ``transactions`` and ``writes`` count what the writer committed since :meth:`open`
+    (``writes / transactions`` is the mean group size).
+
     Example::
 
         async with SQLiteCatalog("data/catalog.sqlite3") as catalog:
             record = await catalog.get_unit_file(sha256)
     """
+
+    #: Write transactions committed since open().
+    transactions: int
+    #: Writes committed since open(), summed over all transactions.
+    writes: int
 
     def __init__(
         self, path: str | os.PathLike[str], *, batch_size: int = 256, busy_timeout: float = 30.0
@@ -107,6 +115,11 @@ class SQLiteCatalog(Catalog):
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
         self._open_lock = asyncio.Lock()
+        self.transactions = self.writes = 0
+
+    async def __aenter__(self) -> SQLiteCatalog:
+        await self.open()
+        return self
 
     def __repr__(self) -> str:
         return f"SQLiteCatalog({str(self.path)!r})"
@@ -146,6 +159,7 @@ class SQLiteCatalog(Catalog):
                 raise
             self._writer, self._reader = writer, reader
             self._closing = False
+            self.transactions = self.writes = 0
             self._queue = asyncio.Queue()
             self._writer_task = asyncio.create_task(self._write_loop(writer))
 
@@ -225,6 +239,8 @@ class SQLiteCatalog(Catalog):
                         await conn.execute("RELEASE write")
                         outcomes.append((item, True, result))
                 await conn.execute("COMMIT")
+                self.transactions += 1
+                self.writes += len(outcomes)
             except BaseException:
                 if conn.in_transaction:
                     await conn.execute("ROLLBACK")
