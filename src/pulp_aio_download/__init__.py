@@ -1,16 +1,26 @@
-"""pulp_aio_download: an asyncio download engine for content-repository plugins."""
+"""pulp_aio_download: an asyncio download engine for content-repository plugins.
+
+Fetch, validate, store and record files over HTTP/HTTPS and ``file://``, through one shared
+aiohttp connector under one global concurrency limit. See ``DownloadEngine`` (async) and
+``run_batch`` / ``download_sync`` (sync).
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
+from .auth import Auth as Auth
+from .catalog import Catalog as Catalog
 from .config import EngineConfig as EngineConfig
 from .config import ProxyConfig as ProxyConfig
 from .config import RemoteConfig as RemoteConfig
 from .config import RetryPolicy as RetryPolicy
 from .config import Timeouts as Timeouts
 from .config import TLSConfig as TLSConfig
+from .engine import DownloadEngine as DownloadEngine
+from .engine import EngineStatistics as EngineStatistics
 from .errors import AllSourcesFailed as AllSourcesFailed
 from .errors import ConfigError as ConfigError
 from .errors import ConnectionFailed as ConnectionFailed
@@ -24,6 +34,9 @@ from .errors import SizeMismatch as SizeMismatch
 from .errors import StorageError as StorageError
 from .errors import TLSError as TLSError
 from .errors import ValidationError as ValidationError
+from .hooks import DEFAULT_HOOKS as DEFAULT_HOOKS
+from .hooks import DownloadContext as DownloadContext
+from .hooks import Hook as Hook
 from .models import ContentUnit as ContentUnit
 from .models import DownloadRequest as DownloadRequest
 from .models import DownloadResult as DownloadResult
@@ -32,5 +45,77 @@ from .models import Source as Source
 from .models import UnitFile as UnitFile
 from .models import UnitSpec as UnitSpec
 from .models import VerifyReport as VerifyReport
+from .storage import LocalStorage as LocalStorage
+from .storage import Storage as Storage
+from .storage import TempStorage as TempStorage
+from .sync import download_sync as download_sync
+from .sync import run_batch as run_batch
+
+__all__ = [
+    "DEFAULT_HOOKS",
+    "AllSourcesFailed",
+    "Auth",
+    "Catalog",
+    "ConfigError",
+    "ConnectionFailed",
+    "ContentUnit",
+    "DigestMismatch",
+    "DownloadContext",
+    "DownloadEngine",
+    "DownloadError",
+    "DownloadRequest",
+    "DownloadResult",
+    "DownloadTimeout",
+    "EngineConfig",
+    "EngineStatistics",
+    "HTTPStatusError",
+    "Hook",
+    "HookError",
+    "LocalStorage",
+    "PostgresCatalog",
+    "ProgressReport",
+    "ProxyConfig",
+    "ProxyError",
+    "RemoteConfig",
+    "RetryPolicy",
+    "S3Storage",
+    "SQLiteCatalog",
+    "SizeMismatch",
+    "Source",
+    "Storage",
+    "StorageError",
+    "TLSConfig",
+    "TLSError",
+    "TempStorage",
+    "Timeouts",
+    "UnitFile",
+    "UnitSpec",
+    "ValidationError",
+    "VerifyReport",
+    "__version__",
+    "download_sync",
+    "run_batch",
+]
+
+if TYPE_CHECKING:
+    from .catalog.postgres import PostgresCatalog as PostgresCatalog
+    from .catalog.sqlite import SQLiteCatalog as SQLiteCatalog
+    from .storage.s3 import S3Storage as S3Storage
+
+_LAZY = {
+    "PostgresCatalog": "pulp_aio_download.catalog.postgres",
+    "SQLiteCatalog": "pulp_aio_download.catalog.sqlite",
+    "S3Storage": "pulp_aio_download.storage.s3",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Backends with optional dependencies are imported on first use.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'pulp_aio_download' has no attribute {name!r}")
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
