@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import ClassVar
@@ -319,6 +321,26 @@ async def test_staging_dir_lifecycle(s3_bucket: tuple[str, str], tmp_path: Path)
     await storage.commit(staged, sha, 1)
     await storage.close()
     assert not staging.exists()
+
+
+async def test_open_removes_staging_of_dead_processes(
+    s3_bucket: tuple[str, str], tmp_path: Path
+) -> None:
+    endpoint, bucket = s3_bucket
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    stale = tmp_path / f"pulp-aio-download-s3-{host}-{dead.pid}-abc"
+    alive = tmp_path / f"pulp-aio-download-s3-{host}-{os.getppid()}-def"
+    other = tmp_path / "unrelated"
+    for d in (stale, alive, other):
+        d.mkdir()
+        (d / "x.part").write_bytes(b"partial")
+    async with S3Storage(bucket, endpoint_url=endpoint, staging_root=tmp_path) as storage:
+        assert storage.staging_dir().name.startswith(f"pulp-aio-download-s3-{host}-{os.getpid()}-")
+        assert not stale.exists()
+        assert (alive / "x.part").exists()
+        assert (other / "x.part").exists()
 
 
 async def test_concurrent_commits_of_the_same_artifact(

@@ -18,6 +18,8 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -27,6 +29,7 @@ from typing import IO, Any, ClassVar
 from ..errors import ConfigError, StorageError
 from ..urls import redact_url
 from .base import Storage, StoredArtifact, artifact_key
+from .local import _pid_alive
 
 __all__ = ["DEFAULT_PART_SIZE", "MIN_PART_SIZE", "S3Storage"]
 
@@ -40,6 +43,7 @@ DEFAULT_PART_SIZE = 8 * 1024 * 1024
 
 _MAX_PARTS = 10_000
 _QUARANTINE = "quarantine"
+_STAGING_PREFIX = "pulp-aio-download-s3-"
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
@@ -70,6 +74,7 @@ class S3Storage(Storage):
             raised automatically so that a file never needs more than 10,000 parts).
         staging_root: where the local staging directory is created (default: the system
             temporary directory). Put it on a disk with room for the downloads in flight.
+            Staging directories of dead processes of this host are removed on :meth:`open`.
         addressing_style: ``"path"`` or ``"virtual"``; default ``"path"`` with an
             ``endpoint_url`` (what S3-compatible servers expect) and ``"auto"`` without.
         checksums: send the sha256 with single-part uploads and the MD5 of each part, so the
@@ -246,9 +251,26 @@ class S3Storage(Storage):
         self._staging = staging
 
     def _make_staging(self) -> Path:
-        if self.staging_root is not None:
-            self.staging_root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix="pulp-aio-download-s3-", dir=self.staging_root))
+        root = self.staging_root if self.staging_root is not None else Path(tempfile.gettempdir())
+        root.mkdir(parents=True, exist_ok=True)
+        self.clean_staging(root)
+        prefix = f"{_STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+
+    @staticmethod
+    def clean_staging(root: Path) -> list[Path]:
+        """Remove the staging directories under ``root`` left by dead processes of this host
+        (a crash mid-download); return what was removed. :meth:`open` calls it."""
+        start = f"{_STAGING_PREFIX}{socket.gethostname()}-"
+        removed = []
+        for entry in root.iterdir():
+            if not entry.name.startswith(start):
+                continue
+            pid_text = entry.name[len(start) :].partition("-")[0]
+            if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+        return removed
 
     async def close(self) -> None:
         """Close the S3 client and remove the staging directory if it is empty."""
