@@ -164,9 +164,7 @@ def ensure_corpus(workload: Workload, root: Path = DEFAULT_ROOT, *, quiet: bool 
                 f.write(block)
         entries.append(Entry(name, size, digest.hexdigest()))
     tmp = index.with_suffix(".tmp")
-    tmp.write_text(
-        json.dumps({"workload": workload.key, "entries": [e.__dict__ for e in entries]})
-    )
+    tmp.write_text(json.dumps({"workload": workload.key, "entries": [e.__dict__ for e in entries]}))
     os.replace(tmp, index)
     return Corpus(workload, root, tuple(entries))
 
