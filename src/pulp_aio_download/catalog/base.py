@@ -5,9 +5,15 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from ..health import HostHealth
 from ..models import ContentUnit, Source, UnitFile, UnitSpec
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ..secrets import SealedSecrets
 
 __all__ = ["Catalog"]
 
@@ -21,7 +27,7 @@ class Catalog(abc.ABC):
     URL without userinfo; no secret is ever written in plaintext.
     """
 
-    async def __aenter__(self) -> Catalog:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 
@@ -99,6 +105,22 @@ class Catalog(abc.ABC):
     @abc.abstractmethod
     async def release(self, sha256: str, owner: str) -> None:
         """Give up ``owner``'s claim on ``sha256`` (no error if not held)."""
+
+    # -- remote settings for lazy fetches in other processes -------------------------------
+    async def save_remote(
+        self,
+        name: str,
+        settings: Mapping[str, Any],
+        sealed_secrets: SealedSecrets | None = None,
+    ) -> None:
+        """Persist a remote's settings (never secrets) and its sealed (encrypted) secrets."""
+        raise NotImplementedError
+
+    async def load_remote(
+        self, name: str
+    ) -> tuple[dict[str, Any], SealedSecrets | None] | None:
+        """The settings and sealed secrets saved for remote ``name``, or None."""
+        raise NotImplementedError
 
     # -- helpers shared by backends -------------------------------------------------------
     @staticmethod
