@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import socket
 import subprocess
@@ -356,6 +357,31 @@ async def test_concurrent_commits_of_the_same_artifact(
     assert await read_all(storage, staged[0][1]) == data
 
 
+async def test_explicit_credentials_are_never_logged(
+    s3_bucket: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    endpoint, bucket = s3_bucket
+    secrets = ("AKIAEXAMPLEKEYID", "very-secret-key", "session-token-secret")
+    caplog.set_level(logging.DEBUG, logger="pulp_aio_download")
+    async with S3Storage(
+        bucket,
+        endpoint_url=endpoint,
+        access_key_id=secrets[0],
+        secret_access_key=secrets[1],
+        session_token=secrets[2],
+        part_size=MIN_PART_SIZE,
+        staging_root=tmp_path,
+    ) as storage:
+        for data in (b"small", os.urandom(6 * MiB)):
+            staged, sha = stage(storage, data)
+            await storage.commit(staged, sha, len(data))
+            assert await read_all(storage, sha) == data
+            await storage.quarantine(sha)
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("pulp_aio_download")]
+    assert any("quarantined" in m for m in messages)
+    assert not [m for m in messages for secret in secrets if secret in m]
+
+
 def test_repr_has_no_secrets() -> None:
     storage = S3Storage(
         "bucket",
@@ -371,7 +397,6 @@ def test_repr_has_no_secrets() -> None:
     )
     for secret in ("AKIAEXAMPLEKEYID", "very-secret-key", "session-token-secret", "urlpass"):
         assert secret not in text
-        assert secret not in str(vars(storage).get("prefix"))
 
 
 def test_keys_and_locations() -> None:
