@@ -61,6 +61,10 @@ class S3Storage(Storage):
     AWS sources (environment, ``~/.aws`` config and credentials files, ``profile``, instance
     metadata). They are never logged and never shown by ``repr()`` or in error messages.
 
+    Permissions needed on the prefix: ``s3:GetObject``, ``s3:PutObject``, ``s3:DeleteObject``,
+    ``s3:AbortMultipartUpload``, and ``s3:ListBucket`` on the bucket (without it S3 answers a
+    missing object with 403, which is reported as a :class:`StorageError`, not as absent).
+
     Args:
         bucket: the bucket (it must exist).
         prefix: a key prefix under which the artifacts live (``"pulp/artifacts"``).
