@@ -40,7 +40,7 @@ class HostHealth:
         if ok:
             cooldown_until = 0.0
         elif failures >= COOLDOWN_AFTER:
-            delay = min(COOLDOWN_MAX, COOLDOWN_BASE * 2 ** (failures - COOLDOWN_AFTER))
+            delay = min(COOLDOWN_MAX, COOLDOWN_BASE * 2.0 ** min(failures - COOLDOWN_AFTER, 16))
             cooldown_until = now + delay
         return replace(
             self,
