@@ -45,6 +45,7 @@ from .selection import order_sources
 from .transfer import fetch_source
 from .transports.base import Response
 from .transports.file import open_file, resolve_file_url
+from .urls import redact_url
 
 if TYPE_CHECKING:
     import aiohttp
@@ -270,7 +271,9 @@ class DownloadEngine:
         if not host:
             return
         record = self._health.get(host) or HostHealth(host)
-        self._health[host] = record.observe(ok=ok, now=time.time(), nbytes=nbytes, seconds=seconds)
+        self._health[host] = record.observe(
+            ok=ok, now=time.time(), nbytes=nbytes, seconds=seconds, status=status
+        )
         self._health_dirty.add(host)
 
     def statistics(self) -> EngineStatistics:
@@ -389,20 +392,32 @@ class DownloadEngine:
             cached = await self._serve_cached(request, sha)
             if cached is not None:
                 return cached
-            sources += await self._recorded_sources(request)
-        ordered = order_sources(sources, self._health, now=time.time())
         errors: list[DownloadError] = []
-        for source in ordered:
+        result = await self._try_sources(request, sources, errors)
+        if result is None and sha:
+            # Alternate content: mirrors recorded for this sha256 by earlier downloads
+            # (looked up only now, so the common path costs no catalog read).
+            recorded = await self._recorded_sources(request)
+            if recorded:
+                result = await self._try_sources(request, recorded, errors)
+        if result is not None:
+            return result
+        if len(errors) == 1 and len(request.sources) == 1:
+            raise errors[0]
+        raise AllSourcesFailed(errors, url=request.url)
+
+    async def _try_sources(
+        self, request: DownloadRequest, sources: list[Source], errors: list[DownloadError]
+    ) -> DownloadResult | None:
+        for source in order_sources(sources, self._health, now=time.time()):
             try:
                 return await self._from_source(request, source)
             except (ConfigError, HookError, StorageError):
                 raise
             except DownloadError as exc:
-                log.info("%s failed: %s", source.url, exc)
+                log.info("%s failed: %s", redact_url(source.url), exc)
                 errors.append(exc)
-        if len(errors) == 1 and len(request.sources) == 1:
-            raise errors[0]
-        raise AllSourcesFailed(errors, url=request.url)
+        return None
 
     async def _recorded_sources(self, request: DownloadRequest) -> list[Source]:
         if self._catalog is None or request.sha256 is None:
@@ -440,11 +455,17 @@ class DownloadEngine:
                 headers=staged.headers,
                 attempts=staged.attempts,
             )
-            return await self._run_hooks(ctx)
-        finally:
+            result = await self._run_hooks(ctx)
+        except BaseException:
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda: staged.path.unlink(missing_ok=True)
             )
+            raise
+        if ctx.stored is None:  # no store hook in the chain: the staged file is not kept
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: staged.path.unlink(missing_ok=True)
+            )
+        return result
 
     async def _serve_cached(self, request: DownloadRequest, sha256: str) -> DownloadResult | None:
         stored = await self.storage.stat(sha256)
@@ -534,6 +555,7 @@ class DownloadEngine:
             message=f"Downloading {len(items)} files",
             interval=self.config.progress_interval,
         )
+        tracker.plan(len(items), sum(r.expected_size or 0 for r in items))
         token = _batch_tracker.set(tracker)
         results: list[Any] = [None] * len(items)
         queue = iter(enumerate(items))
@@ -615,16 +637,21 @@ class DownloadEngine:
             raise ConfigError(f"no unit file recorded for sha256 {sha256}")
         if not record.sources:
             raise ConfigError(f"unit file {sha256} has no recorded source")
-        for source in record.sources:
-            if source.remote is not None and source.remote not in self.config.remotes:
-                raise ConfigError(
-                    f"unit file {sha256} needs remote {source.remote!r}, which is not configured "
-                    "(its credentials are not available in this process)",
-                    url=source.url,
-                )
+        usable = [s for s in record.sources if s.remote is None or s.remote in self.config.remotes]
+        lacking = sorted({s.remote for s in record.sources if s not in usable and s.remote})
+        if not usable:
+            raise ConfigError(
+                f"unit file {sha256} needs remote {', '.join(map(repr, lacking))}, which is not "
+                "configured in this process (its settings and credentials are not available)",
+                url=record.sources[0].url,
+            )
+        if lacking:
+            log.warning(
+                "fetch %s: skipping sources of unconfigured remote(s) %s", sha256, ", ".join(lacking)
+            )
         return await self.download(
             DownloadRequest(
-                sources=record.sources,
+                sources=usable,
                 expected_digests=record.digests,
                 expected_size=record.size,
             )
@@ -651,6 +678,8 @@ class DownloadEngine:
         repaired: list[str] = []
         errors: dict[str, str] = {}
         gate = asyncio.Semaphore(concurrency)
+        # Repairs are counted by this run's tracker, not reported as a separate stream.
+        token = _batch_tracker.set(ProgressTracker(None))
 
         async def check(record: UnitFile) -> None:
             nonlocal checked, ok
@@ -674,12 +703,12 @@ class DownloadEngine:
                 tracker.file_done(record.size or 0)
                 return
             bad.append(record.sha256)
-            if bad is corrupt:
-                await self.storage.quarantine(record.sha256)
-            await catalog.forget_location(record.sha256)
             if not repair:
+                # A plain check changes nothing: the next run (or --repair) finds it again.
                 tracker.file_failed()
                 return
+            if bad is corrupt:
+                await self.storage.quarantine(record.sha256)
             try:
                 await self.fetch(record.sha256)
             except DownloadError as exc:
@@ -706,6 +735,7 @@ class DownloadEngine:
         finally:
             for task in tasks:
                 task.cancel()
+            _batch_tracker.reset(token)
             await tracker.finish()
         return VerifyReport(
             checked=checked,

@@ -136,10 +136,8 @@ class HashingWriter:
             await self.abort()
 
     async def open(self) -> None:
-        """Create the staging file."""
-        self._fd = await self._loop.run_in_executor(
-            self._executor, os.open, self.path, _OPEN_FLAGS, 0o644
-        )
+        """Prepare the writer. The staging file itself is created by the first batch
+        written (in a worker thread), so a small file costs one thread hop in all."""
 
     async def write(self, chunk: bytes) -> None:
         """Add ``chunk`` to the file and the digests."""
@@ -175,8 +173,19 @@ class HashingWriter:
             self._pending = primary
 
     def _write_and_hash(self, batch: list[bytes]) -> None:
+        if self._fd < 0:
+            self._fd = os.open(self.path, _OPEN_FLAGS, 0o644)
         _writev_all(self._fd, batch)
         _feed(self._primary, batch)
+
+    def _write_hash_close(self, batch: list[bytes]) -> None:
+        try:
+            self._write_and_hash(batch)
+            os.fsync(self._fd)
+        finally:
+            fd, self._fd = self._fd, -1
+            if fd >= 0:
+                os.close(fd)
 
     async def flush(self) -> None:
         """Wait until every byte received so far is written and hashed."""
@@ -187,10 +196,20 @@ class HashingWriter:
             await pending
 
     async def finish(self) -> tuple[dict[str, str], int]:
-        """Flush, fsync and close the file; return ``({algorithm: hex}, size)``."""
-        await self.flush()
-        fd, self._fd = self._fd, -1
-        await self._loop.run_in_executor(self._executor, _fsync_close, fd)
+        """Write what is left, fsync and close the file; return ``({algorithm: hex}, size)``."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        batch, self._batch = self._batch, []
+        self._batch_bytes = 0
+        loop, executor = self._loop, self._executor
+        last = loop.run_in_executor(executor, self._write_hash_close, batch)
+        if self._extra and batch:
+            await asyncio.gather(
+                last, *(loop.run_in_executor(executor, _feed, h, batch) for h in self._extra)
+            )
+        else:
+            await last
         self._finished = True
         digests = {"sha256": self._primary.hexdigest()}
         for name, hasher in zip(self.algorithms[1:], self._extra):
@@ -200,8 +219,9 @@ class HashingWriter:
     async def reset(self) -> None:
         """Start over from byte 0 (a server that ignored a Range request)."""
         await self.flush()
-        await self._loop.run_in_executor(self._executor, os.ftruncate, self._fd, 0)
-        await self._loop.run_in_executor(self._executor, os.lseek, self._fd, 0, os.SEEK_SET)
+        if self._fd >= 0:
+            fd = self._fd
+            await self._loop.run_in_executor(self._executor, _truncate, fd)
         self.size = 0
         self._primary = hashlib.sha256()
         self._extra = [hashlib.new(n) for n in self.algorithms[1:]]
@@ -230,11 +250,9 @@ class HashingWriter:
         await self._loop.run_in_executor(self._executor, _discard, fd, self.path)
 
 
-def _fsync_close(fd: int) -> None:
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _truncate(fd: int) -> None:
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
 
 
 def _discard(fd: int, path: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,9 +93,8 @@ async def store(ctx: DownloadContext) -> None:
             raise StorageError(f"artifact {ctx.sha256} vanished from storage", url=ctx.url)
     else:
         assert ctx.path is not None
-        existed = await storage.stat(ctx.sha256) is not None
         stored = await storage.commit(ctx.path, ctx.sha256, ctx.size)
-        ctx.newly_stored = not existed
+        ctx.newly_stored = stored.created
     ctx.stored = stored
     ctx.path = stored.path
     ctx.result = DownloadResult(
@@ -110,20 +110,31 @@ async def store(ctx: DownloadContext) -> None:
 
 
 async def record_unit_file(ctx: DownloadContext) -> None:
-    """Record the unit file (location, digests, size) and merge the request's sources."""
+    """Record the unit file (size, digests, location) and merge the request's sources.
+
+    One catalog write and no read: the catalog merges digests and sources with what it
+    already holds. Each source is recorded with the remote *name* that applies to it (its
+    own, else the request's), so a later :meth:`~DownloadEngine.fetch` uses the same
+    settings. A fresh download was just validated, so it is also recorded as verified.
+    """
     catalog = ctx.engine.catalog
     if catalog is None or ctx.stored is None:
         return
-    previous = await catalog.get_unit_file(ctx.sha256)
-    ctx.newly_recorded = previous is None or previous.location is None
-    digests = {**(previous.digests if previous else {}), **ctx.digests}
+    # The location is new exactly when the artifact is: rollback forgets it only then.
+    ctx.newly_recorded = ctx.newly_stored
+    request = ctx.request
+    sources = tuple(
+        s if s.remote is not None or request.remote is None else dataclasses.replace(s, remote=request.remote)
+        for s in request.sources
+    )
     await catalog.record_unit_file(
         UnitFile(
             sha256=ctx.sha256,
             size=ctx.size,
-            digests=digests,
+            digests=dict(ctx.digests),
             location=ctx.stored.location,
-            sources=ctx.request.sources,
+            sources=sources,
+            verified_at=None if ctx.cached else datetime.now(timezone.utc),
         )
     )
 

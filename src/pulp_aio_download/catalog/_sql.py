@@ -12,6 +12,7 @@ PostgreSQL, fixed-width ISO 8601 text in SQLite (so that text order is time orde
 from __future__ import annotations
 
 import json
+import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ def ddl(statement: str, dialect: Dialect) -> str:
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
+@functools.lru_cache(maxsize=512)
 def sqlite_placeholders(sql: str) -> str:
     """Rewrite PostgreSQL placeholders (``$1``) as SQLite numbered ones (``?1``)."""
     return _PLACEHOLDER.sub(r"?\1", sql)

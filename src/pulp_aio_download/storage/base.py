@@ -18,11 +18,13 @@ def artifact_key(sha256: str) -> str:
 @dataclass(frozen=True, slots=True)
 class StoredArtifact:
     """Where a stored artifact lives: its ``location`` (storage key or URI) and, for local
-    storage, its ``path``."""
+    storage, its ``path``. ``created`` is True when :meth:`Storage.commit` published it
+    (False when it was already stored)."""
 
     location: str
     path: Path | None
     size: int | None = None
+    created: bool = False
 
 
 class Storage(abc.ABC):

@@ -102,18 +102,28 @@ class LocalStorage(Storage):
 
     def _commit_sync(self, staged: Path, sha256: str, size: int) -> StoredArtifact:
         final = self.path_of(sha256)
+        created = False
         try:
             if final.exists():
                 staged.unlink(missing_ok=True)
             else:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staged, final)
+                try:
+                    os.replace(staged, final)
+                except FileNotFoundError:
+                    if not staged.exists():
+                        raise
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staged, final)
+                created = True
                 _fsync_dir(final.parent)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 staged.unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    final.unlink()
             raise StorageError(f"cannot store artifact {sha256} under {self.root}: {exc}") from exc
-        return StoredArtifact(artifact_key(sha256), final, size)
+        return StoredArtifact(artifact_key(sha256), final, size, created)
 
     async def stat(self, sha256: str) -> StoredArtifact | None:
         path = self.path_of(sha256)

@@ -342,18 +342,21 @@ class S3Storage(Storage):
     async def commit(self, staged: Path, sha256: str, size: int) -> StoredArtifact:
         key = self.key_of(sha256)
         loop = asyncio.get_running_loop()
+        uploaded = False
         try:
             with self._translate("store", key):
                 if await self._head(key) is not None:
                     log.debug("%s already stored", self._uri(key))
                 elif size > self.part_size:
                     await self._upload_multipart(staged, key, size)
+                    uploaded = True
                 else:
                     await self._put(staged, key, sha256, size)
+                    uploaded = True
         finally:
             with contextlib.suppress(OSError):
                 await loop.run_in_executor(None, _unlink, staged)
-        return StoredArtifact(self._uri(key), None, size)
+        return StoredArtifact(self._uri(key), None, size, uploaded)
 
     async def _put(self, staged: Path, key: str, sha256: str, size: int) -> None:
         data = await asyncio.get_running_loop().run_in_executor(None, staged.read_bytes)
