@@ -284,6 +284,9 @@ class EngineConfig:
         progress: called with :class:`ProgressReport` snapshots.
         allowed_file_roots: directories ``file://`` sources may be read from.
         progress_interval: minimum seconds between two progress reports.
+        claim_lease: seconds a claim on a transfer lasts without renewal when workers
+            share a catalog (see :mod:`~pulp_aio_download.cooperation`); 0 disables
+            claims; None: ``$PULP_AIO_DOWNLOAD_CLAIM_LEASE``, else 300.
     """
 
     storage: Storage | None = None
@@ -297,6 +300,7 @@ class EngineConfig:
     progress: ProgressCallback | None = None
     allowed_file_roots: Sequence[str | Path] = ()
     progress_interval: float = 0.25
+    claim_lease: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "chunk_size"):
@@ -309,6 +313,7 @@ class EngineConfig:
                 f"EngineConfig.max_connections_per_host must be a non-negative int, got {value!r}"
             )
         _non_negative("EngineConfig", "progress_interval", self.progress_interval)
+        _non_negative("EngineConfig", "claim_lease", self.claim_lease)
         remotes: dict[str, RemoteConfig]
         if isinstance(self.remotes, Mapping):
             remotes = dict(self.remotes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import EngineConfig, RemoteConfig
+from .cooperation import Cooperation, resolve_claim_lease
 from .errors import (
     AllSourcesFailed,
     ConfigError,
@@ -110,6 +112,7 @@ class DownloadEngine:
         self._started = False
         self._closed = False
         self._file_roots = tuple(Path(r) for r in self.config.allowed_file_roots)
+        self._cooperation: Cooperation | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> DownloadEngine:
@@ -141,6 +144,9 @@ class DownloadEngine:
             if self._catalog is not None:
                 await self._catalog.open()
                 self._health = dict(await self._catalog.load_health())
+                lease = resolve_claim_lease(cfg.claim_lease)
+                if lease > 0:
+                    self._cooperation = Cooperation(self._catalog, lease=lease)
         except BaseException:
             await self.close()
             raise
@@ -165,6 +171,8 @@ class DownloadEngine:
             self._transports.clear()
             if self._connector is not None:
                 await self._connector.close()
+            if self._cooperation is not None:
+                await self._cooperation.aclose()
             if self._catalog is not None:
                 await self._catalog.close()
             if self._storage is not None:
@@ -387,11 +395,20 @@ class DownloadEngine:
 
     async def _download(self, request: DownloadRequest) -> DownloadResult:
         sha = request.sha256
-        sources = list(request.sources)
         if sha:
             cached = await self._serve_cached(request, sha)
             if cached is not None:
                 return cached
+            if self._cooperation is not None:
+                # One transfer per sha256 across the workers sharing the catalog.
+                serve = functools.partial(self._serve_cached, request, sha)
+                async with self._cooperation.turn(sha, serve) as served:
+                    return served if served is not None else await self._transfer(request)
+        return await self._transfer(request)
+
+    async def _transfer(self, request: DownloadRequest) -> DownloadResult:
+        sha = request.sha256
+        sources = list(request.sources)
         errors: list[DownloadError] = []
         result = await self._try_sources(request, sources, errors)
         if result is None and sha:

@@ -1,0 +1,265 @@
+"""Cooperation between workers that share one catalog: one transfer per sha256.
+
+Many processes on many hosts may run engines against one :class:`PostgresCatalog` (or
+several processes of one host against one :class:`SQLiteCatalog` file) and one storage.
+Before transferring a sha256, a worker *claims* it in the catalog for a lease::
+
+    cached check ─► claim ─┬─ held ──► re-check ─► transfer ─► store/record ─► release
+                           └─ taken ─► poll (backoff, no connection slot held)
+                                         ├─ stored by the other worker ─► served as cached
+                                         └─ claim free or expired ─────► take over
+
+While the transfer runs, the claim is renewed every ``lease / 3`` seconds; it is released
+at the end whatever happens (also on cancellation). A worker that dies keeps its claims
+only until their lease expires, so it never blocks a file forever. The lease is timed by
+the database's clock, so hosts with skewed clocks agree on when it expires.
+
+The claim is an optimisation, not what keeps storage correct: a content-addressed commit is
+atomic and idempotent, so two workers that both transfer a file (a lease lost while a
+worker was frozen) waste bandwidth, never corrupt anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .catalog.base import Catalog
+
+__all__ = [
+    "CLAIM_LEASE_ENV",
+    "DEFAULT_CLAIM_LEASE",
+    "Cooperation",
+    "CooperationStatistics",
+    "owner_id",
+    "resolve_claim_lease",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_CLAIM_LEASE = 300.0
+"""Seconds a claim lasts without renewal (renewed every third of it while transferring)."""
+
+CLAIM_LEASE_ENV = "PULP_AIO_DOWNLOAD_CLAIM_LEASE"
+"""Environment variable giving the lease when ``EngineConfig.claim_lease`` is None."""
+
+_POLL_MIN = 0.05
+_POLL_MAX = 2.0
+
+
+def owner_id() -> str:
+    """A worker identity unique across hosts and processes: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def resolve_claim_lease(configured: float | None) -> float:
+    """The lease to use: ``configured``, else ``$PULP_AIO_DOWNLOAD_CLAIM_LEASE``, else 300 s.
+
+    0 means no claims at all.
+
+    Raises:
+        ConfigError: the environment variable is not a non-negative number.
+    """
+    if configured is not None:
+        return float(configured)
+    raw = os.environ.get(CLAIM_LEASE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CLAIM_LEASE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(
+            f"{CLAIM_LEASE_ENV} must be a non-negative number of seconds, got {raw!r}"
+        )
+    return value
+
+
+@dataclass(slots=True)
+class CooperationStatistics:
+    """Counters of one :class:`Cooperation` (mutable; read them, do not write them)."""
+
+    #: Claims taken before a transfer (including take-overs).
+    claimed: int = 0
+    #: Claims found held by another worker (each waited for once).
+    waited: int = 0
+    #: Waits that ended with the file stored by the other worker (served as cached).
+    served_by_peer: int = 0
+    #: Waits that ended with the claim free or expired, taken over by this worker.
+    taken_over: int = 0
+    #: Renewals that found the claim taken by another worker (this one had stalled).
+    lost: int = 0
+
+
+class Cooperation:
+    """Claims in a shared catalog so that workers transfer each sha256 once.
+
+    Args:
+        catalog: the shared catalog (opened and closed by its owner).
+        lease: seconds a claim lasts without renewal (positive).
+        owner: this worker's identity (default: :func:`owner_id`).
+        poll_min, poll_max: bounds of the exponential, jittered wait between two looks at a
+            claim held by another worker. ``poll_max`` is also capped at a quarter lease.
+
+    Example::
+
+        async with cooperation.turn(sha256, serve_stored) as served:
+            if served is None:
+                ...  # this worker holds the claim: transfer, store, record
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        lease: float = DEFAULT_CLAIM_LEASE,
+        owner: str | None = None,
+        poll_min: float = _POLL_MIN,
+        poll_max: float = _POLL_MAX,
+    ) -> None:
+        if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:
+            raise ConfigError(f"claim lease must be a positive number of seconds, got {lease!r}")
+        if not 0 < poll_min <= poll_max:
+            raise ConfigError("claim polling needs 0 < poll_min <= poll_max")
+        self.catalog = catalog
+        self.lease = float(lease)
+        self.owner = owner or owner_id()
+        self.poll_min = poll_min
+        self.poll_max = max(poll_min, min(poll_max, self.lease / 4))
+        self.statistics = CooperationStatistics()
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"Cooperation(owner={self.owner!r}, lease={self.lease})"
+
+    @contextlib.asynccontextmanager
+    async def turn(
+        self, sha256: str, serve_stored: Callable[[], Awaitable[T | None]]
+    ) -> AsyncIterator[T | None]:
+        """Wait for this worker's turn to transfer ``sha256``.
+
+        Yields the result of ``serve_stored()`` when the file got stored by another worker
+        meanwhile (no claim is held then), or None when this worker holds the claim: the
+        body transfers the file, the claim being renewed in the background and released
+        on exit. ``serve_stored`` returns None when the file is not (validly) stored.
+        """
+        served = await self._acquire(sha256, serve_stored)
+        if served is not None:
+            yield served
+            return
+        stop = asyncio.Event()
+        renewer = asyncio.ensure_future(self._renew(sha256, stop))
+        try:
+            yield None
+        finally:
+            await self._shielded(self._finish(sha256, stop, renewer))
+
+    async def _acquire(
+        self, sha256: str, serve_stored: Callable[[], Awaitable[T | None]]
+    ) -> T | None:
+        delay = self.poll_min
+        waited = False
+        while True:
+            if await self.catalog.claim(sha256, self.owner, self.lease):
+                self.statistics.claimed += 1
+                if waited:
+                    self.statistics.taken_over += 1
+                    log.info("%s: claim free or expired, %s takes over", sha256, self.owner)
+                try:
+                    # Another worker may have stored it and released its claim between the
+                    # engine's cache check and this claim.
+                    served = await self._stored(sha256, serve_stored)
+                except BaseException:
+                    await self._shielded(self._release(sha256))
+                    raise
+                if served is not None:
+                    await self._shielded(self._release(sha256))
+                return served
+            if not waited:
+                waited = True
+                self.statistics.waited += 1
+                log.debug("%s: claimed by another worker, waiting", sha256)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.poll_max)
+            served = await self._stored(sha256, serve_stored)
+            if served is not None:
+                self.statistics.served_by_peer += 1
+                return served
+
+    async def _stored(
+        self, sha256: str, serve_stored: Callable[[], Awaitable[T | None]]
+    ) -> T | None:
+        # The catalog read is cheaper than asking storage (a HEAD on S3); a worker records
+        # the location only once the artifact is committed.
+        record = await self.catalog.get_unit_file(sha256)
+        if record is None or record.location is None:
+            return None
+        return await serve_stored()
+
+    async def _renew(self, sha256: str, stop: asyncio.Event) -> None:
+        interval = self.lease / 3
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            if stop.is_set():
+                return
+            try:
+                held = await self.catalog.claim(sha256, self.owner, self.lease)
+            except Exception as exc:
+                log.warning("%s: could not renew the claim of %s: %s", sha256, self.owner, exc)
+                continue
+            if not held:
+                self.statistics.lost += 1
+                log.warning(
+                    "%s: the claim of %s expired and was taken by another worker; "
+                    "both may transfer the file",
+                    sha256,
+                    self.owner,
+                )
+
+    async def _finish(
+        self, sha256: str, stop: asyncio.Event, renewer: asyncio.Future[None]
+    ) -> None:
+        # Stop the renewer between two renewals, never in the middle of one: a renewal
+        # committed after the release would re-create the claim until its lease expires.
+        stop.set()
+        await asyncio.wait([renewer])
+        await self._release(sha256)
+
+    async def _release(self, sha256: str) -> None:
+        try:
+            await self.catalog.release(sha256, self.owner)
+        except Exception as exc:
+            log.warning(
+                "%s: could not release the claim of %s (it expires in %.0f s): %s",
+                sha256,
+                self.owner,
+                self.lease,
+                exc,
+            )
+
+    async def _shielded(self, work: Awaitable[None]) -> None:
+        """Run ``work`` to its end even if the caller is cancelled meanwhile."""
+        task = asyncio.ensure_future(work)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        await asyncio.shield(task)
+
+    async def aclose(self) -> None:
+        """Wait for releases still running for cancelled callers (before the catalog closes)."""
+        while self._cleanups:
+            await asyncio.wait(set(self._cleanups))
