@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="re-hash stored files against the catalog")
     verify.add_argument("--repair", action="store_true", help="re-fetch corrupt/missing files")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.add_argument(
+        "--progress", choices=("bar", "json", "none"), default=None, help="as for sync"
+    )
     _common(verify)
 
     catalog = sub.add_parser("catalog", help="print catalog records as JSON")
@@ -118,19 +122,48 @@ def build_parser() -> argparse.ArgumentParser:
     _common(units)
 
     demo = sub.add_parser("demo", help="mirror a generated sample repository, offline")
-    demo.add_argument("--files", type=int, default=200, help="number of files (default 200)")
+    demo.add_argument("--files", type=int, default=300, help="number of files (default 300)")
     demo.add_argument(
         "--progress", choices=("bar", "json", "none"), default=None, help="as for sync"
     )
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     _common(demo)
     return parser
 
 
+_USERINFO = re.compile(r"(?<=://)[^/\s@]+@")
+
+
+class _RedactingFormatter(logging.Formatter):
+    """A last line of defence: URL userinfo never reaches a log line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _USERINFO.sub("***@", super().format(record))
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (the live bar redirects it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def _setup_logging(verbose: int) -> None:
+    """``-v`` shows the library's INFO lines, ``-vv`` DEBUG, on stderr."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("pulp_aio_download")
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(old)
+    handler = _StderrHandler()
+    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
 
@@ -202,9 +235,38 @@ def _catalog_from_uri(uri: str) -> Any:
 
 
 def _progress_mode(requested: str | None, stream: TextIO) -> str:
+    """``--progress`` as given, else ``bar`` when ``stream`` is a terminal, else ``none``."""
     if requested is not None:
         return requested
-    return "bar" if stream.isatty() else "none"
+    try:
+        return "bar" if stream.isatty() else "none"
+    except (AttributeError, ValueError):
+        return "none"
+
+
+class _Progress:
+    """The progress callback of one command, and what to close after it."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.bar: Any = None
+        self.callback: Any = None
+        if mode == "json":
+            self.callback = _json_progress(sys.stdout)
+        elif mode == "bar":
+            from .cli_progress import ProgressBar
+
+            self.bar = ProgressBar(sys.stderr)
+            self.callback = self.bar.update
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    @property
+    def summary_stream(self) -> TextIO:
+        """Human summaries go to stderr when stdout carries JSON progress lines."""
+        return sys.stderr if self.mode == "json" else sys.stdout
 
 
 def _json_progress(out: TextIO) -> Any:
@@ -223,14 +285,16 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover
 
 
-def summarize(results: Sequence[Any], requests: Sequence[DownloadRequest], elapsed: float) -> dict[str, Any]:
+def summarize(
+    results: Sequence[Any], requests: Sequence[DownloadRequest], elapsed: float
+) -> dict[str, Any]:
     """A JSON-able summary of a batch."""
     from .errors import DownloadError
 
     done = [r for r in results if not isinstance(r, DownloadError)]
     failures = [
-        {"url": req.url, "error": type(r).__name__, "reason": str(r)}
-        for req, r in zip(requests, results)
+        {"url": req.url, "error": type(r).__name__, "reason": _one_line(str(r))}
+        for req, r in zip(requests, results, strict=True)
         if isinstance(r, DownloadError)
     ]
     nbytes = sum(r.size for r in done if not r.cached)
@@ -247,7 +311,13 @@ def summarize(results: Sequence[Any], requests: Sequence[DownloadRequest], elaps
     }
 
 
+def _one_line(text: str, width: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 def print_summary(summary: dict[str, Any], out: TextIO) -> None:
+    """The human summary: one line of counts, then one line per failure."""
     out.write(
         f"{summary['files']} files: {summary['done']} done "
         f"({summary['cached']} already stored, {summary['retried']} retried), "
@@ -269,13 +339,16 @@ async def _cmd_get(args: argparse.Namespace) -> int:
     if args.url.startswith("file://"):
         from urllib.parse import unquote, urlsplit
 
-        roots.append(Path(unquote(urlsplit(args.url).path)).resolve().parent)
+        local = Path(unquote(urlsplit(args.url).path))
+        resolved = await asyncio.get_running_loop().run_in_executor(None, local.resolve)
+        roots.append(resolved.parent)
     config = engine_config(args, allowed_file_roots=roots)
     digests = {"sha256": args.sha256} if args.sha256 else {}
     async with DownloadEngine(config) as engine:
         try:
             request = engine._make_request(
-                args.url, {"expected_digests": digests, "expected_size": args.size, "remote": args.remote}
+                args.url,
+                {"expected_digests": digests, "expected_size": args.size, "remote": args.remote},
             )
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
@@ -302,30 +375,20 @@ async def run_sync(
     """Download ``requests`` with the common options; returns the summary."""
     from .engine import DownloadEngine
 
-    callback = None
-    bar = None
-    if progress == "json":
-        callback = _json_progress(sys.stdout)
-    elif progress == "bar":
-        from .cli_progress import ProgressBar
-
-        bar = ProgressBar(sys.stderr)
-        callback = bar.update
-    config = engine_config(args, progress=callback, allowed_file_roots=list(extra_roots))
+    display = _Progress(progress)
+    config = engine_config(args, progress=display.callback, allowed_file_roots=list(extra_roots))
     started = time.monotonic()
     try:
         async with DownloadEngine(config) as engine:
             results = await engine.download_many(requests, return_exceptions=True)
     finally:
-        if bar is not None:
-            bar.close()
+        display.close()
     return summarize(results, requests, time.monotonic() - started)
 
 
 async def _cmd_sync(args: argparse.Namespace) -> int:
-    from .manifest import read_manifest
-
     from .errors import ConfigError
+    from .manifest import read_manifest
 
     try:
         requests = read_manifest(args.manifest)
@@ -343,9 +406,13 @@ async def _cmd_sync(args: argparse.Namespace) -> int:
 async def _cmd_verify(args: argparse.Namespace) -> int:
     from .engine import DownloadEngine
 
-    config = engine_config(args)
-    async with DownloadEngine(config) as engine:
-        report = await engine.verify(repair=args.repair)
+    display = _Progress(_progress_mode(args.progress, sys.stderr))
+    config = engine_config(args, progress=display.callback)
+    try:
+        async with DownloadEngine(config) as engine:
+            report = await engine.verify(repair=args.repair)
+    finally:
+        display.close()
     data = {
         "checked": report.checked,
         "ok": report.ok,

@@ -15,6 +15,7 @@ from .urls import SUPPORTED_SCHEMES, redact_url, split_userinfo
 
 __all__ = [
     "DIGEST_ALGORITHMS",
+    "ActiveTransfer",
     "ContentUnit",
     "DownloadRequest",
     "DownloadResult",
@@ -339,12 +340,25 @@ class VerifyReport:
         return set(self.corrupt) | set(self.missing) <= set(self.repaired)
 
 
+@dataclass(frozen=True, slots=True)
+class ActiveTransfer:
+    """One transfer in progress when a :class:`ProgressReport` was taken.
+
+    ``url`` carries no credentials; ``bytes_total`` is the expected size (None if unknown).
+    """
+
+    url: str
+    bytes_done: int
+    bytes_total: int | None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProgressReport:
     """A snapshot of progress, handed to ``EngineConfig.progress``.
 
     ``state`` is ``"running"``, ``"completed"`` or ``"failed"`` (the last report of a batch
     in which something failed). ``bytes_total`` counts only files whose size is known.
+    ``active`` lists the transfers streaming at that moment (not part of :meth:`to_json`).
     """
 
     message: str
@@ -358,6 +372,7 @@ class ProgressReport:
     cached: int = 0
     retried: int = 0
     elapsed: float = 0.0
+    active: tuple[ActiveTransfer, ...] = ()
 
     @property
     def rate(self) -> float:

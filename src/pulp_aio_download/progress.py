@@ -1,28 +1,42 @@
 """Progress accounting: counters updated per file, bytes read from the active writers.
 
-Nothing here runs per chunk: the bytes in flight are summed from the active transfers only
-when a snapshot is taken, at most once every ``interval`` seconds, plus one final report.
+Nothing here runs per chunk: a transfer registers its writer once when it starts streaming
+and once when it stops; the bytes in flight are summed from the active writers' ``size``
+only when a snapshot is taken, at most once every ``interval`` seconds, plus one final
+report. One tracker covers one batch (``download_many``), one verify run, or the loose
+``download()`` calls of an engine (its final report comes when the engine closes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .models import ProgressReport
+from .models import ActiveTransfer, ProgressReport
 
 __all__ = ["ProgressTracker"]
 
+log = logging.getLogger(__name__)
 
-class _Sized(Protocol):
+#: At most this many active transfers are listed in one report.
+MAX_ACTIVE_LISTED = 64
+
+
+class _Writer(Protocol):
     size: int
 
 
 class ProgressTracker:
     """Counts one batch (or one verify run) and reports to ``callback``.
+
+    Reports come at most once every ``interval`` seconds while work runs (a ticker task
+    sends one each interval, so a slow transfer still shows its bytes moving), then once
+    with ``state`` ``"completed"`` or ``"failed"`` from :meth:`finish`. A callback that
+    raises is logged and does not fail any download.
 
     Args:
         callback: receives :class:`ProgressReport`; None disables reporting (counting goes on).
@@ -50,24 +64,45 @@ class ProgressTracker:
         self.retried = 0
         self.bytes_total = 0
         self._bytes_finished = 0
-        self._active: set[_Sized] = set()
+        self._bytes_shown = 0
+        self._planned = 0
+        self._active: dict[_Writer, None] = {}
         self._started = time.monotonic()
-        self._last = 0.0
+        self._last = float("-inf")
         self._ticker: asyncio.Task[None] | None = None
         self._final_sent = False
+        self._callback_failed = False
 
     # -- counting ------------------------------------------------------------------------
-    def add(self, count: int = 1, size: int | None = None) -> None:
+    def plan(self, count: int, size: int = 0) -> None:
+        """Announce ``count`` files (``size`` bytes known) before they start.
+
+        The next ``count`` calls of :meth:`add` then only start the ticker, so the totals
+        are right from the first report of a batch.
+        """
         self.total += count
-        if size:
-            self.bytes_total += size
+        self.bytes_total += size
+        self._planned += count
         self._ensure_ticker()
 
-    def start_transfer(self, writer: _Sized) -> None:
-        self._active.add(writer)
+    def add(self, count: int = 1, size: int | None = None) -> None:
+        """Count a file that starts (unless it was announced by :meth:`plan`)."""
+        if self._planned >= count:
+            self._planned -= count
+        else:
+            self.total += count
+            if size:
+                self.bytes_total += size
+        self._ensure_ticker()
 
-    def end_transfer(self, writer: _Sized) -> None:
-        self._active.discard(writer)
+    def start_transfer(self, writer: _Writer) -> None:
+        """A transfer streams into ``writer`` (its ``size``, ``url`` and ``expected_size``
+        are read when a snapshot is taken)."""
+        self._active[writer] = None
+
+    def end_transfer(self, writer: _Writer) -> None:
+        """The transfer into ``writer`` stopped (finished, failed or paused to retry)."""
+        self._active.pop(writer, None)
 
     def file_done(self, size: int, *, cached: bool = False) -> None:
         self.done += 1
@@ -85,10 +120,39 @@ class ProgressTracker:
 
     @property
     def bytes_done(self) -> int:
+        """Bytes of finished files plus the bytes written so far by active transfers."""
         return self._bytes_finished + sum(w.size for w in self._active)
+
+    def active(self) -> tuple[ActiveTransfer, ...]:
+        """The transfers streaming now (at most ``MAX_ACTIVE_LISTED``)."""
+        out = []
+        for writer in self._active:
+            out.append(
+                ActiveTransfer(
+                    url=getattr(writer, "url", None) or "",
+                    bytes_done=writer.size,
+                    bytes_total=getattr(writer, "expected_size", None),
+                )
+            )
+            if len(out) >= MAX_ACTIVE_LISTED:
+                break
+        return tuple(out)
 
     # -- reporting -----------------------------------------------------------------------
     def snapshot(self, state: str = "running") -> ProgressReport:
+        """The current :class:`ProgressReport`.
+
+        While running, ``bytes_done`` never goes backwards between two snapshots (a file
+        leaves the active set just before it is counted as done); the final snapshot has
+        the exact bytes of the files done.
+        """
+        if state == "running":
+            self._bytes_shown = max(self._bytes_shown, self.bytes_done)
+            nbytes = self._bytes_shown
+            active = self.active()
+        else:
+            nbytes = self.bytes_done
+            active = ()
         return ProgressReport(
             message=self.message,
             code=self.code,
@@ -96,22 +160,30 @@ class ProgressTracker:
             done=self.done,
             failed=self.failed,
             bytes_total=self.bytes_total,
-            bytes_done=self.bytes_done,
+            bytes_done=nbytes,
             state=state,
             cached=self.cached,
             retried=self.retried,
             elapsed=time.monotonic() - self._started,
+            active=active,
         )
 
-    def _emit(self, state: str) -> None:
-        if self.callback is None:
-            return
-        self._last = time.monotonic()
-        self.callback(self.snapshot(state))
+    def _deliver(self, report: ProgressReport) -> None:
+        assert self.callback is not None
+        try:
+            self.callback(report)
+        except Exception:
+            if not self._callback_failed:
+                self._callback_failed = True
+                log.exception("the progress callback raised; later errors are not logged")
 
     def _maybe_emit(self) -> None:
-        if self.callback is not None and time.monotonic() - self._last >= self.interval:
-            self._emit("running")
+        if self.callback is None or self._final_sent:
+            return
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._deliver(self.snapshot("running"))
 
     def _ensure_ticker(self) -> None:
         if self.callback is None or self._ticker is not None or self._final_sent:
@@ -122,11 +194,13 @@ class ProgressTracker:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            if self._active:
-                self._maybe_emit()
+            self._maybe_emit()
 
     async def finish(self) -> ProgressReport:
-        """Stop the ticker and send the final report (state completed or failed)."""
+        """Stop the ticker and send the final report (state completed or failed).
+
+        Only the first call sends it; every call returns the final snapshot.
+        """
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -137,5 +211,5 @@ class ProgressTracker:
         if not self._final_sent:
             self._final_sent = True
             if self.callback is not None:
-                self.callback(report)
+                self._deliver(report)
         return report

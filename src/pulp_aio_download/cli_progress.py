@@ -1,0 +1,217 @@
+"""The command line's live progress display (``--progress bar``).
+
+On a terminal, with ``rich`` installed (the ``progress`` extra), a live overall bar (files,
+bytes, rate, ETA) above one line per active transfer. Anywhere else (output redirected to
+a file or a pipe, or rich missing) a plain line every few seconds and one at the end, with
+no escape codes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .models import ProgressReport
+
+__all__ = ["ProgressBar", "format_duration", "human_bytes", "plain_line"]
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` → ``'1.5 KiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_duration(seconds: float) -> str:
+    """``75`` → ``'1m15s'``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _eta(report: ProgressReport) -> float | None:
+    rate = report.rate
+    if report.bytes_total > report.bytes_done and rate > 0:
+        return (report.bytes_total - report.bytes_done) / rate
+    finished = report.done + report.failed
+    if report.total > finished and finished and report.elapsed > 0:
+        return (report.total - finished) * report.elapsed / finished
+    return None
+
+
+def plain_line(report: ProgressReport) -> str:
+    """One line describing ``report``, without escape codes."""
+    parts = [f"{report.done + report.failed}/{report.total} files"]
+    extra = []
+    if report.cached:
+        extra.append(f"{report.cached} already stored")
+    if report.failed:
+        extra.append(f"{report.failed} failed")
+    if extra:
+        parts[0] += f" ({', '.join(extra)})"
+    size = human_bytes(report.bytes_done)
+    if report.bytes_total:
+        size += f" of {human_bytes(report.bytes_total)}"
+    parts.append(size)
+    parts.append(f"{human_bytes(report.rate)}/s")
+    if report.state == "running":
+        eta = _eta(report)
+        if eta is not None:
+            parts.append(f"ETA {format_duration(eta)}")
+    else:
+        parts.append(f"{report.state} in {format_duration(report.elapsed)}")
+    return f"{report.message}: " + ", ".join(parts)
+
+
+def _short(url: str, width: int = 48) -> str:
+    name = url.rstrip("/").rsplit("/", 1)[-1] or url
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
+
+
+class _PlainBar:
+    def __init__(self, stream: TextIO, interval: float) -> None:
+        self.stream = stream
+        self.interval = interval
+        self._last = float("-inf")
+
+    def update(self, report: ProgressReport) -> None:
+        now = time.monotonic()
+        if report.state == "running" and now - self._last < self.interval:
+            return
+        self._last = now
+        self.stream.write(plain_line(report) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+class _RichBar:
+    def __init__(self, stream: TextIO, max_active: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.max_active = max_active
+        self.progress = Progress(
+            TextColumn("{task.description}", style="bold"),
+            BarColumn(),
+            TextColumn("{task.fields[files]}"),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(file=stream),
+            refresh_per_second=8,
+        )
+        self.overall = self.progress.add_task("Starting", total=None, files="")
+        self.tasks: dict[str, Any] = {}
+        self.progress.start()
+
+    def update(self, report: ProgressReport) -> None:
+        progress = self.progress
+        files = f"{report.done + report.failed}/{report.total} files"
+        if report.failed:
+            files += f" [red]{report.failed} failed[/]"
+        total = max(report.bytes_total, report.bytes_done) if report.bytes_total else None
+        progress.update(
+            self.overall,
+            description=report.message,
+            total=total,
+            completed=report.bytes_done,
+            files=files,
+        )
+        current = {t.url: t for t in report.active[: self.max_active]}
+        for url in list(self.tasks):
+            if url not in current:
+                progress.remove_task(self.tasks.pop(url))
+        for url, transfer in current.items():
+            task = self.tasks.get(url)
+            if task is None:
+                self.tasks[url] = progress.add_task(
+                    f"  {_short(url)}",
+                    total=transfer.bytes_total,
+                    completed=transfer.bytes_done,
+                    files="",
+                )
+            else:
+                progress.update(task, completed=transfer.bytes_done)
+        if report.state != "running":
+            progress.refresh()
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+class ProgressBar:
+    """A live progress display fed with :class:`ProgressReport` snapshots.
+
+    Args:
+        stream: where to draw (the command line uses stderr).
+        max_active: active transfers shown under the overall bar.
+        plain_interval: seconds between two plain lines (non-terminal or no rich).
+        use_rich: None picks rich on a terminal when it is installed; False forces the
+            plain lines.
+
+    Example::
+
+        bar = ProgressBar(sys.stderr)
+        config = EngineConfig(progress=bar.update)
+        ...
+        bar.close()
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        max_active: int = 6,
+        plain_interval: float = 2.0,
+        use_rich: bool | None = None,
+    ) -> None:
+        self._impl: _PlainBar | _RichBar
+        self._closed = False
+        if use_rich is not False and _isatty(stream):
+            try:
+                self._impl = _RichBar(stream, max_active)
+                return
+            except ImportError:
+                pass
+        self._impl = _PlainBar(stream, plain_interval)
+
+    @property
+    def rich(self) -> bool:
+        """True when the rich live display is used."""
+        return isinstance(self._impl, _RichBar)
+
+    def update(self, report: ProgressReport) -> None:
+        """Show ``report`` (use as the engine's progress callback)."""
+        if not self._closed:
+            self._impl.update(report)
+
+    def close(self) -> None:
+        """Stop the live display, leaving its last state on screen. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._impl.close()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
