@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-
-import aiosqlite
 
 from ..health import HostHealth
 from ..models import ContentUnit, UnitFile, UnitSpec
@@ -24,11 +24,16 @@ T = TypeVar("T")
 
 
 class _SQLiteTx:
-    """:class:`_sql.Tx` over an aiosqlite connection already inside a transaction."""
+    """:class:`_sql.Tx` over a ``sqlite3`` connection inside a transaction.
+
+    Its coroutines never suspend: a whole catalog operation runs synchronously in the
+    connection's own thread (see :func:`_drive`), so a write batch or a read costs one
+    thread hop however many statements it has.
+    """
 
     dialect: _sql.Dialect = "sqlite"
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
     @staticmethod
@@ -38,18 +43,70 @@ class _SQLiteTx:
         )
 
     async def execute(self, sql: str, *args: Any) -> None:
-        await self._conn.execute(_sql.sqlite_placeholders(sql), self._args(args))
+        self._conn.execute(_sql.sqlite_placeholders(sql), self._args(args))
 
     async def fetchone(self, sql: str, *args: Any) -> _sql.Row | None:
-        async with self._conn.execute(_sql.sqlite_placeholders(sql), self._args(args)) as cur:
-            row = await cur.fetchone()
+        cur = self._conn.execute(_sql.sqlite_placeholders(sql), self._args(args))
+        try:
+            row = cur.fetchone()
             # Drain the cursor: an upsert's RETURNING row is only final once stepped to the end.
-            await cur.fetchall()
+            cur.fetchall()
+        finally:
+            cur.close()
         return tuple(row) if row is not None else None
 
     async def fetchall(self, sql: str, *args: Any) -> list[_sql.Row]:
-        async with self._conn.execute(_sql.sqlite_placeholders(sql), self._args(args)) as cur:
-            return [tuple(row) for row in await cur.fetchall()]
+        cur = self._conn.execute(_sql.sqlite_placeholders(sql), self._args(args))
+        try:
+            return [tuple(row) for row in cur.fetchall()]
+        finally:
+            cur.close()
+
+
+def _drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends to completion, synchronously."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coro.close()
+    raise RuntimeError("a catalog operation suspended inside a SQLite transaction")
+
+
+class _Connection:
+    """One ``sqlite3`` connection, used only from its own dedicated thread."""
+
+    def __init__(self, path: Path, busy_timeout: float, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self.conn: sqlite3.Connection | None = None
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self.conn is None:
+            conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
+            try:
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA synchronous = FULL")
+            except BaseException:
+                conn.close()
+                raise
+            self.conn = conn
+        return fn(self.conn)
+
+    async def close(self) -> None:
+        def _close(conn: sqlite3.Connection) -> None:
+            conn.close()
+            self.conn = None
+
+        try:
+            if self.conn is not None:
+                await self.run(_close)
+        finally:
+            self._executor.shutdown(wait=False)
 
 
 @dataclass(eq=False)
@@ -108,9 +165,8 @@ class SQLiteCatalog(Catalog):
         self.path = Path(path)
         self.batch_size = batch_size
         self.busy_timeout = busy_timeout
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._read_lock = asyncio.Lock()
+        self._writer: _Connection | None = None
+        self._reader: _Connection | None = None
         self._queue: asyncio.Queue[_Write[Any] | object] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -125,17 +181,6 @@ class SQLiteCatalog(Catalog):
         return f"SQLiteCatalog({str(self.path)!r})"
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        try:
-            await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.execute("PRAGMA synchronous = FULL")
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
-
     async def open(self) -> None:
         """Create the file (and its directory) if needed, migrate the schema, start the
         writer. Idempotent."""
@@ -143,21 +188,26 @@ class SQLiteCatalog(Catalog):
             if self._writer_task is not None:
                 return
             await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
-            writer = await self._connect()
-            try:
-                await writer.execute("PRAGMA journal_mode = WAL")
-                await writer.execute("BEGIN IMMEDIATE")
+            writer = _Connection(self.path, self.busy_timeout, "catalog-writer")
+            where = str(self.path)
+
+            def migrate(conn: sqlite3.Connection) -> None:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("BEGIN IMMEDIATE")
                 try:
-                    await _sql.migrate(_SQLiteTx(writer), where=str(self.path))
-                    await writer.execute("COMMIT")
+                    _drive(_sql.migrate(_SQLiteTx(conn), where=where))
+                    conn.execute("COMMIT")
                 except BaseException:
-                    await writer.execute("ROLLBACK")
+                    conn.execute("ROLLBACK")
                     raise
-                reader = await self._connect()
+
+            try:
+                await writer.run(migrate)
             except BaseException:
                 await writer.close()
                 raise
-            self._writer, self._reader = writer, reader
+            self._writer = writer
+            self._reader = _Connection(self.path, self.busy_timeout, "catalog-reader")
             self._closing = False
             self.transactions = self.writes = 0
             self._queue = asyncio.Queue()
@@ -188,7 +238,7 @@ class SQLiteCatalog(Catalog):
         self._queue.put_nowait(item)
         return await item.future
 
-    async def _write_loop(self, conn: aiosqlite.Connection) -> None:
+    async def _write_loop(self, conn: _Connection) -> None:
         batch: list[_Write[Any]] = []
         try:
             stop = False
@@ -219,38 +269,45 @@ class SQLiteCatalog(Catalog):
                     item.future.set_exception(error)
             raise
 
-    async def _commit(self, conn: aiosqlite.Connection, batch: list[_Write[Any]]) -> None:
-        tx = _SQLiteTx(conn)
-        outcomes: list[tuple[_Write[Any], bool, Any]] = []
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
+    async def _commit(self, conn: _Connection, batch: list[_Write[Any]]) -> None:
+        # Callers cancelled while queued are skipped.
+        live = [item for item in batch if not item.future.done()]
+        if not live:
+            return
+
+        def run(db: sqlite3.Connection) -> list[tuple[bool, Any]]:
+            tx = _SQLiteTx(db)
+            outcomes: list[tuple[bool, Any]] = []
+            db.execute("BEGIN IMMEDIATE")
             try:
-                for item in batch:
-                    if item.future.done():  # its caller was cancelled: skip the write
-                        continue
-                    await conn.execute("SAVEPOINT write")
+                for item in live:
+                    db.execute("SAVEPOINT write")
                     try:
-                        result = await item.op(tx)
+                        result = _drive(item.op(tx))  # type: ignore[arg-type]
                     except Exception as exc:
-                        await conn.execute("ROLLBACK TO write")
-                        await conn.execute("RELEASE write")
-                        outcomes.append((item, False, exc))
+                        db.execute("ROLLBACK TO write")
+                        db.execute("RELEASE write")
+                        outcomes.append((False, exc))
                     else:
-                        await conn.execute("RELEASE write")
-                        outcomes.append((item, True, result))
-                await conn.execute("COMMIT")
-                self.transactions += 1
-                self.writes += len(outcomes)
+                        db.execute("RELEASE write")
+                        outcomes.append((True, result))
+                db.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
+            return outcomes
+
+        try:
+            outcomes = await conn.run(run)
         except Exception as exc:
-            for item in batch:
+            for item in live:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
-        for item, ok, value in outcomes:
+        self.transactions += 1
+        self.writes += len(outcomes)
+        for item, (ok, value) in zip(live, outcomes, strict=True):
             if item.future.done():
                 continue
             if ok:
@@ -260,16 +317,19 @@ class SQLiteCatalog(Catalog):
 
     # -- reads ----------------------------------------------------------------------------------
     async def _read(self, op: Callable[[_sql.Tx], Awaitable[T]]) -> T:
-        conn = self._reader
-        if conn is None or self._closing:
+        reader = self._reader
+        if reader is None or self._closing:
             raise RuntimeError(f"{self!r} is not open")
-        async with self._read_lock:
+
+        def run(db: sqlite3.Connection) -> T:
             # One read transaction: a consistent snapshot across the op's statements.
-            await conn.execute("BEGIN")
+            db.execute("BEGIN")
             try:
-                return await op(_SQLiteTx(conn))
+                return _drive(op(_SQLiteTx(db)))  # type: ignore[arg-type]
             finally:
-                await conn.execute("COMMIT")
+                db.execute("COMMIT")
+
+        return await reader.run(run)
 
     # -- unit files -----------------------------------------------------------------------------
     async def record_unit_file(self, unit_file: UnitFile) -> UnitFile:
