@@ -166,7 +166,10 @@ class Cooperation:
         try:
             yield None
         finally:
-            await self._shielded(self._finish(sha256, stop, renewer))
+            # In the background: the result need not wait for it (peers look at the
+            # recorded location, not at the claim), and with SQLite's group commit the
+            # release joins the next batch of writes. aclose() waits for it.
+            self._background(self._finish(sha256, stop, renewer))
 
     async def _acquire(
         self, sha256: str, serve_stored: Callable[[], Awaitable[T | None]]
@@ -252,12 +255,16 @@ class Cooperation:
                 exc,
             )
 
-    async def _shielded(self, work: Awaitable[None]) -> None:
-        """Run ``work`` to its end even if the caller is cancelled meanwhile."""
+    def _background(self, work: Awaitable[None]) -> asyncio.Task[None]:
+        """Run ``work`` to its end whatever happens to the caller."""
         task = asyncio.ensure_future(work)
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
-        await asyncio.shield(task)
+        return task
+
+    async def _shielded(self, work: Awaitable[None]) -> None:
+        """Run ``work`` to its end even if the caller is cancelled meanwhile."""
+        await asyncio.shield(self._background(work))
 
     async def aclose(self) -> None:
         """Wait for releases still running for cancelled callers (before the catalog closes)."""
