@@ -32,7 +32,7 @@ __all__ = ["Auth", "BasicAuth", "BearerTokenAuth", "parse_www_authenticate"]
 
 log = logging.getLogger(__name__)
 
-Origin = tuple[str, str, "int | None"]
+Origin = tuple[str, str, int | None]
 
 
 class Auth(abc.ABC):  # noqa: B024 (every method has a do-nothing default)
