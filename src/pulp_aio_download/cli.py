@@ -249,6 +249,8 @@ class _Progress:
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
+        # Taken before the live bar starts, which swaps sys.stdout for a proxy.
+        self.summary_stream: TextIO = sys.stderr if mode == "json" else sys.stdout
         self.bar: Any = None
         self.callback: Any = None
         if mode == "json":
@@ -262,11 +264,6 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-    @property
-    def summary_stream(self) -> TextIO:
-        """Human summaries go to stderr when stdout carries JSON progress lines."""
-        return sys.stderr if self.mode == "json" else sys.stdout
 
 
 def _json_progress(out: TextIO) -> Any:
@@ -293,7 +290,7 @@ def summarize(
 
     done = [r for r in results if not isinstance(r, DownloadError)]
     failures = [
-        {"url": req.url, "error": type(r).__name__, "reason": _one_line(str(r))}
+        {"url": req.url, "error": type(r).__name__, "reason": _reason(r, req.url)}
         for req, r in zip(requests, results, strict=True)
         if isinstance(r, DownloadError)
     ]
@@ -311,9 +308,12 @@ def summarize(
     }
 
 
-def _one_line(text: str, width: int = 300) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
+def _reason(error: BaseException, url: str | None) -> str:
+    """The error message on one line, without the URL the summary already shows."""
+    line = " ".join(str(error).split())
+    if url and line.endswith(f" ({url})"):
+        line = line[: -len(url) - 3]
+    return line if len(line) <= 300 else line[:299] + "…"
 
 
 def print_summary(summary: dict[str, Any], out: TextIO) -> None:

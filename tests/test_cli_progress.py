@@ -1,0 +1,241 @@
+"""The command line's progress, summaries and logging, as a user sees them: real processes,
+in a pseudo-terminal when it matters, against a loopback server."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+
+from pulp_aio_download.cli_progress import ProgressBar, plain_line
+from pulp_aio_download.models import ActiveTransfer, ProgressReport
+from pulp_aio_download.testing import Fault, FaultServer
+
+ESC = "\x1b"
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULP_AIO_DOWNLOAD")}
+    env.pop("NO_COLOR", None)
+    env["TERM"] = "xterm-256color"
+    return env
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pulp_aio_download", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+    )
+
+
+def run_in_pty(*args: str) -> tuple[int, str]:
+    """Run the CLI with stdin/stdout/stderr on a pseudo-terminal; (exit code, output)."""
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "pulp_aio_download", *args],
+        env=_env(),
+        dimensions=(40, 140),
+        timeout=120,
+        encoding="utf-8",
+    )
+    try:
+        output = child.read()
+    finally:
+        child.close()
+    assert child.exitstatus is not None, "the CLI was killed"
+    return child.exitstatus, output
+
+
+def _manifest(server: FaultServer, tmp_path: Path, count: int = 40) -> tuple[Path, list[dict]]:
+    entries = []
+    for i in range(count):
+        data = os.urandom(1000 + 37 * i)
+        url = server.add(f"/repo/{i}.bin", data)
+        entries.append({"url": url, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    return path, entries
+
+
+def test_json_progress_lines_parse_and_add_up(threaded_server: FaultServer, tmp_path: Path) -> None:
+    manifest, entries = _manifest(threaded_server, tmp_path, 60)
+    bad = threaded_server.add("/repo/bad", b"", faults=Fault(status=404))
+    with manifest.open("a") as f:
+        f.write(json.dumps({"url": bad}) + "\n")
+    proc = run_cli("sync", str(manifest), "--progress", "json", "--data-dir", str(tmp_path / "d"))
+    assert proc.returncode == 1, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert lines, "no progress line"
+    keys = {
+        "message", "code", "total", "done", "failed", "cached", "retried",
+        "bytes_total", "bytes_done", "state", "elapsed", "rate",
+    }  # fmt: skip
+    assert all(set(line) == keys for line in lines)
+    assert all(line["code"] == "download" and line["total"] == 61 for line in lines)
+    assert [line["state"] for line in lines[:-1]] == ["running"] * (len(lines) - 1)
+    final = lines[-1]
+    good_bytes = sum(e["size"] for e in entries)
+    assert final["state"] == "failed"
+    assert final["done"] + final["failed"] == final["total"] == 61
+    assert (final["done"], final["failed"]) == (60, 1)
+    assert final["bytes_done"] == final["bytes_total"] == good_bytes
+    done = [line["done"] for line in lines]
+    assert done == sorted(done)
+    # The human summary goes to stderr, so stdout stays machine-readable.
+    assert "60 done" in proc.stderr and f"FAILED {bad}" in proc.stderr
+    assert ESC not in proc.stdout + proc.stderr
+
+
+def test_bar_renders_in_a_terminal(threaded_server: FaultServer, tmp_path: Path) -> None:
+    manifest, _ = _manifest(threaded_server, tmp_path)
+    code, output = run_in_pty("sync", str(manifest), "--data-dir", str(tmp_path / "d"))
+    assert code == 0, output
+    assert ESC in output  # the live display drew
+    assert "40/40 files" in output
+    assert "Traceback" not in output
+    assert "40 files: 40 done" in output
+
+
+def test_progress_none_in_a_terminal_draws_nothing(
+    threaded_server: FaultServer, tmp_path: Path
+) -> None:
+    manifest, _ = _manifest(threaded_server, tmp_path)
+    code, output = run_in_pty(
+        "sync", str(manifest), "--progress", "none", "--data-dir", str(tmp_path / "d")
+    )
+    assert code == 0, output
+    assert ESC not in output
+    assert output.strip().startswith("40 files: 40 done")
+
+
+def test_bar_off_a_terminal_is_plain_lines(threaded_server: FaultServer, tmp_path: Path) -> None:
+    manifest, _ = _manifest(threaded_server, tmp_path)
+    proc = run_cli("sync", str(manifest), "--progress", "bar", "--data-dir", str(tmp_path / "d"))
+    assert proc.returncode == 0, proc.stderr
+    assert ESC not in proc.stdout + proc.stderr
+    assert "Downloading 40 files: 40/40 files" in proc.stderr
+    assert "completed in" in proc.stderr.splitlines()[-1]
+    # Not on a terminal and nothing asked: no progress at all.
+    proc = run_cli("sync", str(manifest), "--data-dir", str(tmp_path / "d"))
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+def test_summary_lists_each_failure_on_one_line(
+    threaded_server: FaultServer, tmp_path: Path
+) -> None:
+    manifest, _ = _manifest(threaded_server, tmp_path, 3)
+    data = b"served corrupt" * 100
+    corrupt = threaded_server.add("/c.bin", data, faults=Fault(flip_byte=5))
+    missing = threaded_server.add("/m.bin", b"", faults=Fault(status=404))
+    sha = hashlib.sha256(data).hexdigest()
+    with manifest.open("a") as f:
+        f.write(json.dumps({"url": corrupt, "sha256": sha, "size": len(data)}) + "\n")
+        f.write(json.dumps({"url": missing}) + "\n")
+    d = str(tmp_path / "d")
+    proc = run_cli("sync", str(manifest), "--progress", "none", "--data-dir", d)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("5 files: 3 done (0 already stored, 0 retried), 2 failed;")
+    assert " in " in lines[0] and "/s)" in lines[0]
+    assert lines[1] == f"FAILED {corrupt}: sha256 mismatch: expected {sha}, got " + lines[1][-64:]
+    assert lines[2].startswith(f"FAILED {missing}: ") and "404" in lines[2]
+    assert len(lines) == 3
+
+    proc = run_cli("sync", str(manifest), "--progress", "none", "--json", "--data-dir", d)
+    assert proc.returncode == 1
+    summary = json.loads(proc.stdout)
+    assert summary["files"] == 5 and summary["done"] == 3 and summary["failed"] == 2
+    assert summary["cached"] == 3 and summary["bytes"] == 0  # stored by the first run
+    assert summary["elapsed"] > 0 and summary["rate"] == 0
+    assert [f["url"] for f in summary["failures"]] == [corrupt, missing]
+    assert [f["error"] for f in summary["failures"]] == ["DigestMismatch", "HTTPStatusError"]
+    assert all("\n" not in f["reason"] for f in summary["failures"])
+
+
+def test_verbose_logging_never_shows_credentials(
+    threaded_server: FaultServer, tmp_path: Path
+) -> None:
+    data = b"secret content" * 10
+    url = threaded_server.add("/private.bin", data, auth=("alice", "s3cr3t-pw"))
+    bad = threaded_server.add("/private-missing", b"", faults=Fault(status=404))
+    with_creds = url.replace("http://", "http://alice:s3cr3t-pw@")
+    bad_creds = bad.replace("http://", "http://alice:s3cr3t-pw@")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        json.dumps({"url": with_creds, "sha256": hashlib.sha256(data).hexdigest()})
+        + "\n"
+        + json.dumps({"url": bad_creds})
+        + "\n"
+    )
+    for progress in ("json", "bar"):
+        proc = run_cli(
+            "sync", str(manifest), "-vv", "--progress", progress,
+            "--data-dir", str(tmp_path / progress),
+        )  # fmt: skip
+        assert proc.returncode == 1, proc.stderr
+        assert "DEBUG" in proc.stderr or "INFO" in proc.stderr  # -vv logs something
+        assert "s3cr3t-pw" not in proc.stdout + proc.stderr
+        assert f"FAILED {bad}" in proc.stdout + proc.stderr
+    code, output = run_in_pty("sync", str(manifest), "-vv", "--data-dir", str(tmp_path / "pty"))
+    assert code == 1
+    assert "s3cr3t-pw" not in output and "alice:" not in output
+
+
+def _report(**kw: object) -> ProgressReport:
+    values: dict[str, object] = dict(
+        message="Downloading 10 files", code="download", total=10, done=4, failed=1,
+        bytes_total=10 * 1024 * 1024, bytes_done=4 * 1024 * 1024, state="running",
+        elapsed=2.0,
+    )  # fmt: skip
+    values.update(kw)
+    return ProgressReport(**values)  # type: ignore[arg-type]
+
+
+def test_plain_bar_lines_are_rate_limited_and_final() -> None:
+    out = io.StringIO()
+    bar = ProgressBar(out, plain_interval=3600)
+    assert not bar.rich  # a StringIO is no terminal
+    bar.update(_report())
+    bar.update(_report(done=5))  # within the interval: not written
+    bar.update(_report(done=9, failed=1, state="failed", bytes_done=9 * 1024 * 1024))
+    bar.close()
+    bar.update(_report(done=10))  # after close: ignored
+    lines = out.getvalue().splitlines()
+    assert lines == [
+        "Downloading 10 files: 5/10 files (1 failed), 4.0 MiB of 10.0 MiB, 2.0 MiB/s, ETA 3s",
+        "Downloading 10 files: 10/10 files (1 failed), 9.0 MiB of 10.0 MiB, 4.5 MiB/s, "
+        "failed in 2s",
+    ]
+
+
+def test_plain_line_without_sizes() -> None:
+    line = plain_line(_report(bytes_total=0, bytes_done=0, cached=2))
+    assert line == (
+        "Downloading 10 files: 5/10 files (2 already stored, 1 failed), 0 B, 0 B/s, ETA 2s"
+    )
+
+
+def test_rich_bar_shows_active_transfers(tmp_path: Path) -> None:
+    # Draw into a file that claims to be a terminal: the bar's own output, no process.
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    bar = ProgressBar(out)
+    assert bar.rich
+    active = (ActiveTransfer("http://h/repo/big.iso", 1024, 4096),)
+    bar.update(_report(active=active))
+    bar.update(_report(done=10, failed=0, state="completed", bytes_done=10 * 1024 * 1024))
+    bar.close()
+    text = out.getvalue()
+    assert "big.iso" in text and "10/10 files" in text
