@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__ as __version__
 from .auth import Auth as Auth
+from .auth import BasicAuth as BasicAuth
+from .auth import BearerTokenAuth as BearerTokenAuth
 from .catalog import Catalog as Catalog
 from .config import EngineConfig as EngineConfig
 from .config import ProxyConfig as ProxyConfig
@@ -55,6 +57,8 @@ __all__ = [
     "DEFAULT_HOOKS",
     "AllSourcesFailed",
     "Auth",
+    "BasicAuth",
+    "BearerTokenAuth",
     "Catalog",
     "ConfigError",
     "ConnectionFailed",
