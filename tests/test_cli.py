@@ -29,8 +29,18 @@ def test_get_prints_location_and_copies(threaded_server: FaultServer, tmp_path: 
     url = threaded_server.add("/a.bin", data)
     out = tmp_path / "copy.bin"
     sha = hashlib.sha256(data).hexdigest()
-    proc = run_cli("get", url, "--sha256", sha, "--size", str(len(data)), "-o", str(out),
-                   "--data-dir", str(tmp_path / "d"))
+    proc = run_cli(
+        "get",
+        url,
+        "--sha256",
+        sha,
+        "--size",
+        str(len(data)),
+        "-o",
+        str(out),
+        "--data-dir",
+        str(tmp_path / "d"),
+    )
     assert proc.returncode == 0, proc.stderr
     stored = Path(proc.stdout.strip())
     assert stored.read_bytes() == data and out.read_bytes() == data
@@ -62,8 +72,17 @@ def test_sync_mirrors_a_manifest(threaded_server: FaultServer, tmp_path: Path) -
         url = threaded_server.add(f"/repo/{i}.bin", data)
         entries.append({"url": url, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
     manifest = _manifest(tmp_path / "m.jsonl", ["# a comment", "", *entries])
-    proc = run_cli("sync", str(manifest), "--data-dir", str(tmp_path / "d"), "--json",
-                   "--progress", "none", "--concurrency", "8")
+    proc = run_cli(
+        "sync",
+        str(manifest),
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--json",
+        "--progress",
+        "none",
+        "--concurrency",
+        "8",
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["files"] == summary["done"] == 300 and summary["failed"] == 0
@@ -87,9 +106,7 @@ def test_sync_bad_manifest_exits_2_naming_the_line(
     threaded_server: FaultServer, tmp_path: Path
 ) -> None:
     good = threaded_server.add("/good", b"good")
-    manifest = _manifest(
-        tmp_path / "m.jsonl", [{"url": good}, {"url": good, "sha256": "nothex"}]
-    )
+    manifest = _manifest(tmp_path / "m.jsonl", [{"url": good}, {"url": good, "sha256": "nothex"}])
     proc = run_cli("sync", str(manifest), "--data-dir", str(tmp_path / "d"))
     assert proc.returncode == 2
     assert "line 2" in proc.stderr and "malformed sha256" in proc.stderr
@@ -98,8 +115,10 @@ def test_sync_bad_manifest_exits_2_naming_the_line(
         ("{not json", "invalid JSON"),
         ('{"url": "gopher://x/y"}', "unsupported URL scheme"),
         ('{"url": "http://h/a", "colour": 1}', "unknown key(s) 'colour'"),
-        ('{"url": "http://h/a", "unit": {"type": "f", "key": "k", "relative_path": "../x"}}',
-         "must be relative"),
+        (
+            '{"url": "http://h/a", "unit": {"type": "f", "key": "k", "relative_path": "../x"}}',
+            "must be relative",
+        ),
     ]:
         manifest.write_text(bad_line + "\n")
         proc = run_cli("sync", str(manifest), "--data-dir", str(tmp_path / "d"))

@@ -28,16 +28,16 @@ def leftovers(root: Path) -> list[Path]:
 
 
 def stored_files(root: Path) -> list[Path]:
-    return sorted(
-        p for p in root.rglob("*") if p.is_file() and ".staging" not in p.parts
-    )
+    return sorted(p for p in root.rglob("*") if p.is_file() and ".staging" not in p.parts)
 
 
 def config(tmp_path: Path, **kwargs: object) -> pad.EngineConfig:
     retry = kwargs.pop("retry", NO_RETRY)
     remotes = kwargs.pop("remotes", [pad.RemoteConfig(retry=retry)])  # type: ignore[arg-type]
     return pad.EngineConfig(
-        storage=pad.LocalStorage(tmp_path / "store"), remotes=remotes, **kwargs  # type: ignore[arg-type]
+        storage=pad.LocalStorage(tmp_path / "store"),
+        remotes=remotes,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 

@@ -30,7 +30,7 @@ def test_run_batch_keeps_order_and_returns_errors(
     assert len(results) == 21
     error = results.pop(7)
     assert isinstance(error, pad.HTTPStatusError) and error.status == 404
-    for result, payload in zip(results, payloads):
+    for result, payload in zip(results, payloads, strict=True):
         assert isinstance(result, pad.DownloadResult)
         assert result.path is not None and result.path.read_bytes() == payload
         assert result.sha256 == hashlib.sha256(payload).hexdigest()

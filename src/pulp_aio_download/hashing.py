@@ -212,7 +212,7 @@ class HashingWriter:
             await last
         self._finished = True
         digests = {"sha256": self._primary.hexdigest()}
-        for name, hasher in zip(self.algorithms[1:], self._extra):
+        for name, hasher in zip(self.algorithms[1:], self._extra, strict=True):
             digests[name] = hasher.hexdigest()
         return digests, self.size
 

@@ -45,7 +45,9 @@ def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
 
 
-def normalize_digests(digests: Mapping[str, str] | None, *, where: str = "digests") -> dict[str, str]:
+def normalize_digests(
+    digests: Mapping[str, str] | None, *, where: str = "digests"
+) -> dict[str, str]:
     """Validate ``{algorithm: hex}`` and return it lower-cased.
 
     Raises:
@@ -221,7 +223,9 @@ class DownloadRequest:
         if not all_sources:
             raise ConfigError("a download request needs a url or at least one source")
         if expected_size is not None and (
-            isinstance(expected_size, bool) or not isinstance(expected_size, int) or expected_size < 0
+            isinstance(expected_size, bool)
+            or not isinstance(expected_size, int)
+            or expected_size < 0
         ):
             raise ConfigError(f"expected_size must be a non-negative int, got {expected_size!r}")
         if unit is not None and not isinstance(unit, UnitSpec):

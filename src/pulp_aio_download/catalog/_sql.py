@@ -11,8 +11,8 @@ PostgreSQL, fixed-width ISO 8601 text in SQLite (so that text order is time orde
 
 from __future__ import annotations
 
-import json
 import functools
+import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass

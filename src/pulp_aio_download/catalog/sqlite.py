@@ -283,7 +283,7 @@ class SQLiteCatalog(Catalog):
                 for item in live:
                     db.execute("SAVEPOINT write")
                     try:
-                        result = _drive(item.op(tx))  # type: ignore[arg-type]
+                        result: Any = _drive(item.op(tx))  # type: ignore[arg-type]
                     except Exception as exc:
                         db.execute("ROLLBACK TO write")
                         db.execute("RELEASE write")

@@ -171,7 +171,7 @@ class LocalStorage(Storage):
             return None
         except OSError as exc:
             raise StorageError(f"cannot read artifact {sha256}: {exc}") from exc
-        return {name: h.hexdigest() for name, h in zip(algorithms, hashers)}, size
+        return {name: h.hexdigest() for name, h in zip(algorithms, hashers, strict=True)}, size
 
     async def quarantine(self, sha256: str) -> None:
         def move() -> None:

@@ -18,4 +18,6 @@ class TempStorage(LocalStorage):
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        super().__init__(root if root is not None else tempfile.mkdtemp(prefix="pulp-aio-download-"))
+        super().__init__(
+            root if root is not None else tempfile.mkdtemp(prefix="pulp-aio-download-")
+        )
