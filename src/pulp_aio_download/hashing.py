@@ -18,7 +18,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
-from .errors import DigestMismatch, SizeMismatch
+from .errors import DigestMismatch, SizeMismatch, StorageError
 
 __all__ = ["HashingWriter", "verify_digests"]
 
@@ -173,15 +173,27 @@ class HashingWriter:
             self._pending = primary
 
     def _write_and_hash(self, batch: list[bytes]) -> None:
-        if self._fd < 0:
-            self._fd = os.open(self.path, _OPEN_FLAGS, 0o644)
-        _writev_all(self._fd, batch)
+        try:
+            if self._fd < 0:
+                self._fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+            _writev_all(self._fd, batch)
+        except OSError as exc:
+            raise self._storage_error(exc) from exc
         _feed(self._primary, batch)
+
+    def _storage_error(self, exc: OSError) -> StorageError:
+        # A full or failing disk is a StorageError of this download, not a crash of the batch.
+        reason = exc.strerror or str(exc)
+        return StorageError(f"cannot write staging file {self.path}: {reason}", url=self.url)
 
     def _write_hash_close(self, batch: list[bytes]) -> None:
         try:
             self._write_and_hash(batch)
-            os.fsync(self._fd)
+            if self._fd >= 0:
+                try:
+                    os.fsync(self._fd)
+                except OSError as exc:
+                    raise self._storage_error(exc) from exc
         finally:
             fd, self._fd = self._fd, -1
             if fd >= 0:
