@@ -593,7 +593,7 @@ class DownloadEngine:
         try:
             workers = [
                 asyncio.ensure_future(worker())
-                for _ in range(min(len(items), self.config.max_connections * 2) or 0)
+                for _ in range(min(len(items), self.config.max_connections * 4) or 0)
             ]
             if workers:
                 done, pending = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
