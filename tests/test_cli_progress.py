@@ -239,3 +239,22 @@ def test_rich_bar_shows_active_transfers(tmp_path: Path) -> None:
     bar.close()
     text = out.getvalue()
     assert "big.iso" in text and "10/10 files" in text
+
+
+def test_status_line_on_a_terminal_without_rich() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    bar = ProgressBar(out, use_rich=False)
+    assert not bar.rich
+    bar.update(_report(message="A much longer message than the next one"))
+    bar.update(_report())
+    bar.update(_report(done=9, state="failed"))
+    bar.close()
+    text = out.getvalue()
+    assert ESC not in text
+    assert text.count("\r") == 3 and text.endswith("failed in 2s\n")
+    second = text.split("\r")[2]
+    assert second.startswith("Downloading 10 files: 5/10") and second.endswith(" ")

@@ -1,9 +1,10 @@
 """The command line's live progress display (``--progress bar``).
 
 On a terminal, with ``rich`` installed (the ``progress`` extra), a live overall bar (files,
-bytes, rate, ETA) above one line per active transfer. Anywhere else (output redirected to
-a file or a pipe, or rich missing) a plain line every few seconds and one at the end, with
-no escape codes.
+bytes, rate, ETA) above one line per active transfer. On a terminal without rich, one
+status line rewritten in place (a carriage return, no escape codes). Anywhere else (output
+redirected to a file or a pipe) a plain line every few seconds and one at the end, with no
+escape codes.
 """
 
 from __future__ import annotations
@@ -95,6 +96,30 @@ class _PlainBar:
         self.stream.flush()
 
 
+class _StatusLine:
+    """One line rewritten in place with a carriage return (a terminal without rich)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._width = 0
+
+    def update(self, report: ProgressReport) -> None:
+        line = plain_line(report)
+        pad = max(0, self._width - len(line))
+        self._width = len(line)
+        end = "" if report.state == "running" else "\n"
+        self.stream.write("\r" + line + " " * pad + end)
+        self.stream.flush()
+        if end:
+            self._width = 0
+
+    def close(self) -> None:
+        if self._width:
+            self.stream.write("\n")
+            self._width = 0
+        self.stream.flush()
+
+
 class _RichBar:
     def __init__(self, stream: TextIO, max_active: int) -> None:
         from rich.console import Console
@@ -163,9 +188,9 @@ class ProgressBar:
     Args:
         stream: where to draw (the command line uses stderr).
         max_active: active transfers shown under the overall bar.
-        plain_interval: seconds between two plain lines (non-terminal or no rich).
-        use_rich: None picks rich on a terminal when it is installed; False forces the
-            plain lines.
+        plain_interval: seconds between two plain lines (not on a terminal).
+        use_rich: None picks rich on a terminal when it is installed; False uses the
+            status line rewritten in place instead.
 
     Example::
 
@@ -183,15 +208,18 @@ class ProgressBar:
         plain_interval: float = 2.0,
         use_rich: bool | None = None,
     ) -> None:
-        self._impl: _PlainBar | _RichBar
+        self._impl: _PlainBar | _StatusLine | _RichBar
         self._closed = False
-        if use_rich is not False and _isatty(stream):
-            try:
-                self._impl = _RichBar(stream, max_active)
-                return
-            except ImportError:
-                pass
-        self._impl = _PlainBar(stream, plain_interval)
+        if _isatty(stream):
+            if use_rich is not False:
+                try:
+                    self._impl = _RichBar(stream, max_active)
+                    return
+                except ImportError:
+                    pass
+            self._impl = _StatusLine(stream)
+        else:
+            self._impl = _PlainBar(stream, plain_interval)
 
     @property
     def rich(self) -> bool:
