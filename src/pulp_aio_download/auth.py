@@ -28,7 +28,13 @@ from .urls import origin, redact_url
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["Auth", "BasicAuth", "BearerTokenAuth", "parse_www_authenticate"]
+__all__ = [
+    "Auth",
+    "BasicAuth",
+    "BearerTokenAuth",
+    "basic_auth_header",
+    "parse_www_authenticate",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +63,12 @@ class Auth(abc.ABC):  # noqa: B024 (every method has a do-nothing default)
         return False
 
 
-def _basic_header(username: str, password: str) -> str:
+def basic_auth_header(username: str, password: str) -> str:
+    """The ``Authorization``/``Proxy-Authorization`` value of HTTP basic auth (RFC 7617, UTF-8).
+
+    Raises:
+        ConfigError: the username contains ``:``.
+    """
     if ":" in username:
         raise ConfigError("a basic-auth username cannot contain ':'")
     raw = f"{username}:{password}".encode()
@@ -76,7 +87,7 @@ class BasicAuth(Auth):
 
     def __init__(self, username: str, password: str) -> None:
         self.username = username
-        self._header = _basic_header(username, password)
+        self._header = basic_auth_header(username, password)
 
     def apply(self, url: str, headers: MutableMapping[str, str]) -> None:
         """Set ``Authorization: Basic ...``."""
@@ -253,7 +264,7 @@ class BearerTokenAuth(Auth):
         if password is not None and username is None:
             raise ConfigError("BearerTokenAuth: password given without username")
         self.username = username
-        self._basic = _basic_header(username, password or "") if username is not None else None
+        self._basic = basic_auth_header(username, password or "") if username is not None else None
         self._default_expires_in = default_expires_in
         self._clock = clock
         self._tokens: dict[_ScopeKey, _Token] = {}

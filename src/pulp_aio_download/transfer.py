@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import RemoteConfig
 from .errors import (
-    ConfigError,
-    ConnectionFailed,
     DownloadError,
     DownloadTimeout,
     HTTPStatusError,
@@ -27,7 +24,7 @@ from .errors import (
 )
 from .hashing import HashingWriter, verify_digests
 from .models import DownloadRequest, Source
-from .retry import backoff_delay, is_retryable_status
+from .retry import backoff_delay, is_retryable_error
 from .transports.base import Response
 from .urls import redact_url
 
@@ -54,23 +51,15 @@ class Staged:
     url: str
 
 
-def _retryable(error: DownloadError, remote: RemoteConfig) -> bool:
-    if isinstance(error, HTTPStatusError):
-        return is_retryable_status(remote.retry, error.status)
-    if isinstance(error, (ConfigError,)):
-        return False
-    from .errors import ProxyError, TLSError
-
-    if isinstance(error, (TLSError, ProxyError)):
-        return False
-    return isinstance(error, (ConnectionFailed, DownloadTimeout, ValidationError))
-
-
 class _Attempt:
     """The state kept across the attempts at one source."""
 
     def __init__(
-        self, engine: DownloadEngine, request: DownloadRequest, source: Source, tracker: ProgressTracker
+        self,
+        engine: DownloadEngine,
+        request: DownloadRequest,
+        source: Source,
+        tracker: ProgressTracker,
     ) -> None:
         self.engine = engine
         self.request = request
@@ -104,7 +93,9 @@ class _Attempt:
         offset = writer.size if self.validator else 0
         if offset == 0 and writer.size:
             await writer.reset()
-        resp = await self.engine._open(self.source, self.remote, offset=offset, validator=self.validator)
+        resp = await self.engine._open(
+            self.source, self.remote, offset=offset, validator=self.validator
+        )
         try:
             if offset and resp.offset != offset:
                 log.debug("%s: range not honoured, restarting from byte 0", self.url)
@@ -217,7 +208,7 @@ async def fetch_source(
                 engine._observe(host, ok=False, status=getattr(error, "status", None))
                 if isinstance(error, ValidationError):
                     await state.new_writer()
-                if not _retryable(error, state.remote) or attempt >= policy.attempts:
+                if not is_retryable_error(policy, error) or attempt >= policy.attempts:
                     raise
                 if isinstance(error, HTTPStatusError):
                     retry_after = error.retry_after

@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from aiohttp import client_exceptions
+from yarl import URL
 
 from .._version import __version__
+from ..auth import basic_auth_header
 from ..config import RemoteConfig
 from ..errors import (
     ConfigError,
@@ -34,6 +38,10 @@ from .base import Response
 __all__ = ["ERROR_MAP", "HttpResponse", "HttpTransport", "default_user_agent", "map_client_error"]
 
 log = logging.getLogger(__name__)
+
+#: StreamReader high-water mark: large enough that a fast body does not pause the socket
+#: between two reads (aiohttp's default of 64 KiB pauses it every few chunks).
+READ_BUFSIZE = 4 * 1024 * 1024
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -63,34 +71,79 @@ def _simple(cls: type[DownloadError], what: str) -> Any:
 
 def _proxy_status(exc: BaseException, url: str) -> DownloadError:
     status = getattr(exc, "status", None)
+    if status == 407:
+        return proxy_auth_error(url)
     return ProxyError(f"proxy refused the request (HTTP {status})", url=url)
+
+
+def proxy_auth_error(url: str) -> ProxyError:
+    """The error of a ``407``: wrong or missing proxy credentials (never retried)."""
+    error = ProxyError("proxy authentication required (HTTP 407)", url=url)
+    error.status = 407  # type: ignore[attr-defined]  # read by the retry decision
+    return error
 
 
 def _status(exc: BaseException, url: str) -> DownloadError:
     return HTTPStatusError(status=getattr(exc, "status", 0) or 0, url=url)
 
 
-#: aiohttp exception → our error, most specific first. A test checks every
-#: ``aiohttp.ClientError`` subclass is covered by an entry other than the last.
+def _disconnected(what: str) -> Any:
+    def make(exc: BaseException, url: str) -> DownloadError:
+        message = f"{what}: {exc}" if str(exc) else what
+        if urlsplit(url).scheme == "https" and _early_tls_drop(exc):
+            message += _CLIENT_CERT_HINT
+        return ConnectionFailed(message, url=url)
+
+    return make
+
+
+_CLIENT_CERT_HINT = (
+    " (over TLS; if the server requires a client certificate, set TLSConfig.client_cert)"
+)
+
+
+def _early_tls_drop(exc: BaseException) -> bool:
+    # A server that requires a client certificate drops the connection: during the
+    # handshake with TLS 1.2 (a reset while connecting), after it with TLS 1.3 (the
+    # connection closes before any response). Neither carries an ssl.SSLError to classify.
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return True
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return isinstance(exc.os_error, ConnectionResetError)
+    return False
+
+
+#: aiohttp exception → our error, most specific first. Every ``aiohttp.ClientError``
+#: subclass has its own entry (a test enumerates them), so a new aiohttp exception is a
+#: conscious decision rather than a silent fall into the catch-all ``ClientError`` entry.
 ERROR_MAP: tuple[tuple[type[BaseException], Any], ...] = (
     (aiohttp.ClientHttpProxyError, _proxy_status),
     (aiohttp.ClientProxyConnectionError, _simple(ProxyError, "cannot connect to the proxy")),
+    (aiohttp.ClientConnectorCertificateError, _tls_error),
+    (aiohttp.ClientConnectorSSLError, _tls_error),
     (aiohttp.ClientSSLError, _tls_error),
     (aiohttp.ServerFingerprintMismatch, _tls_error),
     (aiohttp.ConnectionTimeoutError, _timeout("connect")),
     (aiohttp.SocketTimeoutError, _timeout("sock_read")),
     (aiohttp.ServerTimeoutError, _timeout("sock_read")),
     (aiohttp.ClientConnectorDNSError, _simple(ConnectionFailed, "cannot resolve host")),
-    (aiohttp.ClientConnectorError, _simple(ConnectionFailed, "cannot connect")),
-    (aiohttp.ServerDisconnectedError, _simple(ConnectionFailed, "server disconnected")),
+    (client_exceptions.UnixClientConnectorError, _simple(ConnectionFailed, "cannot connect")),
+    (aiohttp.ClientConnectorError, _disconnected("cannot connect")),
+    (aiohttp.ServerDisconnectedError, _disconnected("server disconnected")),
+    (aiohttp.ServerConnectionError, _simple(ConnectionFailed, "server connection error")),
     (aiohttp.ClientConnectionResetError, _simple(ConnectionFailed, "connection reset")),
     (aiohttp.ClientOSError, _simple(ConnectionFailed, "connection error")),
     (aiohttp.ClientConnectionError, _simple(ConnectionFailed, "connection error")),
     (aiohttp.ClientPayloadError, _simple(ConnectionFailed, "body transfer broken")),
     (aiohttp.TooManyRedirects, _simple(HTTPStatusError, "too many redirects")),
+    (aiohttp.InvalidUrlRedirectClientError, _simple(ConfigError, "invalid redirect")),
+    (aiohttp.NonHttpUrlRedirectClientError, _simple(ConfigError, "redirect to a non-HTTP URL")),
     (aiohttp.RedirectClientError, _simple(ConfigError, "invalid redirect")),
+    (aiohttp.InvalidUrlClientError, _simple(ConfigError, "invalid URL")),
     (aiohttp.InvalidURL, _simple(ConfigError, "invalid URL")),
     (aiohttp.NonHttpUrlClientError, _simple(ConfigError, "not an HTTP URL")),
+    (aiohttp.ContentTypeError, _status),
+    (aiohttp.WSServerHandshakeError, _status),
     (aiohttp.ClientResponseError, _status),
     (aiohttp.UploadAbortedError, _simple(ConnectionFailed, "upload aborted")),
     (ssl.SSLError, _tls_error),
@@ -164,17 +217,17 @@ class HttpTransport:
             trust_env=remote.trust_env,
             headers=headers,
             raise_for_status=False,
+            # read_bufsize=READ_BUFSIZE,
         )
         self._ssl: ssl.SSLContext | bool = build_ssl_context(remote.tls)
-        proxy = remote.proxy
-        self._proxy = proxy.url if proxy else None
-        self._proxy_auth = (
-            aiohttp.BasicAuth(proxy.username, proxy.password or "")
-            if proxy is not None and proxy.username is not None
+        self._proxy = (
+            _proxy_url(remote.proxy.url, remote.proxy.username, remote.proxy.password)
+            if remote.proxy
             else None
         )
+        self._env_proxies = urllib.request.getproxies_environment() if remote.trust_env else {}
         self._basic = (
-            aiohttp.BasicAuth(remote.username, remote.password or "").encode()
+            basic_auth_header(remote.username, remote.password or "")
             if remote.username is not None
             else None
         )
@@ -182,12 +235,22 @@ class HttpTransport:
     async def close(self) -> None:
         await self.session.close()
 
-    def _auth_headers(
-        self, url: str, userinfo: tuple[str, str | None] | None
-    ) -> dict[str, str]:
+    def proxy_for(self, url: str) -> URL | None:
+        """The proxy (credentials in its userinfo) a request to ``url`` goes through."""
+        if self._proxy is not None:
+            return self._proxy
+        if not self._env_proxies:
+            return None
+        parts = urlsplit(url)
+        proxy = self._env_proxies.get(parts.scheme)
+        if proxy is None or _proxy_bypass(parts.hostname or "", self._env_proxies):
+            return None
+        return URL(proxy)
+
+    def _auth_headers(self, url: str, userinfo: tuple[str, str | None] | None) -> dict[str, str]:
         headers: dict[str, str] = {}
         if userinfo is not None:
-            headers["Authorization"] = aiohttp.BasicAuth(userinfo[0], userinfo[1] or "").encode()
+            headers["Authorization"] = basic_auth_header(userinfo[0], userinfo[1] or "")
         elif self._basic is not None:
             headers["Authorization"] = self._basic
         if self.remote.auth is not None:
@@ -217,13 +280,18 @@ class HttpTransport:
                 headers["Range"] = f"bytes={offset}-"
                 if validator:
                     headers["If-Range"] = validator
+            proxy = self.proxy_for(current)
+            if proxy is not None and urlsplit(current).scheme == "http":
+                # The proxy sees this request itself (no CONNECT tunnel). Some proxies
+                # (proxy.py 2.4) pipe later requests of a kept-alive connection unparsed,
+                # Proxy-Authorization included, to the origin: one request per connection.
+                headers["Connection"] = "close"
             try:
                 resp = await self.session.get(
                     current,
                     headers=headers,
                     allow_redirects=False,
-                    proxy=self._proxy,
-                    proxy_auth=self._proxy_auth,
+                    proxy=proxy,
                     ssl=self._ssl,
                 )
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -265,7 +333,7 @@ class HttpTransport:
                 raise HTTPStatusError(status=401, reason=resp.reason, url=current)
             if status == 407:
                 resp.release()
-                raise ProxyError("proxy authentication required (HTTP 407)", url=current)
+                raise proxy_auth_error(current)
             if not 200 <= status < 300:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 reason = resp.reason
@@ -277,6 +345,19 @@ class HttpTransport:
             if offset and status == 206:
                 got_offset = _content_range_start(resp.headers)
             return HttpResponse(resp, current, got_offset)
+
+
+# NO_PROXY matching of the standard library (not in typeshed).
+_proxy_bypass: Any = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009
+
+
+def _proxy_url(url: str, username: str | None, password: str | None) -> URL:
+    # aiohttp turns proxy userinfo into Proxy-Authorization: on every plain-http request,
+    # on the CONNECT of an https one (aiohttp.BasicAuth/proxy_auth are deprecated).
+    proxy = URL(url)
+    if username is not None:
+        proxy = proxy.with_user(username).with_password(password or "")
+    return proxy
 
 
 def _content_range_start(headers: Mapping[str, str]) -> int:
