@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 #: StreamReader high-water mark: large enough that a fast body does not pause the socket
 #: between two reads (aiohttp's default of 64 KiB pauses it every few chunks).
-READ_BUFSIZE = 4 * 1024 * 1024
+READ_BUFSIZE = 1024 * 1024
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
