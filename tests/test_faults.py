@@ -281,7 +281,7 @@ async def test_huge_response_header_is_not_reported_as_an_http_status(
     fault_server: FaultServer, engine: pad.DownloadEngine
 ) -> None:
     url = fault_server.add("/f", DATA, faults=Fault(huge_headers=200_000))
-    with pytest.raises(pad.ConnectionFailed, match="(?i)header"):
+    with pytest.raises(pad.ConnectionFailed, match=r"(?i)header"):
         await fetch(engine, url)
 
 
@@ -353,9 +353,7 @@ class RawServer:
             writer.close()
 
 
-async def test_tcp_reset_mid_body_is_resumed(
-    engine: pad.DownloadEngine, tmp_path: Path
-) -> None:
+async def test_tcp_reset_mid_body_is_resumed(engine: pad.DownloadEngine, tmp_path: Path) -> None:
     async with RawServer("reset-first") as raw:
         result = await fetch(engine, f"http://127.0.0.1:{raw.port}/f")
     assert_stored(result, tmp_path)
