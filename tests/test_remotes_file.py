@@ -237,10 +237,10 @@ def test_cli_get_with_remote_uses_its_credentials(
         "--data-dir",
         str(tmp_path / "d"),
     )
+    # Without --remote the default remote has no credentials: 401, exit 1.
+    proc = run_cli(*common, env={"T_VENDOR_PASSWORD": "env-s3cret"})
+    assert proc.returncode == 1 and "401" in proc.stderr
     proc = run_cli(*common, "--remote", "vendor", env={"T_VENDOR_PASSWORD": "env-s3cret"})
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()).read_bytes() == data
     assert "env-s3cret" not in proc.stdout + proc.stderr
-    # Without --remote the default remote has no credentials: 401, exit 1.
-    proc = run_cli(*common, env={"T_VENDOR_PASSWORD": "env-s3cret"})
-    assert proc.returncode == 1 and "401" in proc.stderr
