@@ -28,9 +28,24 @@ class HostHealth:
     cooldown_until: float = 0.0
     updated_at: float = 0.0
 
-    def observe(self, *, ok: bool, now: float, nbytes: int = 0, seconds: float = 0.0) -> HostHealth:
-        """A new value after one attempt against this host."""
+    def observe(
+        self,
+        *,
+        ok: bool,
+        now: float,
+        nbytes: int = 0,
+        seconds: float = 0.0,
+        status: int | None = None,
+    ) -> HostHealth:
+        """A new value after one attempt against this host.
+
+        A failure raises the error rate. It counts towards the cooldown unless the host
+        answered with a client error about that one file (a 4xx other than 408 and 429,
+        e.g. a mirror without the file): the host itself is up and serving.
+        """
         error_rate = (1 - ALPHA) * self.error_rate + ALPHA * (0.0 if ok else 1.0)
+        if not ok and status is not None and 400 <= status < 500 and status not in (408, 429):
+            return replace(self, error_rate=error_rate, updated_at=now)
         speed = self.speed
         if ok and seconds > 0 and nbytes > 0:
             sample = nbytes / seconds
@@ -52,6 +67,7 @@ class HostHealth:
         )
 
     def cooling(self, now: float) -> bool:
+        """True while the host is cooling down after repeated failures."""
         return self.cooldown_until > now
 
     def score(self) -> float:

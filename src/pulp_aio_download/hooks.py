@@ -124,7 +124,9 @@ async def record_unit_file(ctx: DownloadContext) -> None:
     ctx.newly_recorded = ctx.newly_stored
     request = ctx.request
     sources = tuple(
-        s if s.remote is not None or request.remote is None else dataclasses.replace(s, remote=request.remote)
+        s
+        if s.remote is not None or request.remote is None
+        else dataclasses.replace(s, remote=request.remote)
         for s in request.sources
     )
     await catalog.record_unit_file(
