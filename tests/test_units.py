@@ -379,3 +379,29 @@ def test_sync_records_units_and_catalog_commands(
     assert missing.returncode == 1 and "0" * 64 in missing.stderr
     no_repo = run_cli("catalog", "units", "nope", *data_dir)
     assert no_repo.returncode == 1 and "nope" in no_repo.stderr
+
+
+async def test_resync_of_stored_files_writes_nothing(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    files = [os.urandom(100 + i) for i in range(20)]
+    requests = [
+        pad.DownloadRequest(fault_server.add(f"/s/{i}", d), expected_digests={"sha256": sha256(d)})
+        for i, d in enumerate(files)
+    ]
+    catalog = pad.SQLiteCatalog(db_path(tmp_path))
+    # No transfer claims: count only what the hook chain writes.
+    config = engine_config(tmp_path, catalog=catalog, claim_lease=0)
+    async with pad.DownloadEngine(config) as engine:
+        await engine.download_many(requests)
+        writes = catalog.writes
+        assert writes == len(files)  # one write per new file
+        again = await engine.download_many(requests)
+        assert all(r.cached for r in again)
+        assert catalog.writes == writes
+        # A new source for a stored file is news: it is recorded.
+        mirror = fault_server.add("/mirror/0", files[0])
+        await engine.download(mirror, expected_digests={"sha256": sha256(files[0])})
+        assert catalog.writes == writes + 1
+        record = await catalog.get_unit_file(sha256(files[0]))
+    assert record is not None and [s.url for s in record.sources] == [requests[0].url, mirror]

@@ -513,6 +513,7 @@ class DownloadEngine:
             url=request.url,
             attempts=0,
             cached=True,
+            previous=record,
         )
         try:
             return await self._run_hooks(ctx)

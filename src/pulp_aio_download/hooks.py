@@ -56,6 +56,8 @@ class DownloadContext:
         stored: the :class:`StoredArtifact` once stored.
         result: the :class:`DownloadResult` once stored.
         unit: the :class:`ContentUnit` once created.
+        previous: the catalog's unit file as the engine read it before the hook chain
+            (set for cached hits; None when unknown).
     """
 
     request: DownloadRequest
@@ -73,6 +75,7 @@ class DownloadContext:
     unit: ContentUnit | None = None
     newly_stored: bool = False
     newly_recorded: bool = False
+    previous: UnitFile | None = None
 
     @property
     def sha256(self) -> str:
@@ -129,6 +132,8 @@ async def record_unit_file(ctx: DownloadContext) -> None:
         else dataclasses.replace(s, remote=request.remote)
         for s in request.sources
     )
+    if _already_recorded(ctx.previous, ctx, sources):
+        return  # a cached hit the catalog knows entirely: no write (re-syncs stay cheap)
     await catalog.record_unit_file(
         UnitFile(
             sha256=ctx.sha256,
@@ -138,6 +143,19 @@ async def record_unit_file(ctx: DownloadContext) -> None:
             sources=sources,
             verified_at=None if ctx.cached else datetime.now(timezone.utc),
         )
+    )
+
+
+def _already_recorded(
+    previous: UnitFile | None, ctx: DownloadContext, sources: tuple[Source, ...]
+) -> bool:
+    if previous is None or not ctx.cached or ctx.stored is None:
+        return False
+    return (
+        previous.location == ctx.stored.location
+        and previous.size == ctx.size
+        and all(previous.digests.get(a) == v for a, v in ctx.digests.items())
+        and set(sources) <= set(previous.sources)
     )
 
 
