@@ -87,30 +87,33 @@ def _status(exc: BaseException, url: str) -> DownloadError:
     return HTTPStatusError(status=getattr(exc, "status", 0) or 0, url=url)
 
 
-def _disconnected(what: str) -> Any:
-    def make(exc: BaseException, url: str) -> DownloadError:
-        message = f"{what}: {exc}" if str(exc) else what
-        if urlsplit(url).scheme == "https" and _early_tls_drop(exc):
-            message += _CLIENT_CERT_HINT
-        return ConnectionFailed(message, url=url)
-
-    return make
+_CLIENT_CERT_HINT = "; if the server requires a TLS client certificate, set TLSConfig.client_cert"
 
 
-_CLIENT_CERT_HINT = (
-    " (over TLS; if the server requires a client certificate, set TLSConfig.client_cert)"
-)
+def _cannot_connect(exc: BaseException, url: str) -> DownloadError:
+    assert isinstance(exc, aiohttp.ClientConnectorError)
+    os_error = exc.os_error
+    detail = os_error.strerror or str(os_error) or type(os_error).__name__
+    where = f"{exc.host}:{exc.port}"
+    if exc.ssl is not False and isinstance(os_error, ConnectionResetError):
+        # TCP was up (a refused connection is ConnectionRefusedError): the server cut the
+        # TLS handshake off without an alert, as servers requiring a client certificate
+        # do with TLS 1.2, or when no TLS version or cipher is shared.
+        return TLSError(
+            f"TLS handshake failed: {where} reset the connection (it may require a "
+            "client certificate, or a TLS version or cipher not offered)",
+            url=url,
+        )
+    return ConnectionFailed(f"cannot connect to {where}: {detail}", url=url)
 
 
-def _early_tls_drop(exc: BaseException) -> bool:
-    # A server that requires a client certificate drops the connection: during the
-    # handshake with TLS 1.2 (a reset while connecting), after it with TLS 1.3 (the
-    # connection closes before any response). Neither carries an ssl.SSLError to classify.
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return True
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return isinstance(exc.os_error, ConnectionResetError)
-    return False
+def _disconnected(exc: BaseException, url: str) -> DownloadError:
+    message = "server disconnected"
+    if urlsplit(url).scheme == "https":
+        # TLS 1.3 servers requiring a client certificate close the connection after the
+        # handshake, with no alert we could read: the same as any early disconnect.
+        message += _CLIENT_CERT_HINT
+    return ConnectionFailed(message, url=url)
 
 
 #: aiohttp exception → our error, most specific first. Every ``aiohttp.ClientError``
@@ -128,8 +131,8 @@ ERROR_MAP: tuple[tuple[type[BaseException], Any], ...] = (
     (aiohttp.ServerTimeoutError, _timeout("sock_read")),
     (aiohttp.ClientConnectorDNSError, _simple(ConnectionFailed, "cannot resolve host")),
     (client_exceptions.UnixClientConnectorError, _simple(ConnectionFailed, "cannot connect")),
-    (aiohttp.ClientConnectorError, _disconnected("cannot connect")),
-    (aiohttp.ServerDisconnectedError, _disconnected("server disconnected")),
+    (aiohttp.ClientConnectorError, _cannot_connect),
+    (aiohttp.ServerDisconnectedError, _disconnected),
     (aiohttp.ServerConnectionError, _simple(ConnectionFailed, "server connection error")),
     (aiohttp.ClientConnectionResetError, _simple(ConnectionFailed, "connection reset")),
     (aiohttp.ClientOSError, _simple(ConnectionFailed, "connection error")),

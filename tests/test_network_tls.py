@@ -1,0 +1,130 @@
+"""TLS per remote through the engine, against HTTPS servers with trustme certificates."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import ssl
+from pathlib import Path
+
+import pytest
+import trustme
+
+import pulp_aio_download as pad
+from plugins.tls import ClientCertFiles, TLSServerFactory
+
+BODY = b"hello over tls"
+NO_RETRY = pad.RetryPolicy(attempts=1)
+
+
+def engine(tmp_path: Path, tls: pad.TLSConfig, **remote: object) -> pad.DownloadEngine:
+    return pad.DownloadEngine(
+        pad.EngineConfig(
+            storage=pad.LocalStorage(tmp_path / "store"),
+            remotes=[pad.RemoteConfig(tls=tls, retry=NO_RETRY, **remote)],  # type: ignore[arg-type]
+        )
+    )
+
+
+async def get(tmp_path: Path, url: str, tls: pad.TLSConfig) -> pad.DownloadResult:
+    async with engine(tmp_path, tls) as e:
+        result = await e.download(
+            url, expected_digests={"sha256": hashlib.sha256(BODY).hexdigest()}
+        )
+    assert result.path is not None and result.path.read_bytes() == BODY
+    return result
+
+
+async def test_custom_ca_file(
+    tls_server: TLSServerFactory, tls_ca_file: Path, tmp_path: Path
+) -> None:
+    await get(tmp_path, await tls_server() + "/", pad.TLSConfig(ca_file=tls_ca_file))
+
+
+async def test_custom_ca_data(
+    tls_server: TLSServerFactory, tls_ca: trustme.CA, tmp_path: Path
+) -> None:
+    ca_data = tls_ca.cert_pem.bytes().decode()
+    await get(tmp_path, await tls_server() + "/", pad.TLSConfig(ca_data=ca_data))
+
+
+async def test_unknown_ca_is_tls_error(tls_server: TLSServerFactory, tmp_path: Path) -> None:
+    url = await tls_server() + "/"
+    async with engine(tmp_path, pad.TLSConfig()) as e:
+        with pytest.raises(pad.TLSError, match="unknown CA") as info:
+            await e.download(url)
+    assert url in str(info.value)
+
+
+async def test_hostname_mismatch_is_tls_error(
+    tls_server: TLSServerFactory, tls_ca: trustme.CA, tls_ca_file: Path, tmp_path: Path
+) -> None:
+    url = await tls_server(cert=tls_ca.issue_cert("elsewhere.example")) + "/"
+    async with engine(tmp_path, pad.TLSConfig(ca_file=tls_ca_file)) as e:
+        with pytest.raises(pad.TLSError, match="hostname mismatch"):
+            await e.download(url)
+
+
+async def test_min_version_not_met_is_tls_error(
+    tls_server: TLSServerFactory, tls_ca_file: Path, tmp_path: Path
+) -> None:
+    url = await tls_server(max_version=ssl.TLSVersion.TLSv1_2) + "/"
+    tls = pad.TLSConfig(ca_file=tls_ca_file, min_version="TLSv1.3")
+    async with engine(tmp_path, tls) as e:
+        with pytest.raises(pad.TLSError, match="TLS version"):
+            await e.download(url)
+    await get(tmp_path, url, pad.TLSConfig(ca_file=tls_ca_file, min_version="TLSv1.2"))
+
+
+async def test_ciphers_applied(
+    tls_server: TLSServerFactory, tls_ca_file: Path, tmp_path: Path
+) -> None:
+    url = await tls_server(max_version=ssl.TLSVersion.TLSv1_2) + "/"
+    await get(tmp_path, url, pad.TLSConfig(ca_file=tls_ca_file, ciphers="ECDHE+AESGCM"))
+
+
+async def test_verify_false_works_and_warns(
+    tls_server: TLSServerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pulp_aio_download")
+    await get(tmp_path, await tls_server() + "/", pad.TLSConfig(verify=False))
+    assert any("verification is disabled" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("max_version", [None, ssl.TLSVersion.TLSv1_2], ids=["tls13", "tls12"])
+async def test_client_certificate_required(
+    tls_server: TLSServerFactory,
+    tls_ca_file: Path,
+    tls_client_cert: ClientCertFiles,
+    tmp_path: Path,
+    max_version: ssl.TLSVersion | None,
+) -> None:
+    url = await tls_server(require_client_cert=True, max_version=max_version) + "/"
+    with_cert = pad.TLSConfig(
+        ca_file=tls_ca_file,
+        client_cert=tls_client_cert.cert_file,
+        client_key=tls_client_cert.key_file,
+    )
+    await get(tmp_path / "ok", url, with_cert)
+    # Without one the server drops the connection without a TLS alert we could read.
+    # TLS 1.2: a reset during the handshake, a TLSError. TLS 1.3: a disconnect after the
+    # handshake, indistinguishable from any early disconnect: ConnectionFailed (retried).
+    # Both messages say what to check.
+    async with engine(tmp_path / "ko", pad.TLSConfig(ca_file=tls_ca_file)) as e:
+        with pytest.raises(pad.ConnectionFailed, match="client certificate") as info:
+            await e.download(url)
+    assert isinstance(info.value, pad.TLSError) is (max_version is not None)
+
+
+async def test_one_ssl_context_per_remote(
+    tls_server: TLSServerFactory, tls_ca_file: Path, tmp_path: Path
+) -> None:
+    base = await tls_server()
+    tls = pad.TLSConfig(ca_file=tls_ca_file)
+    async with engine(tmp_path, tls) as e:
+        await e.download(base + "/", expected_digests={"sha256": hashlib.sha256(BODY).hexdigest()})
+        transport = e._transport(e.config.remote("default"))
+        context = transport._ssl
+        await e.download(base + "/echo-headers")
+        assert e._transport(e.config.remote("default"))._ssl is context
+        assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED
