@@ -49,6 +49,8 @@ def parse_manifest_line(text: str, *, line: int = 0) -> DownloadRequest | None:
         obj = json.loads(stripped)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"invalid JSON: {exc.msg} at column {exc.colno}", line=line) from None
+    except RecursionError:
+        raise ManifestError("invalid JSON: nested too deeply", line=line) from None
     if not isinstance(obj, dict):
         raise ManifestError("expected a JSON object", line=line)
     unknown = set(obj) - _KEYS
