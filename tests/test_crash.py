@@ -280,15 +280,6 @@ def test_run_batch_first_error_raises_and_leaves_nothing(
     assert os.path.exists(data_dir / "catalog.sqlite3")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cooperation.py: a claim of a process that died on this host (owner "
-    "'host:pid:token' with a dead pid) blocks the rerun until its lease expires (300 s by "
-    "default). Fix: in Cooperation._acquire, when the claim is held by an owner of this "
-    "host whose pid is not alive (os.kill(pid, 0) -> ProcessLookupError, as "
-    "LocalStorage.clean_staging does), take it over at once (catalog.claim with a "
-    "take-over of that owner) instead of polling.",
-)
 async def test_rerun_takes_over_claims_of_a_dead_process(
     fault_server: FaultServer, tmp_path: Path
 ) -> None:

@@ -192,6 +192,12 @@ class Cooperation:
                 if served is not None:
                     await self._shielded(self._release(sha256))
                 return served
+            holder = await self.catalog.claim_holder(sha256)
+            if holder is not None and _dead_here(holder):
+                # A worker of this host that died mid-transfer: no need to sit out its lease.
+                log.info("%s: claim of dead worker %s taken over", sha256, holder)
+                await self.catalog.release(sha256, holder)
+                continue
             if not waited:
                 waited = True
                 self.statistics.waited += 1
@@ -270,3 +276,23 @@ class Cooperation:
         """Wait for releases still running for cancelled callers (before the catalog closes)."""
         while self._cleanups:
             await asyncio.wait(set(self._cleanups))
+
+
+def _dead_here(owner: str) -> bool:
+    """True when ``owner`` (``host:pid:token``) is a process of this host that is gone."""
+    parts = owner.split(":")
+    if len(parts) < 3 or not parts[-2].isdigit():
+        return False
+    host = ":".join(parts[:-2])
+    if host != socket.gethostname():
+        return False
+    pid = int(parts[-2])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

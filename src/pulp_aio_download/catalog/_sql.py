@@ -606,6 +606,15 @@ async def release(tx: Tx, sha256: str, owner: str) -> None:
     await tx.execute("DELETE FROM claims WHERE sha256 = $1 AND owner = $2", sha256.lower(), owner)
 
 
+async def claim_holder(tx: Tx, sha256: str) -> str | None:
+    """The owner of the unexpired claim on ``sha256``, or None."""
+    now = _NOW_EPOCH[tx.dialect]
+    row = await tx.fetchone(
+        f"SELECT owner FROM claims WHERE sha256 = $1 AND expires_at > {now}", sha256.lower()
+    )
+    return str(row[0]) if row is not None else None
+
+
 # -- remotes -----------------------------------------------------------------------------------
 
 _SECRET_WORDS = ("password", "passwd", "secret", "token", "private_key", "client_key")

@@ -106,6 +106,10 @@ class Catalog(abc.ABC):
     async def release(self, sha256: str, owner: str) -> None:
         """Give up ``owner``'s claim on ``sha256`` (no error if not held)."""
 
+    async def claim_holder(self, sha256: str) -> str | None:
+        """The owner of the unexpired claim on ``sha256``, or None (default: unknown)."""
+        return None
+
     # -- remote settings for lazy fetches in other processes -------------------------------
     async def save_remote(
         self,

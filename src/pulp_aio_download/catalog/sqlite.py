@@ -376,6 +376,9 @@ class SQLiteCatalog(Catalog):
     async def release(self, sha256: str, owner: str) -> None:
         await self._write(lambda tx: _sql.release(tx, sha256, owner))
 
+    async def claim_holder(self, sha256: str) -> str | None:
+        return await self._read(lambda tx: _sql.claim_holder(tx, sha256))
+
     # -- remotes --------------------------------------------------------------------------------
     async def save_remote(
         self, name: str, settings: Mapping[str, Any], sealed_secrets: SealedSecrets | None = None
