@@ -298,14 +298,6 @@ async def test_rerun_takes_over_claims_of_a_dead_process(
     assert result.path is not None and result.path.read_bytes() == data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.py: _run_hooks rolls back only on Exception; a cancellation after the "
-    "store hook and before record_unit_file leaves a stored artifact the catalog does not "
-    "know (harmless for content addressing, but storage and catalog disagree and verify "
-    "never sees it). Fix: in DownloadEngine._run_hooks catch BaseException too and run "
-    "await asyncio.shield(self._rollback(ctx)) before re-raising a CancelledError.",
-)
 async def test_cancel_between_store_and_record_leaves_no_orphan(
     fault_server: FaultServer, tmp_path: Path
 ) -> None:

@@ -532,6 +532,10 @@ class DownloadEngine:
                 await self._rollback(ctx)
                 name = getattr(hook, "__qualname__", repr(hook))
                 raise HookError(f"hook {name} failed: {exc}", url=ctx.url, hook=name) from exc
+            except BaseException:
+                # Cancelled mid-chain: undo what the chain did, and let the undo finish.
+                await asyncio.shield(self._rollback(ctx))
+                raise
         if ctx.result is None:
             ctx.result = DownloadResult(
                 url=ctx.url,
