@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import nox
 
@@ -11,8 +14,21 @@ nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
-# The README's set-up command runs every Python found here; at least 3.11 must exist.
-FOUND = [v for v in PYTHONS if shutil.which(f"python{v}")] or ["3.11"]
+
+
+def _interpreter(version: str) -> str | None:
+    """A working ``pythonX.Y``: on PATH, else one installed by pyenv but not on PATH."""
+    found = shutil.which(f"python{version}")
+    if found and subprocess.run([found, "-V"], capture_output=True).returncode == 0:
+        return version
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for candidate in sorted(root.glob(f"{version}.*/bin/python{version}"), reverse=True):
+        return str(candidate)
+    return None
+
+
+# The README's test command runs every Python 3.10-3.13 found here (3.11 at least).
+FOUND = [p for p in map(_interpreter, PYTHONS) if p is not None] or ["3.11"]
 
 
 @nox.session(python=FOUND)
