@@ -76,6 +76,8 @@ class HashingWriter:
         url: named in errors.
         batch_size: bytes handed to the worker threads at once.
         executor: where writing and hashing run (the loop's default executor if None).
+        fsync: fsync the file in :meth:`finish` (off when the storage makes files durable
+            in batches, see :class:`LocalStorage`).
 
     Use as ``async with HashingWriter(...) as w: await w.write(chunk) ...; await w.finish()``.
     Leaving the block without :meth:`finish` (an error, a cancellation) closes and removes
@@ -95,6 +97,7 @@ class HashingWriter:
         "_primary",
         "algorithms",
         "expected_size",
+        "fsync",
         "path",
         "size",
         "url",
@@ -109,12 +112,14 @@ class HashingWriter:
         url: str | None = None,
         batch_size: int = 1024 * 1024,
         executor: Executor | None = None,
+        fsync: bool = True,
     ) -> None:
         names = ["sha256", *sorted({a for a in algorithms if a != "sha256"})]
         self.algorithms = tuple(names)
         self.path = path
         self.expected_size = expected_size
         self.url = url
+        self.fsync = fsync
         self.size = 0
         self._batch: list[bytes] = []
         self._batch_bytes = 0
@@ -189,7 +194,7 @@ class HashingWriter:
     def _write_hash_close(self, batch: list[bytes]) -> None:
         try:
             self._write_and_hash(batch)
-            if self._fd >= 0:
+            if self._fd >= 0 and self.fsync:
                 try:
                     os.fsync(self._fd)
                 except OSError as exc:

@@ -81,6 +81,7 @@ class _Attempt:
             expected_size=self.request.expected_size,
             url=self.url,
             batch_size=self.engine.config.chunk_size,
+            fsync=self.engine.storage.fsync_staged,
         )
         await self.writer.open()
         self.validator = None

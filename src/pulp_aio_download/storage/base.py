@@ -37,6 +37,10 @@ class Storage(abc.ABC):
     unvalidated artifact under a final key.
     """
 
+    #: Whether the engine must fsync each staging file before :meth:`commit`. Backends
+    #: that make files durable themselves (in batches, or remotely) set it to False.
+    fsync_staged: bool = True
+
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Create directories/clients. Called once by the engine before use."""
 

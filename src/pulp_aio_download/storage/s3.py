@@ -102,6 +102,9 @@ class S3Storage(Storage):
     copy_object_limit: ClassVar[int] = 5 * 1024**3
     """Objects larger than this are copied part by part (S3's ``CopyObject`` limit)."""
 
+    #: The object store keeps what it acknowledged; staged files need no local fsync.
+    fsync_staged = False
+
     def __init__(
         self,
         bucket: str,

@@ -1,0 +1,61 @@
+"""LocalStorage durability modes and the group sync."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+import pulp_aio_download as pad
+from pulp_aio_download.storage._durability import GroupSync
+from pulp_aio_download.testing import FaultServer
+
+
+async def test_group_sync_coalesces_concurrent_callers(tmp_path: Path) -> None:
+    group = GroupSync(tmp_path)
+    await asyncio.gather(*(group() for _ in range(50)))
+    # The first caller starts a sync; everyone arriving meanwhile shares the next one.
+    assert 1 <= group.syncs <= 2
+    await group()
+    assert group.syncs <= 3
+
+
+async def test_group_sync_reports_errors(tmp_path: Path) -> None:
+    group = GroupSync(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError):
+        await group()
+    with pytest.raises(FileNotFoundError):
+        await group()
+
+
+@pytest.mark.parametrize("durability", ["batch", "file", "none"])
+async def test_every_mode_stores_valid_files(
+    fault_server: FaultServer, tmp_path: Path, durability: str
+) -> None:
+    files = {f"/d/{i}": os.urandom(1000 + i) for i in range(40)}
+    for path, data in files.items():
+        fault_server.add(path, data)
+    storage = pad.LocalStorage(tmp_path / "store", durability=durability)
+    assert storage.fsync_staged is (durability == "file")
+    requests = [
+        pad.DownloadRequest(
+            fault_server.url(p), expected_digests={"sha256": hashlib.sha256(d).hexdigest()}
+        )
+        for p, d in files.items()
+    ]
+    async with pad.DownloadEngine(pad.EngineConfig(storage=storage)) as engine:
+        results = await engine.download_many(requests)
+    for result, data in zip(results, files.values(), strict=True):
+        assert result.path is not None and result.path.read_bytes() == data
+    assert list((tmp_path / "store" / ".staging").iterdir()) == []
+    if durability == "batch":
+        # 40 concurrent commits shared far fewer syncs than two per file.
+        assert 2 <= storage._group.syncs < 40
+
+
+def test_unknown_durability_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(pad.ConfigError, match="durability must be"):
+        pad.LocalStorage(tmp_path, durability="sometimes")
