@@ -9,12 +9,12 @@ Mounting needs root; elsewhere the tests are skipped with a message.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import random
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +24,11 @@ import pulp_aio_download as pad
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
 from pulp_aio_download.storage.local import LocalStorage
 from pulp_aio_download.testing import FaultServer
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as bound
+else:  # pragma: no cover - Python 3.10: aiohttp depends on async-timeout there
+    from async_timeout import timeout as bound
 
 CAPACITY = 2 * 1024 * 1024
 
@@ -91,7 +96,7 @@ async def test_disk_fills_mid_batch(tiny_fs: Path, tmp_path: Path) -> None:
         catalog = SQLiteCatalog(tmp_path / "catalog.sqlite3")
         config = pad.EngineConfig(storage=storage, catalog=catalog, max_connections=4)
         async with pad.DownloadEngine(config) as engine:
-            async with asyncio.timeout(30):
+            async with bound(30):
                 results = await engine.download_many(requests, return_exceptions=True)
 
             ok = [r for r in results if isinstance(r, pad.DownloadResult)]

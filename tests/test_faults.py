@@ -14,6 +14,7 @@ import hashlib
 import random
 import socket
 import struct
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +23,11 @@ import pytest
 import pulp_aio_download as pad
 from pulp_aio_download.storage.local import LocalStorage
 from pulp_aio_download.testing import Fault, FaultServer
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as bound
+else:  # pragma: no cover - Python 3.10: aiohttp depends on async-timeout there
+    from async_timeout import timeout as bound
 
 SIZE = 400_000
 DATA = random.Random(8).randbytes(SIZE)
@@ -65,7 +71,7 @@ def stored_files(tmp_path: Path) -> list[Path]:
 async def fetch(engine: pad.DownloadEngine, url: str, **kwargs: object) -> pad.DownloadResult:
     kwargs.setdefault("expected_digests", {"sha256": SHA})
     kwargs.setdefault("expected_size", SIZE)
-    async with asyncio.timeout(BOUND):
+    async with bound(BOUND):
         return await engine.download(url, **kwargs)
 
 
@@ -159,9 +165,8 @@ async def test_slow_but_live_trickle_is_not_killed(
         storage=LocalStorage(tmp_path / "store"),
         remotes={"default": fast_remote(attempts=1, stall_window=0.2)},
     )
-    async with pad.DownloadEngine(config) as eng:
-        async with asyncio.timeout(BOUND):
-            result = await eng.download(url, expected_size=len(data))
+    async with pad.DownloadEngine(config) as eng, bound(BOUND):
+        result = await eng.download(url, expected_size=len(data))
     assert result.attempts == 1 and result.path is not None
     assert result.path.read_bytes() == data
     assert staging_files(tmp_path) == []
@@ -425,7 +430,7 @@ async def test_batch_of_mixed_faults_loses_nothing(
         expected.append(data)
     fault_server.add("/batch/bad", DATA, faults=Fault(status=404))
     requests.append(pad.DownloadRequest(fault_server.url("/batch/bad")))
-    async with asyncio.timeout(BOUND * 2):
+    async with bound(BOUND * 2):
         results = await engine.download_many(requests, return_exceptions=True)
     for data, result in zip(expected, results, strict=False):
         assert isinstance(result, pad.DownloadResult), result
