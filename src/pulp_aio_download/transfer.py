@@ -9,6 +9,7 @@ server ignores the range or the validator changed it restarts from byte 0.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from dataclasses import dataclass
@@ -135,20 +136,26 @@ class _Attempt:
         stalled = False
         handle: asyncio.TimerHandle | None = None
         if timeouts.min_speed:
-            window = timeouts.stall_window
-            floor = timeouts.min_speed * window
-            mark = writer.size
+            # A sliding window sampled four times per window: a stall is noticed at most a
+            # quarter window after the last window-worth of time fell below min_speed.
+            min_speed, window = timeouts.min_speed, timeouts.stall_window
+            step = window / 4
+            samples = collections.deque([(loop.time(), writer.size)])
 
             def check() -> None:
-                nonlocal mark, stalled, handle
-                if writer.size - mark < floor:
+                nonlocal stalled, handle
+                now, size = loop.time(), writer.size
+                samples.append((now, size))
+                while len(samples) > 2 and samples[1][0] <= now - window:
+                    samples.popleft()
+                since, base = samples[0]
+                if now - since >= window * 0.999 and size - base < min_speed * (now - since):
                     stalled = True
                     resp.abort()
                 else:
-                    mark = writer.size
-                    handle = loop.call_later(window, check)
+                    handle = loop.call_later(step, check)
 
-            handle = loop.call_later(window, check)
+            handle = loop.call_later(step, check)
         self.tracker.start_transfer(writer)
         read, write = resp.read, writer.write
         try:

@@ -98,9 +98,10 @@ def _cannot_connect(exc: BaseException, url: str) -> DownloadError:
     if exc.ssl is not False and isinstance(os_error, ConnectionResetError):
         # TCP was up (a refused connection is ConnectionRefusedError): the server cut the
         # TLS handshake off without an alert, as servers requiring a client certificate
-        # do with TLS 1.2, or when no TLS version or cipher is shared.
-        return TLSError(
-            f"TLS handshake failed: {where} reset the connection (it may require a "
+        # do with TLS 1.2, or when no TLS version or cipher is shared. A server may also
+        # just have dropped the connection: a ConnectionFailed, retried, not a TLSError.
+        return ConnectionFailed(
+            f"TLS handshake cut off: {where} reset the connection (it may require a "
             "client certificate, or a TLS version or cipher not offered)",
             url=url,
         )
