@@ -120,9 +120,7 @@ class Catalog(abc.ABC):
         """Persist a remote's settings (never secrets) and its sealed (encrypted) secrets."""
         raise NotImplementedError
 
-    async def load_remote(
-        self, name: str
-    ) -> tuple[dict[str, Any], SealedSecrets | None] | None:
+    async def load_remote(self, name: str) -> tuple[dict[str, Any], SealedSecrets | None] | None:
         """The settings and sealed secrets saved for remote ``name``, or None."""
         raise NotImplementedError
 

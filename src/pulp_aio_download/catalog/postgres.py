@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
-from ..health import HostHealth
-from ..models import ContentUnit, UnitFile, UnitSpec
-from ..secrets import SealedSecrets
 from ..urls import redact_url
 from . import _sql
-from .base import Catalog
+from ._sqlbase import SQLCatalog
 
 __all__ = ["PostgresCatalog"]
 
@@ -55,7 +51,7 @@ def _asyncpg() -> Any:
     return asyncpg
 
 
-class PostgresCatalog(Catalog):
+class PostgresCatalog(SQLCatalog):
     """A catalog in PostgreSQL, shared by many worker processes on many hosts.
 
     Args:
@@ -147,67 +143,3 @@ class PostgresCatalog(Catalog):
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             return await op(_PostgresTx(conn))
-
-    # -- unit files ------------------------------------------------------------------------------
-    async def record_unit_file(self, unit_file: UnitFile) -> UnitFile:
-        return await self._write(lambda tx: _sql.record_unit_file(tx, unit_file))
-
-    async def get_unit_file(self, sha256: str) -> UnitFile | None:
-        return await self._read(lambda tx: _sql.get_unit_file(tx, sha256))
-
-    def unit_files(self) -> AsyncIterator[UnitFile]:
-        return _sql.iterate_unit_files(
-            lambda after, limit: self._read(lambda tx: _sql.unit_file_page(tx, after, limit))
-        )
-
-    async def mark_verified(self, sha256: str, when: datetime) -> None:
-        await self._write(lambda tx: _sql.mark_verified(tx, sha256, when))
-
-    async def forget_location(self, sha256: str) -> None:
-        await self._write(lambda tx: _sql.forget_location(tx, sha256))
-
-    # -- content units and repositories ----------------------------------------------------------
-    async def save_unit(
-        self, spec: UnitSpec, sha256: str | None, repository: str | None = None
-    ) -> ContentUnit:
-        return await self._write(lambda tx: _sql.save_unit(tx, spec, sha256, repository))
-
-    async def get_unit(self, type: str, key: str) -> ContentUnit | None:
-        return await self._read(lambda tx: _sql.get_unit(tx, type, key))
-
-    async def repository_units(self, name: str) -> list[ContentUnit]:
-        return await self._read(lambda tx: _sql.repository_units(tx, name))
-
-    # -- host health ------------------------------------------------------------------------------
-    async def load_health(self) -> Mapping[str, HostHealth]:
-        return await self._read(_sql.load_health)
-
-    async def save_health(self, records: Sequence[HostHealth]) -> None:
-        records = list(records)
-        await self._write(lambda tx: _sql.save_health(tx, records))
-
-    # -- claims -----------------------------------------------------------------------------------
-    async def claim(self, sha256: str, owner: str, lease: float) -> bool:
-        return await self._write(lambda tx: _sql.claim(tx, sha256, owner, lease))
-
-    async def release(self, sha256: str, owner: str) -> None:
-        await self._write(lambda tx: _sql.release(tx, sha256, owner))
-
-    async def claim_holder(self, sha256: str) -> str | None:
-        return await self._read(lambda tx: _sql.claim_holder(tx, sha256))
-
-    # -- remotes ----------------------------------------------------------------------------------
-    async def save_remote(
-        self, name: str, settings: Mapping[str, Any], sealed_secrets: SealedSecrets | None = None
-    ) -> None:
-        """Persist a remote's settings for other processes (e.g. lazy fetches).
-
-        ``settings`` is JSON without secrets (a key naming a password, token or secret, or
-        a URL with userinfo, raises :class:`ConfigError`); secrets are stored only as
-        ``sealed_secrets`` from :meth:`SecretBox.seal`.
-        """
-        await self._write(lambda tx: _sql.save_remote(tx, name, settings, sealed_secrets))
-
-    async def load_remote(self, name: str) -> tuple[dict[str, Any], SealedSecrets | None] | None:
-        """``(settings, sealed_secrets)`` saved for remote ``name``, or None."""
-        return await self._read(lambda tx: _sql.load_remote(tx, name))

@@ -1,0 +1,98 @@
+"""The catalog operations shared by the SQL backends, over their ``_read``/``_write``.
+
+Every operation is written once in :mod:`._sql`; a backend only says how a read and a
+write transaction run (:meth:`SQLCatalog._read`, :meth:`SQLCatalog._write`).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from ..health import HostHealth
+from ..models import ContentUnit, UnitFile, UnitSpec
+from ..secrets import SealedSecrets
+from . import _sql
+from .base import Catalog
+
+__all__ = ["SQLCatalog"]
+
+T = TypeVar("T")
+
+
+class SQLCatalog(Catalog):
+    """A :class:`Catalog` whose operations are the shared SQL of :mod:`._sql`."""
+
+    @abc.abstractmethod
+    async def _read(self, op: Callable[[_sql.Tx], Awaitable[T]]) -> T:
+        """Run ``op`` in one read-only transaction."""
+
+    @abc.abstractmethod
+    async def _write(self, op: Callable[[_sql.Tx], Awaitable[T]]) -> T:
+        """Run ``op`` in a write transaction; return once it is committed."""
+
+    # -- unit files -----------------------------------------------------------------------------
+    async def record_unit_file(self, unit_file: UnitFile) -> UnitFile:
+        return await self._write(lambda tx: _sql.record_unit_file(tx, unit_file))
+
+    async def get_unit_file(self, sha256: str) -> UnitFile | None:
+        return await self._read(lambda tx: _sql.get_unit_file(tx, sha256))
+
+    def unit_files(self) -> AsyncIterator[UnitFile]:
+        return _sql.iterate_unit_files(
+            lambda after, limit: self._read(lambda tx: _sql.unit_file_page(tx, after, limit))
+        )
+
+    async def mark_verified(self, sha256: str, when: datetime) -> None:
+        await self._write(lambda tx: _sql.mark_verified(tx, sha256, when))
+
+    async def forget_location(self, sha256: str) -> None:
+        await self._write(lambda tx: _sql.forget_location(tx, sha256))
+
+    # -- content units and repositories ---------------------------------------------------------
+    async def save_unit(
+        self, spec: UnitSpec, sha256: str | None, repository: str | None = None
+    ) -> ContentUnit:
+        return await self._write(lambda tx: _sql.save_unit(tx, spec, sha256, repository))
+
+    async def get_unit(self, type: str, key: str) -> ContentUnit | None:
+        return await self._read(lambda tx: _sql.get_unit(tx, type, key))
+
+    async def repository_units(self, name: str) -> list[ContentUnit]:
+        return await self._read(lambda tx: _sql.repository_units(tx, name))
+
+    # -- host health ----------------------------------------------------------------------------
+    async def load_health(self) -> Mapping[str, HostHealth]:
+        return await self._read(_sql.load_health)
+
+    async def save_health(self, records: Sequence[HostHealth]) -> None:
+        records = list(records)
+        await self._write(lambda tx: _sql.save_health(tx, records))
+
+    # -- claims ---------------------------------------------------------------------------------
+    async def claim(self, sha256: str, owner: str, lease: float) -> bool:
+        return await self._write(lambda tx: _sql.claim(tx, sha256, owner, lease))
+
+    async def release(self, sha256: str, owner: str) -> None:
+        await self._write(lambda tx: _sql.release(tx, sha256, owner))
+
+    async def claim_holder(self, sha256: str) -> str | None:
+        return await self._read(lambda tx: _sql.claim_holder(tx, sha256))
+
+    # -- remotes --------------------------------------------------------------------------------
+    async def save_remote(
+        self, name: str, settings: Mapping[str, Any], sealed_secrets: SealedSecrets | None = None
+    ) -> None:
+        """Persist a remote's settings for other processes (e.g. lazy fetches).
+
+        ``settings`` is JSON without secrets (a key naming a password, token or secret, or
+        a URL with userinfo, raises :class:`ConfigError`); secrets are stored only as
+        ``sealed_secrets`` from :meth:`SecretBox.seal`.
+        """
+        await self._write(lambda tx: _sql.save_remote(tx, name, settings, sealed_secrets))
+
+    async def load_remote(self, name: str) -> tuple[dict[str, Any], SealedSecrets | None] | None:
+        """``(settings, sealed_secrets)`` saved for remote ``name``, or None."""
+        return await self._read(lambda tx: _sql.load_remote(tx, name))
