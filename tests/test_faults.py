@@ -275,13 +275,6 @@ async def test_huge_response_header_fails_cleanly(
     assert staging_files(tmp_path) == [] and stored_files(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transports/http.py maps aiohttp's header parser error (a ClientResponseError "
-    "with status=400) to HTTPStatusError(400): the server never answered 400. Fix: map a "
-    "ClientResponseError raised by session.get (raise_for_status is off, so it is always a "
-    "protocol error) to ConnectionFailed('invalid HTTP response: <message>').",
-)
 async def test_huge_response_header_is_not_reported_as_an_http_status(
     fault_server: FaultServer, engine: pad.DownloadEngine
 ) -> None:

@@ -368,16 +368,6 @@ async def test_endless_body_is_stopped_at_the_expected_size(
     assert not any(p.is_file() for p in (tmp_path / "store").rglob("*"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transports/http.py follows a Location that carries userinfo "
-    "(http://user:pass@same-origin/...) with the URL as given plus the origin's "
-    "Authorization header; aiohttp then raises ValueError('Cannot combine AUTHORIZATION "
-    "header with ... credentials encoded in URL'), which is not a DownloadError and aborts "
-    "the whole download_many batch. Fix: in HttpTransport.open strip userinfo from every "
-    "redirect target (target = split_userinfo(target)[0]; credentials never come from a "
-    "server) and map a ValueError from session.get to ConfigError.",
-)
 async def test_redirect_location_with_credentials_is_a_download_error(
     fault_server: FaultServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -11,7 +11,7 @@ Every failure of a download is a :class:`DownloadError`::
     ├── DownloadTimeout      (also a TimeoutError) .timeout names which one expired
     ├── ConnectionFailed
     │   ├── TLSError
-    │   └── ProxyError
+    │   └── ProxyError      .status (the proxy's answer, e.g. 407)
     ├── StorageError
     ├── HookError            .hook
     └── AllSourcesFailed     .errors  (one DownloadError per source tried)
@@ -168,9 +168,7 @@ class HTTPStatusError(DownloadError):
 class DownloadTimeout(DownloadError, TimeoutError):
     """A timeout expired; ``timeout`` names which one (connect, sock_read, stall, total)."""
 
-    def __init__(
-        self, message: str, *, url: str | None = None, timeout: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, url: str | None = None, timeout: str | None = None) -> None:
         self.timeout = timeout
         super().__init__(message, url=url)
 
@@ -187,7 +185,18 @@ class TLSError(ConnectionFailed):
 
 
 class ProxyError(ConnectionFailed):
-    """The proxy refused the request (e.g. 407) or could not be reached."""
+    """The proxy refused the request (e.g. 407) or could not be reached.
+
+    ``status`` is the proxy's HTTP status when it answered (407: wrong or missing proxy
+    credentials, never retried), None when it could not be reached.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message, url=url)
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"status": self.status, **super()._kwargs()}
 
 
 class StorageError(DownloadError):

@@ -174,6 +174,6 @@ def is_retryable_error(policy: RetryPolicy, exc: BaseException) -> bool:
         return is_retryable_status(policy, exc.status)
     if isinstance(exc, TLSError):
         return False
-    if isinstance(exc, ProxyError) and getattr(exc, "status", None) == 407:
+    if isinstance(exc, ProxyError) and exc.status == 407:
         return False
     return isinstance(exc, (DownloadTimeout, ConnectionFailed, ValidationError))

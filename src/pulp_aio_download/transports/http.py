@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ..retry import parse_retry_after
 from ..tls import build_ssl_context, classify_ssl_error
-from ..urls import origin, redact_url
+from ..urls import origin, redact_url, split_userinfo
 from .base import Response
 
 __all__ = ["ERROR_MAP", "HttpResponse", "HttpTransport", "default_user_agent", "map_client_error"]
@@ -73,14 +73,12 @@ def _proxy_status(exc: BaseException, url: str) -> DownloadError:
     status = getattr(exc, "status", None)
     if status == 407:
         return proxy_auth_error(url)
-    return ProxyError(f"proxy refused the request (HTTP {status})", url=url)
+    return ProxyError(f"proxy refused the request (HTTP {status})", url=url, status=status)
 
 
 def proxy_auth_error(url: str) -> ProxyError:
     """The error of a ``407``: wrong or missing proxy credentials (never retried)."""
-    error = ProxyError("proxy authentication required (HTTP 407)", url=url)
-    error.status = 407  # type: ignore[attr-defined]  # read by the retry decision
-    return error
+    return ProxyError("proxy authentication required (HTTP 407)", url=url, status=407)
 
 
 def _status(exc: BaseException, url: str) -> DownloadError:
@@ -298,12 +296,24 @@ class HttpTransport:
                     proxy=proxy,
                     ssl=self._ssl,
                 )
+            except aiohttp.ClientHttpProxyError as exc:
+                raise map_client_error(exc, current) from exc
+            except aiohttp.ClientResponseError as exc:
+                # raise_for_status is off: this is the response failing to parse (a header
+                # too large, a malformed status line), never an HTTP status the server sent.
+                detail = (str(exc.message) or type(exc).__name__).splitlines()[0][:120]
+                raise ConnectionFailed(
+                    f"invalid HTTP response status line or headers: {detail}", url=current
+                ) from exc
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 raise map_client_error(exc, current) from exc
+            except ValueError as exc:
+                raise ConfigError(f"invalid request: {redact_url(str(exc))}", url=current) from exc
             status = resp.status
             if status in _REDIRECTS and "Location" in resp.headers:
                 resp.release()
-                target = urljoin(current, resp.headers["Location"])
+                # Credentials never come from a server: userinfo in a Location is dropped.
+                target = split_userinfo(urljoin(current, resp.headers["Location"]))[0]
                 redirects += 1
                 if redirects > self.remote.max_redirects:
                     raise HTTPStatusError(
