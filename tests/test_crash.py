@@ -321,3 +321,22 @@ async def test_cancel_between_store_and_record_leaves_no_orphan(
         assert engine.catalog is not None
         recorded = await engine.catalog.get_unit_file(sha)
         assert (stored is None) == (recorded is None or recorded.location is None)
+
+
+@pytest.mark.parametrize("durability", ["file", "none"])
+async def test_cancelled_commit_publishes_nothing(tmp_path: Path, durability: str) -> None:
+    from pulp_aio_download.storage.local import LocalStorage
+
+    storage = LocalStorage(tmp_path / "store", durability=durability)
+    await storage.open()
+    data = b"committed in a worker thread while the caller was cancelled"
+    sha = hashlib.sha256(data).hexdigest()
+    staged = storage.new_staging_path()
+    staged.write_bytes(data)
+    task = asyncio.ensure_future(storage.commit(staged, sha, len(data)))
+    await asyncio.sleep(0)  # the rename is now handed to a worker thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await storage.stat(sha) is None  # the rename happened, and was undone
+    await storage.close()

@@ -124,15 +124,30 @@ class LocalStorage(Storage):
         try:
             if batch:
                 await self._group()  # the staged bytes are on disk before the rename
-            stored = await asyncio.get_running_loop().run_in_executor(
+            work = asyncio.get_running_loop().run_in_executor(
                 None, self._commit_sync, staged, sha256, size
             )
-            if batch and stored.created:
-                await self._group()  # and so is the new name, before anyone records it
+            try:
+                stored = await asyncio.shield(work)
+                if batch and stored.created:
+                    await self._group()  # and so is the new name, before anyone records it
+            except asyncio.CancelledError:
+                await _finish_undo(asyncio.ensure_future(self._undo_commit(work)))
+                raise
         except OSError as exc:
             await asyncio.get_running_loop().run_in_executor(None, _discard_quietly, staged)
             raise StorageError(f"cannot sync storage {self.root}: {exc}") from exc
         return stored
+
+    async def _undo_commit(self, work: asyncio.Future[StoredArtifact]) -> None:
+        # The caller of a cancelled commit never learns of the artifact (nothing records
+        # it), so a rename that the worker thread made anyway is undone.
+        with contextlib.suppress(Exception):
+            stored = await work
+            if stored.created and stored.path is not None:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, _discard_quietly, stored.path
+                )
 
     def _commit_sync(self, staged: Path, sha256: str, size: int) -> StoredArtifact:
         final = self.path_of(sha256)
@@ -221,3 +236,12 @@ class LocalStorage(Storage):
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: self.path_of(sha256).unlink(missing_ok=True)
         )
+
+
+async def _finish_undo(cleanup: asyncio.Future[None]) -> None:
+    """Wait for ``cleanup`` even if the waiting task is cancelled again meanwhile."""
+    try:
+        await asyncio.shield(cleanup)
+    except asyncio.CancelledError:
+        await cleanup
+        raise
