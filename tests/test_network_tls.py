@@ -123,7 +123,7 @@ async def test_one_ssl_context_per_remote(
     async with engine(tmp_path, tls) as e:
         await e.download(base + "/", expected_digests={"sha256": hashlib.sha256(BODY).hexdigest()})
         transport = e._transport(e.config.remote("default"))
-        context = transport._ssl
+        context = transport._ssl_context
         await e.download(base + "/echo-headers")
-        assert e._transport(e.config.remote("default"))._ssl is context
+        assert e._transport(e.config.remote("default"))._ssl_context is context
         assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED

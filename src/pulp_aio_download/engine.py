@@ -7,7 +7,8 @@
                          │  per-remote session/limits            ▼
                          │                                  HashingWriter ─► staging file
                          ▼                                       │ validate size/digests
-                     hook chain: store ─► record unit file ─► unit/repository ─► progress ─► user hooks
+                     hook chain: store ─► record unit file ─► unit/repository ─► progress
+                                 (─► the plugin's own hooks, anywhere in the chain)
 """
 
 from __future__ import annotations
@@ -448,7 +449,11 @@ class DownloadEngine:
             if source.url in known:
                 continue
             if source.remote is not None and source.remote not in self.config.remotes:
-                log.debug("skipping recorded source %s: remote %r not configured", source.url, source.remote)
+                log.debug(
+                    "skipping recorded source %s: remote %r not configured",
+                    redact_url(source.url),
+                    source.remote,
+                )
                 continue
             if source.scheme == "file":
                 try:
@@ -514,6 +519,7 @@ class DownloadEngine:
             attempts=0,
             cached=True,
             previous=record,
+            stored=stored,
         )
         try:
             return await self._run_hooks(ctx)
@@ -669,7 +675,9 @@ class DownloadEngine:
             )
         if lacking:
             log.warning(
-                "fetch %s: skipping sources of unconfigured remote(s) %s", sha256, ", ".join(lacking)
+                "fetch %s: skipping sources of unconfigured remote(s) %s",
+                sha256,
+                ", ".join(lacking),
             )
         return await self.download(
             DownloadRequest(

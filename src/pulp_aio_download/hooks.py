@@ -89,7 +89,8 @@ async def store(ctx: DownloadContext) -> None:
     """Commit the staged file to storage (content-addressed, atomic) and set ``result``."""
     storage = ctx.engine.storage
     if ctx.cached:
-        stored = await storage.stat(ctx.sha256)
+        # The cache check found it (ctx.stored); a hook may have cleared that to re-check.
+        stored = ctx.stored or await storage.stat(ctx.sha256)
         if stored is None:  # removed since the cache check: the caller downloads again
             from .errors import StorageError
 

@@ -21,6 +21,7 @@ from .errors import (
     DownloadTimeout,
     HTTPStatusError,
     SizeMismatch,
+    StorageError,
     ValidationError,
 )
 from .hashing import HashingWriter, verify_digests
@@ -213,7 +214,8 @@ async def fetch_source(
                     expected_size=request.expected_size,
                 )
             except DownloadError as error:
-                engine._observe(host, ok=False, status=getattr(error, "status", None))
+                if not isinstance(error, StorageError):  # our disk, not the host's fault
+                    engine._observe(host, ok=False, status=getattr(error, "status", None))
                 if isinstance(error, ValidationError):
                     await state.new_writer()
                 if not is_retryable_error(policy, error) or attempt >= policy.attempts:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import os
+import secrets
 import socket
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -77,7 +78,9 @@ class LocalStorage(Storage):
         self.durability = durability
         self.fsync_staged = durability == "file"
         self._staging = self.root / _STAGING
-        self._prefix = f"{socket.gethostname()}-{os.getpid()}-"
+        # host-pid-random-N: unique across hosts sharing the directory and across runs.
+        self._prefix = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}-"
+        self._counter = itertools.count()
         self._group = GroupSync(self.root)
 
     def __repr__(self) -> str:
@@ -113,7 +116,7 @@ class LocalStorage(Storage):
 
     def new_staging_path(self) -> Path:
         """A fresh staging file name (not created)."""
-        return self._staging / f"{self._prefix}{uuid.uuid4().hex}.part"
+        return self._staging / f"{self._prefix}{next(self._counter)}.part"
 
     def path_of(self, sha256: str) -> Path:
         """The final path of artifact ``sha256`` (whether or not it exists)."""

@@ -221,7 +221,7 @@ class HttpTransport:
             raise_for_status=False,
             # read_bufsize=READ_BUFSIZE,
         )
-        self._ssl: ssl.SSLContext | bool = build_ssl_context(remote.tls)
+        self._ssl_context: ssl.SSLContext | None = None
         self._proxy = (
             _proxy_url(remote.proxy.url, remote.proxy.username, remote.proxy.password)
             if remote.proxy
@@ -236,6 +236,15 @@ class HttpTransport:
 
     async def close(self) -> None:
         await self.session.close()
+
+    def _ssl_for(self, url: str, proxy: Any) -> ssl.SSLContext | bool:
+        # Built on first use (once per remote): loading the system CAs costs tens of
+        # milliseconds that a plain-http mirror never needs.
+        if not url.startswith("https:") and not str(proxy or "").startswith("https:"):
+            return True
+        if self._ssl_context is None:
+            self._ssl_context = build_ssl_context(self.remote.tls)
+        return self._ssl_context
 
     def proxy_for(self, url: str) -> URL | None:
         """The proxy (credentials in its userinfo) a request to ``url`` goes through."""
@@ -294,7 +303,7 @@ class HttpTransport:
                     headers=headers,
                     allow_redirects=False,
                     proxy=proxy,
-                    ssl=self._ssl,
+                    ssl=self._ssl_for(current, proxy),
                 )
             except aiohttp.ClientHttpProxyError as exc:
                 raise map_client_error(exc, current) from exc
