@@ -775,4 +775,3 @@ class DownloadEngine:
             repaired=tuple(sorted(repaired)),
             errors=errors,
         )
-
