@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,12 +41,13 @@ from .models import (
     UnitFile,
     VerifyReport,
 )
-from .progress import ProgressTracker
+from .progress import ProgressTracker, batch_tracker
 from .selection import order_sources
 from .transfer import fetch_source
 from .transports.base import Response
 from .transports.file import open_file, resolve_file_url
 from .urls import redact_url
+from .verification import verify_stored
 
 if TYPE_CHECKING:
     import aiohttp
@@ -61,10 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["DownloadEngine", "EngineStatistics"]
 
 log = logging.getLogger(__name__)
-
-_batch_tracker: contextvars.ContextVar[ProgressTracker | None] = contextvars.ContextVar(
-    "pulp_aio_download_tracker", default=None
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +292,7 @@ class DownloadEngine:
 
     # -- progress ---------------------------------------------------------------------------
     def _tracker(self) -> ProgressTracker:
-        tracker = _batch_tracker.get()
+        tracker = batch_tracker.get()
         if tracker is not None:
             return tracker
         if self._default_tracker is None:
@@ -584,7 +579,7 @@ class DownloadEngine:
             interval=self.config.progress_interval,
         )
         tracker.plan(len(items), sum(r.expected_size or 0 for r in items))
-        token = _batch_tracker.set(tracker)
+        token = batch_tracker.set(tracker)
         results: list[Any] = [None] * len(items)
         queue = iter(enumerate(items))
         failure: list[BaseException] = []
@@ -620,7 +615,7 @@ class DownloadEngine:
             await asyncio.gather(*workers, return_exceptions=True)
             raise
         finally:
-            _batch_tracker.reset(token)
+            batch_tracker.reset(token)
             tracker.total = max(tracker.total, len(items))
             await tracker.finish()
         return results
@@ -692,86 +687,9 @@ class DownloadEngine:
         """Re-hash every stored file against its unit file.
 
         With ``repair=True``, a corrupt file is moved aside and, like a missing one,
-        fetched again from its recorded sources. Progress is reported with code ``verify``.
+        fetched again from its recorded sources; without it nothing is changed. Progress is
+        reported with code ``verify``. See :func:`.verification.verify_stored`.
         """
         self._require_open()
         catalog = self._need_catalog("verify")
-        tracker = ProgressTracker(
-            self.config.progress,
-            code="verify",
-            message="Verifying stored files",
-            interval=self.config.progress_interval,
-        )
-        checked = ok = 0
-        corrupt: list[str] = []
-        missing: list[str] = []
-        repaired: list[str] = []
-        errors: dict[str, str] = {}
-        gate = asyncio.Semaphore(concurrency)
-        # Repairs are counted by this run's tracker, not reported as a separate stream.
-        token = _batch_tracker.set(ProgressTracker(None))
-
-        async def check(record: UnitFile) -> None:
-            nonlocal checked, ok
-            async with gate:
-                algorithms = sorted({"sha256", *record.digests})
-                found = await self.storage.digest(record.sha256, algorithms)
-            checked += 1
-            bad: list[str] | None = None
-            if found is None:
-                bad = missing
-            else:
-                digests, size = found
-                good = size == record.size if record.size is not None else True
-                good = good and all(digests[a] == v for a, v in record.digests.items())
-                good = good and digests["sha256"] == record.sha256
-                if not good:
-                    bad = corrupt
-            if bad is None:
-                ok += 1
-                await catalog.mark_verified(record.sha256, datetime.now(timezone.utc))
-                tracker.file_done(record.size or 0)
-                return
-            bad.append(record.sha256)
-            if not repair:
-                # A plain check changes nothing: the next run (or --repair) finds it again.
-                tracker.file_failed()
-                return
-            if bad is corrupt:
-                await self.storage.quarantine(record.sha256)
-            try:
-                await self.fetch(record.sha256)
-            except DownloadError as exc:
-                errors[record.sha256] = str(exc)
-                tracker.file_failed()
-            else:
-                repaired.append(record.sha256)
-                await catalog.mark_verified(record.sha256, datetime.now(timezone.utc))
-                tracker.file_done(record.size or 0)
-
-        tasks: set[asyncio.Task[None]] = set()
-        try:
-            async for record in catalog.unit_files():
-                if record.location is None:
-                    continue
-                tracker.add(1, record.size)
-                task = asyncio.ensure_future(check(record))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                if len(tasks) >= concurrency * 4:
-                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if tasks:
-                await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            _batch_tracker.reset(token)
-            await tracker.finish()
-        return VerifyReport(
-            checked=checked,
-            ok=ok,
-            corrupt=tuple(sorted(corrupt)),
-            missing=tuple(sorted(missing)),
-            repaired=tuple(sorted(repaired)),
-            errors=errors,
-        )
+        return await verify_stored(self, catalog, repair=repair, concurrency=concurrency)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +19,12 @@ from typing import Any, Protocol
 
 from .models import ActiveTransfer, ProgressReport
 
-__all__ = ["ProgressTracker"]
+__all__ = ["ProgressTracker", "batch_tracker"]
+
+#: The tracker of the batch (download_many, verify) the current task belongs to.
+batch_tracker: contextvars.ContextVar[ProgressTracker | None] = contextvars.ContextVar(
+    "pulp_aio_download_tracker", default=None
+)
 
 log = logging.getLogger(__name__)
 
