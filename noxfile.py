@@ -34,9 +34,15 @@ def _interpreter(version: str) -> str | None:
 FOUND = [p for p in map(_interpreter, PYTHONS) if p is not None] or ["3.11"]
 
 
+def _postgres(session: nox.Session) -> None:
+    """The catalog tests start a real PostgreSQL server: install it when it is missing."""
+    session.run("sh", ".ci/install-postgres.sh", external=True)
+
+
 @nox.session(python=FOUND)
 def tests(session: nox.Session) -> None:
     """The test suite (fast cases) on every Python 3.10-3.13 found on the machine."""
+    _postgres(session)
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", "-m", "not slow", *session.posargs)
 
@@ -44,6 +50,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def slow(session: nox.Session) -> None:
     """The slow fault, crash and load cases (run by .ci/run)."""
+    _postgres(session)
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", "-m", "slow", *session.posargs)
 
