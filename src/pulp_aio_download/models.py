@@ -106,6 +106,8 @@ class Source:
     _userinfo: tuple[str, str | None] | None = field(
         default=None, repr=False, compare=False, kw_only=True
     )
+    _scheme: str = field(default="", init=False, repr=False, compare=False)
+    _host: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url:
@@ -125,6 +127,8 @@ class Source:
         if user is not None:
             _set(self, "url", clean)
             _set(self, "_userinfo", (user, password))
+        _set(self, "_scheme", parts.scheme)
+        _set(self, "_host", parts.netloc.rpartition("@")[2])
         if isinstance(self.priority, bool) or not isinstance(self.priority, int):
             raise ConfigError(f"source priority must be an int, got {self.priority!r}")
         if (
@@ -138,12 +142,12 @@ class Source:
 
     @property
     def scheme(self) -> str:
-        return urlsplit(self.url).scheme
+        return self._scheme
 
     @property
     def host(self) -> str:
         """``host[:port]`` of the URL ('' for file://)."""
-        return urlsplit(self.url).netloc
+        return self._host
 
 
 @dataclass(frozen=True, slots=True)
