@@ -177,21 +177,27 @@ class Cooperation:
         delay = self.poll_min
         waited = False
         while True:
-            if await self.catalog.claim(sha256, self.owner, self.lease):
+            # One transaction: claimed means nobody recorded the file in between (another
+            # worker may have stored it since the engine's cache check).
+            outcome = await self.catalog.claim_unless_stored(sha256, self.owner, self.lease)
+            if outcome == "stored":
+                served = await serve_stored()
+                if served is not None:
+                    if waited:
+                        self.statistics.served_by_peer += 1
+                    return served
+                # Recorded but not (validly) in storage: transfer it again under a claim.
+                outcome = (
+                    "claimed"
+                    if await self.catalog.claim(sha256, self.owner, self.lease)
+                    else "held"
+                )
+            if outcome == "claimed":
                 self.statistics.claimed += 1
                 if waited:
                     self.statistics.taken_over += 1
                     log.info("%s: claim free or expired, %s takes over", sha256, self.owner)
-                try:
-                    # Another worker may have stored it and released its claim between the
-                    # engine's cache check and this claim.
-                    served = await self._stored(sha256, serve_stored)
-                except BaseException:
-                    await self._shielded(self._release(sha256))
-                    raise
-                if served is not None:
-                    await self._shielded(self._release(sha256))
-                return served
+                return None
             holder = await self.catalog.claim_holder(sha256)
             if holder is not None and _dead_here(holder):
                 # A worker of this host that died mid-transfer: no need to sit out its lease.
@@ -204,20 +210,6 @@ class Cooperation:
                 log.debug("%s: claimed by another worker, waiting", sha256)
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.poll_max)
-            served = await self._stored(sha256, serve_stored)
-            if served is not None:
-                self.statistics.served_by_peer += 1
-                return served
-
-    async def _stored(
-        self, sha256: str, serve_stored: Callable[[], Awaitable[T | None]]
-    ) -> T | None:
-        # The catalog read is cheaper than asking storage (a HEAD on S3); a worker records
-        # the location only once the artifact is committed.
-        record = await self.catalog.get_unit_file(sha256)
-        if record is None or record.location is None:
-            return None
-        return await serve_stored()
 
     async def _renew(self, sha256: str, stop: asyncio.Event) -> None:
         interval = self.lease / 3

@@ -606,6 +606,18 @@ async def release(tx: Tx, sha256: str, owner: str) -> None:
     await tx.execute("DELETE FROM claims WHERE sha256 = $1 AND owner = $2", sha256.lower(), owner)
 
 
+async def claim_unless_stored(tx: Tx, sha256: str, owner: str, lease: float) -> str:
+    """``"stored"`` when ``sha256`` has a recorded location, else :func:`claim`'s outcome
+    as ``"claimed"`` or ``"held"`` (by another owner), in one transaction."""
+    row = await tx.fetchone(
+        "SELECT location FROM unit_files WHERE sha256 = $1 AND location IS NOT NULL",
+        sha256.lower(),
+    )
+    if row is not None:
+        return "stored"
+    return "claimed" if await claim(tx, sha256, owner, lease) else "held"
+
+
 async def claim_holder(tx: Tx, sha256: str) -> str | None:
     """The owner of the unexpired claim on ``sha256``, or None."""
     now = _NOW_EPOCH[tx.dialect]

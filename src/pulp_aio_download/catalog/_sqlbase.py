@@ -78,6 +78,9 @@ class SQLCatalog(Catalog):
     async def release(self, sha256: str, owner: str) -> None:
         await self._write(lambda tx: _sql.release(tx, sha256, owner))
 
+    async def claim_unless_stored(self, sha256: str, owner: str, lease: float) -> str:
+        return await self._write(lambda tx: _sql.claim_unless_stored(tx, sha256, owner, lease))
+
     async def claim_holder(self, sha256: str) -> str | None:
         return await self._read(lambda tx: _sql.claim_holder(tx, sha256))
 

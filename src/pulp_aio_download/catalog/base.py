@@ -106,6 +106,18 @@ class Catalog(abc.ABC):
     async def release(self, sha256: str, owner: str) -> None:
         """Give up ``owner``'s claim on ``sha256`` (no error if not held)."""
 
+    async def claim_unless_stored(self, sha256: str, owner: str, lease: float) -> str:
+        """``"stored"`` when ``sha256`` already has a recorded location; otherwise claim it
+        like :meth:`claim` and return ``"claimed"`` or ``"held"`` (by another owner).
+
+        Backends answer in one transaction, so a worker that gets ``"claimed"`` knows
+        nobody stored the file in between.
+        """
+        record = await self.get_unit_file(sha256)
+        if record is not None and record.location is not None:
+            return "stored"
+        return "claimed" if await self.claim(sha256, owner, lease) else "held"
+
     async def claim_holder(self, sha256: str) -> str | None:
         """The owner of the unexpired claim on ``sha256``, or None (default: unknown)."""
         return None
