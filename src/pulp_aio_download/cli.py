@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -474,13 +476,26 @@ _COMMANDS = {
 }
 
 
+async def _interruptible(command: Coroutine[Any, Any, int]) -> int:
+    # Ctrl-C cancels the command, so that engines close, staging files go and the catalog
+    # flushes (Python 3.11's asyncio.run does this itself; 3.10's would raise mid-step).
+    task = asyncio.current_task()
+    assert task is not None
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, task.cancel)
+    try:
+        return await command
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     try:
-        return asyncio.run(_COMMANDS[args.command](args))
+        return asyncio.run(_interruptible(_COMMANDS[args.command](args)))
     except UsageError as exc:
         print(f"pulp-aio-download: error: {exc}", file=sys.stderr)
         return 2

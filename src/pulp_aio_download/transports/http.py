@@ -150,6 +150,8 @@ ERROR_MAP: tuple[tuple[type[BaseException], Any], ...] = (
     (aiohttp.UploadAbortedError, _simple(ConnectionFailed, "upload aborted")),
     (ssl.SSLError, _tls_error),
     (asyncio.TimeoutError, _timeout("total")),
+    # Before 3.11 the builtin TimeoutError is an OSError apart from asyncio's.
+    (TimeoutError, _timeout("total")),
     (aiohttp.ClientError, _simple(ConnectionFailed, "client error")),
     (OSError, _simple(ConnectionFailed, "connection error")),
 )
