@@ -98,8 +98,17 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 @functools.lru_cache(maxsize=512)
 def sqlite_placeholders(sql: str) -> str:
-    """Rewrite PostgreSQL placeholders (``$1``) as SQLite numbered ones (``?1``)."""
-    return _PLACEHOLDER.sub(r"?\1", sql)
+    """Rewrite PostgreSQL placeholders (``$1``) as SQLite named ones (``:p1``).
+
+    (``?1`` would do, but Python 3.12 deprecates binding numbered placeholders from a
+    sequence; named ones take the mapping :func:`sqlite_params` builds.)
+    """
+    return _PLACEHOLDER.sub(r":p\1", sql)
+
+
+def sqlite_params(args: Sequence[Any]) -> dict[str, Any]:
+    """The ``{"p1": args[0], ...}`` mapping for :func:`sqlite_placeholders`' SQL."""
+    return {f"p{i}": value for i, value in enumerate(args, start=1)}
 
 
 # -- schema --------------------------------------------------------------------------------

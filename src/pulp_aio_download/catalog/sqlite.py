@@ -34,9 +34,9 @@ class _SQLiteTx:
         self._conn = conn
 
     @staticmethod
-    def _args(args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(
-            a.isoformat(timespec="microseconds") if isinstance(a, datetime) else a for a in args
+    def _args(args: tuple[Any, ...]) -> dict[str, Any]:
+        return _sql.sqlite_params(
+            [a.isoformat(timespec="microseconds") if isinstance(a, datetime) else a for a in args]
         )
 
     async def execute(self, sql: str, *args: Any) -> None:
