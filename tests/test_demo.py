@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def test_demo_mirrors_refuses_the_corrupt_file_and_retries_the_flaky_one(
     assert "succeeded on attempt 2" in summary["explanation"][1]
     # The pipeline's products: artifacts on disk and the SQLite catalog.
     artifacts = [p for p in (data_dir / "artifacts").rglob("*") if p.is_file()]
-    with sqlite3.connect(data_dir / "catalog.sqlite3") as db:
+    with contextlib.closing(sqlite3.connect(data_dir / "catalog.sqlite3")) as db:
         tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
     assert tables
     assert len(artifacts) >= 290  # a few small files are identical (empty), stored once
