@@ -276,14 +276,6 @@ def _json_progress(out: TextIO) -> Any:
     return emit
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
-
-
 def summarize(
     results: Sequence[Any], requests: Sequence[DownloadRequest], elapsed: float
 ) -> dict[str, Any]:
@@ -320,11 +312,13 @@ def _reason(error: BaseException, url: str | None) -> str:
 
 def print_summary(summary: dict[str, Any], out: TextIO) -> None:
     """The human summary: one line of counts, then one line per failure."""
+    from .cli_progress import human_bytes
+
     out.write(
         f"{summary['files']} files: {summary['done']} done "
         f"({summary['cached']} already stored, {summary['retried']} retried), "
-        f"{summary['failed']} failed; {_human_bytes(summary['bytes'])} in "
-        f"{summary['elapsed']:.2f} s ({_human_bytes(summary['rate'])}/s)\n"
+        f"{summary['failed']} failed; {human_bytes(summary['bytes'])} in "
+        f"{summary['elapsed']:.2f} s ({human_bytes(summary['rate'])}/s)\n"
     )
     for failure in summary["failures"]:
         out.write(f"FAILED {failure['url']}: {failure['reason']}\n")
