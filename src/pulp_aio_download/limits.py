@@ -12,6 +12,7 @@ in ``acquire()`` holds nothing.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import collections
 from dataclasses import dataclass
@@ -34,6 +35,27 @@ __all__ = [
 ]
 
 
+class _Slot(abc.ABC):
+    """``async with limiter:`` takes a slot and always gives it back."""
+
+    @abc.abstractmethod
+    async def acquire(self) -> None: ...
+
+    @abc.abstractmethod
+    def release(self) -> None: ...
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
 @dataclass(frozen=True, slots=True)
 class AdaptiveLimiterStatistics:
     """A snapshot of an :class:`AdaptiveLimiter`."""
@@ -47,7 +69,7 @@ class AdaptiveLimiterStatistics:
     successes: int
 
 
-class AdaptiveLimiter:
+class AdaptiveLimiter(_Slot):
     """A concurrency limit that halves on throttling and creeps back up on success (AIMD).
 
     Args:
@@ -179,17 +201,6 @@ class AdaptiveLimiter:
                 self._take()
                 waiter.set_result(None)
 
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
     def __repr__(self) -> str:
         return f"AdaptiveLimiter(limit={self._limit}, cap={self._cap}, in_flight={self._in_flight})"
 
@@ -232,7 +243,7 @@ class RemoteLimiterStatistics:
     peak_in_flight: int
 
 
-class RemoteLimiter:
+class RemoteLimiter(_Slot):
     """The per-remote limits: at most ``max_connections`` at once and ``rate_limit`` starts/s.
 
     Args:
@@ -301,17 +312,6 @@ class RemoteLimiter:
             in_flight=self._in_flight,
             peak_in_flight=self._peak,
         )
-
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         return f"RemoteLimiter(max_connections={self._max}, rate_limit={self._rate})"
