@@ -59,3 +59,15 @@ async def test_every_mode_stores_valid_files(
 def test_unknown_durability_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(pad.ConfigError, match="durability must be"):
         pad.LocalStorage(tmp_path, durability="sometimes")
+
+
+async def test_absent_lists_what_is_not_stored(tmp_path: Path) -> None:
+    storage = pad.LocalStorage(tmp_path / "store", durability="none")
+    await storage.open()
+    staged = storage.new_staging_path()
+    staged.write_bytes(b"kept")
+    sha = hashlib.sha256(b"kept").hexdigest()
+    await storage.commit(staged, sha, 4)
+    other = "0" * 64
+    assert await storage.absent([sha, other]) == {other}
+    await storage.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import time
@@ -58,6 +59,11 @@ if TYPE_CHECKING:
     from .transports.http import HttpTransport
 
 __all__ = ["DownloadEngine", "EngineStatistics"]
+
+#: sha256s a running download_many found absent from storage in one pass.
+_batch_absent: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar(
+    "pulp_aio_download_absent", default=None
+)
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +398,9 @@ class DownloadEngine:
     async def _download(self, request: DownloadRequest) -> DownloadResult:
         sha = request.sha256
         if sha:
-            cached = await self._serve_cached(request, sha)
+            absent = _batch_absent.get()
+            # A batch looked its artifacts up in one pass: no per-file stat for those absent.
+            cached = None if absent and sha in absent else await self._serve_cached(request, sha)
             if cached is not None:
                 return cached
             if self._cooperation is not None:
@@ -579,6 +587,8 @@ class DownloadEngine:
             interval=self.config.progress_interval,
         )
         tracker.plan(len(items), sum(r.expected_size or 0 for r in items))
+        absent = await self.storage.absent({r.sha256 for r in items if r.sha256})
+        absent_token = _batch_absent.set(frozenset(absent) if absent else None)
         token = batch_tracker.set(tracker)
         results: list[Any] = [None] * len(items)
         queue = iter(enumerate(items))
@@ -616,6 +626,7 @@ class DownloadEngine:
             raise
         finally:
             batch_tracker.reset(token)
+            _batch_absent.reset(absent_token)
             tracker.total = max(tracker.total, len(items))
             await tracker.finish()
         return results

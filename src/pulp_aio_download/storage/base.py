@@ -73,6 +73,15 @@ class Storage(abc.ABC):
     async def stat(self, sha256: str) -> StoredArtifact | None:
         """The stored artifact ``sha256``, or None when it is not stored."""
 
+    async def absent(self, sha256s: Iterable[str]) -> set[str] | None:
+        """The artifacts of ``sha256s`` that are not stored, found in one pass; None when
+        the backend cannot tell cheaply (the engine then asks :meth:`stat` per file).
+
+        A hint for batches: an artifact stored after this call is still found by the
+        commit, which then keeps the stored one.
+        """
+        return None
+
     @abc.abstractmethod
     def read(self, sha256: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
         """Stream the bytes of a stored artifact (StorageError if missing)."""

@@ -188,6 +188,13 @@ class LocalStorage(Storage):
             raise StorageError(f"cannot stat artifact {sha256}: {exc}") from exc
         return StoredArtifact(artifact_key(sha256), path, st.st_size)
 
+    async def absent(self, sha256s: Iterable[str]) -> set[str] | None:
+        wanted = list(sha256s)
+        exists = os.path.exists
+        return await asyncio.get_running_loop().run_in_executor(
+            None, lambda: {s for s in wanted if not exists(self.path_of(s))}
+        )
+
     async def read(self, sha256: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         try:
