@@ -319,3 +319,34 @@ async def test_temp_storage_default_outlives_engine(fault_server: FaultServer) -
     import shutil
 
     shutil.rmtree(root)
+
+
+async def test_chunked_transfer_encoding_is_read_whole(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    data = os.urandom(3_000_000)
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for i in range(0, len(data), 70_000):
+            await resp.write(data[i : i + 70_000])
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/c", chunked)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        async with pad.DownloadEngine(config(tmp_path)) as engine:
+            result = await engine.download(
+                f"http://127.0.0.1:{port}/c", expected_digests={"sha256": sha256(data)}
+            )
+    finally:
+        await runner.cleanup()
+    assert result.path is not None and result.path.read_bytes() == data

@@ -183,8 +183,13 @@ class HttpResponse(Response):
         self._content = resp.content
 
     async def read(self) -> bytes:
+        # readchunk hands over the buffered chunks one by one; readany would join them
+        # (one more copy of every byte). (b"", True) only marks an HTTP chunk boundary.
         try:
-            return await self._content.readany()
+            while True:
+                data, boundary = await self._content.readchunk()
+                if data or not boundary:
+                    return data
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise map_client_error(exc, self.url) from exc
 
