@@ -617,14 +617,22 @@ async def release(tx: Tx, sha256: str, owner: str) -> None:
 
 async def claim_unless_stored(tx: Tx, sha256: str, owner: str, lease: float) -> str:
     """``"stored"`` when ``sha256`` has a recorded location, else :func:`claim`'s outcome
-    as ``"claimed"`` or ``"held"`` (by another owner), in one transaction."""
+    as ``"claimed"`` or ``"held"`` (by another owner), in one transaction.
+
+    The claim is taken *before* the location is read: under READ COMMITTED a worker that
+    recorded the file and then released its claim has committed the record before the
+    claim could be taken, so the read that follows sees it (reading first would race).
+    """
+    claimed = await claim(tx, sha256, owner, lease)
     row = await tx.fetchone(
         "SELECT location FROM unit_files WHERE sha256 = $1 AND location IS NOT NULL",
         sha256.lower(),
     )
     if row is not None:
+        if claimed:
+            await release(tx, sha256, owner)
         return "stored"
-    return "claimed" if await claim(tx, sha256, owner, lease) else "held"
+    return "claimed" if claimed else "held"
 
 
 async def claim_holder(tx: Tx, sha256: str) -> str | None:

@@ -113,10 +113,13 @@ class Catalog(abc.ABC):
         Backends answer in one transaction, so a worker that gets ``"claimed"`` knows
         nobody stored the file in between.
         """
-        record = await self.get_unit_file(sha256)
+        claimed = await self.claim(sha256, owner, lease)
+        record = await self.get_unit_file(sha256)  # after the claim: see _sql for why
         if record is not None and record.location is not None:
+            if claimed:
+                await self.release(sha256, owner)
             return "stored"
-        return "claimed" if await self.claim(sha256, owner, lease) else "held"
+        return "claimed" if claimed else "held"
 
     async def claim_holder(self, sha256: str) -> str | None:
         """The owner of the unexpired claim on ``sha256``, or None (default: unknown)."""
