@@ -350,3 +350,27 @@ async def test_chunked_transfer_encoding_is_read_whole(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
     assert result.path is not None and result.path.read_bytes() == data
+
+
+async def test_download_each_hands_over_every_outcome(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    urls = [fault_server.add(f"/e{i}", bytes([i]) * 50) for i in range(12)]
+    urls[5] = fault_server.add("/missing", b"", faults=Fault(status=404))
+    seen: dict[int, object] = {}
+
+    def collect(index: int, outcome: object) -> None:
+        assert index not in seen
+        seen[index] = outcome
+
+    async with pad.DownloadEngine(config(tmp_path, max_connections=3)) as engine:
+        assert await engine.download_each(urls, collect) is None
+        with pytest.raises(pad.HTTPStatusError):
+            await engine.download_each(urls, lambda i, o: None, return_exceptions=False)
+    assert sorted(seen) == list(range(12))
+    assert isinstance(seen[5], pad.HTTPStatusError) and seen[5].status == 404
+    for index, outcome in seen.items():
+        if index != 5:
+            assert isinstance(outcome, pad.DownloadResult)
+            assert outcome.path is not None and outcome.path.read_bytes() == bytes([index]) * 50
+    assert leftovers(tmp_path / "store") == []

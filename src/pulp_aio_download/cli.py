@@ -276,30 +276,52 @@ def _json_progress(out: TextIO) -> Any:
     return emit
 
 
+class BatchSummary:
+    """Counts a batch's outcomes as they arrive (nothing else is kept), for the summary."""
+
+    def __init__(self, requests: Sequence[DownloadRequest]) -> None:
+        self.requests = requests
+        self.done = self.cached = self.retried = self.bytes = 0
+        self.failures: list[tuple[int, dict[str, str]]] = []
+
+    def add(self, index: int, outcome: Any) -> None:
+        from .errors import DownloadError
+
+        if isinstance(outcome, DownloadError):
+            url = self.requests[index].url
+            failure = {"url": url, "error": type(outcome).__name__, "reason": _reason(outcome, url)}
+            self.failures.append((index, failure))
+            return
+        self.done += 1
+        if outcome.cached:
+            self.cached += 1
+        else:
+            self.bytes += outcome.size
+        if outcome.attempts > 1:
+            self.retried += 1
+
+    def to_json(self, elapsed: float) -> dict[str, Any]:
+        return {
+            "files": len(self.requests),
+            "done": self.done,
+            "cached": self.cached,
+            "failed": len(self.failures),
+            "retried": self.retried,
+            "bytes": self.bytes,
+            "elapsed": round(elapsed, 3),
+            "rate": round(self.bytes / elapsed, 1) if elapsed > 0 else 0.0,
+            "failures": [failure for _, failure in sorted(self.failures, key=lambda f: f[0])],
+        }
+
+
 def summarize(
     results: Sequence[Any], requests: Sequence[DownloadRequest], elapsed: float
 ) -> dict[str, Any]:
     """A JSON-able summary of a batch."""
-    from .errors import DownloadError
-
-    done = [r for r in results if not isinstance(r, DownloadError)]
-    failures = [
-        {"url": req.url, "error": type(r).__name__, "reason": _reason(r, req.url)}
-        for req, r in zip(requests, results, strict=True)
-        if isinstance(r, DownloadError)
-    ]
-    nbytes = sum(r.size for r in done if not r.cached)
-    return {
-        "files": len(results),
-        "done": len(done),
-        "cached": sum(1 for r in done if r.cached),
-        "failed": len(failures),
-        "retried": sum(1 for r in done if r.attempts > 1),
-        "bytes": nbytes,
-        "elapsed": round(elapsed, 3),
-        "rate": round(nbytes / elapsed, 1) if elapsed > 0 else 0.0,
-        "failures": failures,
-    }
+    summary = BatchSummary(requests)
+    for index, outcome in enumerate(results):
+        summary.add(index, outcome)
+    return summary.to_json(elapsed)
 
 
 def _reason(error: BaseException, url: str | None) -> str:
@@ -374,12 +396,14 @@ async def run_sync(
     display = _Progress(progress)
     config = engine_config(args, progress=display.callback, allowed_file_roots=list(extra_roots))
     started = time.monotonic()
+    summary = BatchSummary(requests)
     try:
         async with DownloadEngine(config) as engine:
-            results = await engine.download_many(requests, return_exceptions=True)
+            # Outcomes are counted as they come: memory does not grow with the batch.
+            await engine.download_each(requests, summary.add)
     finally:
         display.close()
-    return summarize(results, requests, time.monotonic() - started)
+    return summary.to_json(time.monotonic() - started)
 
 
 async def _cmd_sync(args: argparse.Namespace) -> int:

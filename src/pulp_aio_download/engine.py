@@ -19,7 +19,7 @@ import contextvars
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -579,6 +579,30 @@ class DownloadEngine:
         otherwise the first failure is raised and the others are cancelled cleanly.
         One progress report stream (code ``download``) covers the batch.
         """
+        results: list[Any] = []
+
+        def keep(index: int, outcome: DownloadResult | DownloadError) -> None:
+            results[index] = outcome
+
+        items = list(requests)
+        results.extend([None] * len(items))
+        await self.download_each(items, keep, return_exceptions=return_exceptions)
+        return results
+
+    async def download_each(
+        self,
+        requests: Iterable[str | DownloadRequest],
+        callback: Callable[[int, DownloadResult | DownloadError], Any],
+        *,
+        return_exceptions: bool = True,
+    ) -> None:
+        """Like :meth:`download_many`, but hand each outcome to ``callback(index, outcome)``
+        as soon as it is known, and keep nothing: memory does not grow with the batch.
+
+        ``outcome`` is the :class:`DownloadResult` or, with ``return_exceptions`` (the
+        default here), the :class:`DownloadError`; without it the first failure is raised
+        and the rest cancelled.
+        """
         self._require_open()
         items = [self._make_request(r, {}) for r in requests]
         tracker = ProgressTracker(
@@ -590,7 +614,6 @@ class DownloadEngine:
         absent = await self.storage.absent({r.sha256 for r in items if r.sha256})
         absent_token = _batch_absent.set(frozenset(absent) if absent else None)
         token = batch_tracker.set(tracker)
-        results: list[Any] = [None] * len(items)
         queue = iter(enumerate(items))
         failure: list[BaseException] = []
 
@@ -598,18 +621,21 @@ class DownloadEngine:
             for index, request in queue:
                 if failure:
                     return
+                outcome: DownloadResult | DownloadError
                 try:
-                    results[index] = await self.download(request)
+                    outcome = await self.download(request)
                 except DownloadError as exc:
                     if not return_exceptions:
                         failure.append(exc)
                         raise
-                    results[index] = exc
+                    outcome = exc
+                callback(index, outcome)
 
+        workers: list[asyncio.Future[None]] = []
         try:
             workers = [
                 asyncio.ensure_future(worker())
-                for _ in range(min(len(items), self.config.max_connections * 4) or 0)
+                for _ in range(min(len(items), self.config.max_connections * 4))
             ]
             if workers:
                 done, pending = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
@@ -629,7 +655,6 @@ class DownloadEngine:
             _batch_absent.reset(absent_token)
             tracker.total = max(tracker.total, len(items))
             await tracker.finish()
-        return results
 
     # -- lazy content -------------------------------------------------------------------
     def _need_catalog(self, what: str) -> Catalog:
