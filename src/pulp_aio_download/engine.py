@@ -468,6 +468,7 @@ class DownloadEngine:
 
     async def _from_source(self, request: DownloadRequest, source: Source) -> DownloadResult:
         staged = await fetch_source(self, request, source, self._tracker())
+        kept = False
         try:
             ctx = DownloadContext(
                 request=request,
@@ -481,15 +482,14 @@ class DownloadEngine:
                 attempts=staged.attempts,
             )
             result = await self._run_hooks(ctx)
-        except BaseException:
-            await asyncio.get_running_loop().run_in_executor(
-                None, lambda: staged.path.unlink(missing_ok=True)
-            )
-            raise
-        if ctx.stored is None:  # no store hook in the chain: the staged file is not kept
-            await asyncio.get_running_loop().run_in_executor(
-                None, lambda: staged.path.unlink(missing_ok=True)
-            )
+            kept = ctx.stored is not None  # the store hook consumed the staged file
+        finally:
+            if not kept:
+                await asyncio.shield(
+                    asyncio.get_running_loop().run_in_executor(
+                        None, functools.partial(staged.path.unlink, missing_ok=True)
+                    )
+                )
         return result
 
     async def _serve_cached(self, request: DownloadRequest, sha256: str) -> DownloadResult | None:
@@ -545,18 +545,8 @@ class DownloadEngine:
                 # Cancelled mid-chain: undo what the chain did, and let the undo finish.
                 await asyncio.shield(self._rollback(ctx))
                 raise
-        if ctx.result is None:
-            ctx.result = DownloadResult(
-                url=ctx.url,
-                size=ctx.size,
-                digests=dict(ctx.digests),
-                location="",
-                path=None,
-                headers=dict(ctx.headers),
-                cached=ctx.cached,
-                attempts=ctx.attempts,
-                unit=ctx.unit,
-            )
+        if ctx.result is None:  # no store hook in the chain
+            ctx.result = ctx.make_result()
         return ctx.result
 
     async def _rollback(self, ctx: DownloadContext) -> None:

@@ -81,6 +81,20 @@ class DownloadContext:
     def sha256(self) -> str:
         return self.digests["sha256"]
 
+    def make_result(self, location: str = "", path: Path | None = None) -> DownloadResult:
+        """The :class:`DownloadResult` of this download as it stands."""
+        return DownloadResult(
+            url=self.url,
+            size=self.size,
+            digests=dict(self.digests),
+            location=location,
+            path=path,
+            headers=dict(self.headers),
+            cached=self.cached,
+            attempts=self.attempts,
+            unit=self.unit,
+        )
+
 
 Hook = Callable[[DownloadContext], Awaitable[None]]
 
@@ -101,16 +115,7 @@ async def store(ctx: DownloadContext) -> None:
         ctx.newly_stored = stored.created
     ctx.stored = stored
     ctx.path = stored.path
-    ctx.result = DownloadResult(
-        url=ctx.url,
-        size=ctx.size,
-        digests=dict(ctx.digests),
-        location=stored.location,
-        path=stored.path,
-        headers=dict(ctx.headers),
-        cached=ctx.cached,
-        attempts=ctx.attempts,
-    )
+    ctx.result = ctx.make_result(stored.location, stored.path)
 
 
 async def record_unit_file(ctx: DownloadContext) -> None:

@@ -85,7 +85,6 @@ class _Attempt:
             batch_size=self.engine.config.chunk_size,
             fsync=self.engine.storage.fsync_staged,
         )
-        await self.writer.open()
         self.validator = None
         return self.writer
 
@@ -216,10 +215,10 @@ async def fetch_source(
             except DownloadError as error:
                 if not isinstance(error, StorageError):  # our disk, not the host's fault
                     engine._observe(host, ok=False, status=getattr(error, "status", None))
-                if isinstance(error, ValidationError):
-                    await state.new_writer()
                 if not is_retryable_error(policy, error) or attempt >= policy.attempts:
                     raise
+                if isinstance(error, ValidationError):  # bad bytes: start a fresh file
+                    await state.new_writer()
                 if isinstance(error, HTTPStatusError):
                     retry_after = error.retry_after
                 delay = backoff_delay(policy, attempt, retry_after=retry_after)
@@ -236,7 +235,7 @@ async def fetch_source(
                 continue
             engine._observe(host, ok=True, nbytes=size, seconds=time.monotonic() - started)
             writer, state.writer = state.writer, None
-            return Staged(writer.path, digests, size, dict(state.headers), attempt, state.final_url)
+            return Staged(writer.path, digests, size, state.headers, attempt, state.final_url)
     finally:
         if state.writer is not None:
             await state.writer.abort()
