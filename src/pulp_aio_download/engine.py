@@ -35,6 +35,7 @@ from .errors import (
 )
 from .health import HostHealth
 from .hooks import DEFAULT_HOOKS, DownloadContext
+from .limits import HostLimiters, RemoteLimiter
 from .models import (
     DownloadRequest,
     DownloadResult,
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
     import aiohttp
 
     from .catalog.base import Catalog
-    from .limits import AdaptiveLimiter, RemoteLimiter
     from .storage.base import Storage
     from .transports.http import HttpTransport
 
@@ -104,7 +104,7 @@ class DownloadEngine:
         self._connector: aiohttp.TCPConnector | None = None
         self._transports: dict[str, HttpTransport] = {}
         self._remote_limits: dict[str, RemoteLimiter] = {}
-        self._host_limits: dict[str, AdaptiveLimiter] = {}
+        self._host_limits = HostLimiters(self.config.max_connections)
         self._slots: asyncio.Semaphore | None = None
         self._inflight: dict[tuple[str, ...], asyncio.Future[DownloadResult]] = {}
         self._health: dict[str, HostHealth] = {}
@@ -243,20 +243,11 @@ class DownloadEngine:
 
     @contextlib.asynccontextmanager
     async def _slot(self, remote: RemoteConfig, host: str) -> AsyncIterator[None]:
-        from .limits import AdaptiveLimiter, RemoteLimiter
-
         remote_limiter = self._remote_limits.get(remote.name)
         if remote_limiter is None:
-            remote_limiter = RemoteLimiter(
-                max_connections=remote.max_connections, rate_limit=remote.rate_limit
-            )
-            self._remote_limits[remote.name] = remote_limiter
-        host_limiter = self._host_limits.get(host)
-        if host_limiter is None:
-            host_limiter = AdaptiveLimiter(self.config.max_connections)
-            self._host_limits[host] = host_limiter
+            remote_limiter = self._remote_limits[remote.name] = RemoteLimiter.for_remote(remote)
         assert self._slots is not None
-        async with remote_limiter, host_limiter, self._slots:
+        async with remote_limiter, self._host_limits.get(host), self._slots:
             self._transfers += 1
             try:
                 yield
@@ -272,12 +263,10 @@ class DownloadEngine:
         seconds: float = 0.0,
         status: int | None = None,
     ) -> None:
-        limiter = self._host_limits.get(host)
-        if limiter is not None:
-            if ok:
-                limiter.on_success()
-            elif status in (429, 503):
-                limiter.on_throttle()
+        if ok:
+            self._host_limits.get(host).on_success()
+        elif status in (429, 503):
+            self._host_limits.get(host).on_throttle()
         if not host:
             return
         record = self._health.get(host) or HostHealth(host)
@@ -293,7 +282,7 @@ class DownloadEngine:
             transfers=self._transfers,
             waiting=max(0, len(self._inflight) - self._transfers),
             max_connections=self.config.max_connections,
-            host_limits={h: lim.limit for h, lim in self._host_limits.items()},
+            host_limits={h: st.limit for h, st in self._host_limits.statistics().items()},
         )
 
     # -- progress ---------------------------------------------------------------------------

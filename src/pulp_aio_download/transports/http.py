@@ -28,10 +28,9 @@ from ..errors import (
     DownloadTimeout,
     HTTPStatusError,
     ProxyError,
-    TLSError,
 )
 from ..retry import parse_retry_after
-from ..tls import build_ssl_context, classify_ssl_error
+from ..tls import build_ssl_context, tls_error
 from ..urls import origin, redact_url, split_userinfo
 from .base import Response
 
@@ -48,10 +47,6 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 def default_user_agent() -> str:
     return f"pulp-aio-download/{__version__} aiohttp/{aiohttp.__version__}"
-
-
-def _tls_error(exc: BaseException, url: str) -> DownloadError:
-    return TLSError(f"TLS failure: {classify_ssl_error(exc)}", url=url)
 
 
 def _timeout(kind: str) -> Any:
@@ -121,10 +116,10 @@ def _disconnected(exc: BaseException, url: str) -> DownloadError:
 ERROR_MAP: tuple[tuple[type[BaseException], Any], ...] = (
     (aiohttp.ClientHttpProxyError, _proxy_status),
     (aiohttp.ClientProxyConnectionError, _simple(ProxyError, "cannot connect to the proxy")),
-    (aiohttp.ClientConnectorCertificateError, _tls_error),
-    (aiohttp.ClientConnectorSSLError, _tls_error),
-    (aiohttp.ClientSSLError, _tls_error),
-    (aiohttp.ServerFingerprintMismatch, _tls_error),
+    (aiohttp.ClientConnectorCertificateError, tls_error),
+    (aiohttp.ClientConnectorSSLError, tls_error),
+    (aiohttp.ClientSSLError, tls_error),
+    (aiohttp.ServerFingerprintMismatch, tls_error),
     (aiohttp.ConnectionTimeoutError, _timeout("connect")),
     (aiohttp.SocketTimeoutError, _timeout("sock_read")),
     (aiohttp.ServerTimeoutError, _timeout("sock_read")),
@@ -148,7 +143,7 @@ ERROR_MAP: tuple[tuple[type[BaseException], Any], ...] = (
     (aiohttp.WSServerHandshakeError, _status),
     (aiohttp.ClientResponseError, _status),
     (aiohttp.UploadAbortedError, _simple(ConnectionFailed, "upload aborted")),
-    (ssl.SSLError, _tls_error),
+    (ssl.SSLError, tls_error),
     (asyncio.TimeoutError, _timeout("total")),
     # Before 3.11 the builtin TimeoutError is an OSError apart from asyncio's.
     (TimeoutError, _timeout("total")),
