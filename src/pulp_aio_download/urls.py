@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 __all__ = ["SUPPORTED_SCHEMES", "origin", "redact_url", "split_userinfo"]
 
@@ -24,14 +24,23 @@ def redact_url(url: str) -> str:
 
 
 def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
-    """Split ``url`` into (url without userinfo, username, password)."""
+    """Split ``url`` into (url without userinfo, username, password).
+
+    Userinfo is percent-encoded (RFC 3986 section 3.2.1): the username and password are
+    returned decoded (``s3cr3t-P%40ss`` → ``s3cr3t-P@ss``), as UTF-8.
+    """
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url, None, None
     clean = SplitResult(
         parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment
     ).geturl()
-    return clean, parts.username, parts.password
+    user, password = parts.username, parts.password
+    return (
+        clean,
+        None if user is None else unquote(user),
+        None if password is None else unquote(password),
+    )
 
 
 def origin(url: str) -> tuple[str, str, int | None]:

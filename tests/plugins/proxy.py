@@ -2,6 +2,8 @@
 
 * ``http_proxy`` — proxy.py with basic auth (``--basic-auth``); 407 without credentials.
 * ``http_proxy_noauth`` — proxy.py without auth.
+* ``http_proxy_reserved`` — proxy.py with basic auth whose password holds characters that
+  URL userinfo must percent-encode (``@``, ``%``, ``/``, ``:``).
 
 Both yield a :class:`ProxyProcess`: ``url`` (``http://127.0.0.1:<port>``, no credentials),
 ``username``, ``password``, ``log_path``. The port is chosen by the proxy itself
@@ -35,6 +37,7 @@ import pytest
 
 PROXY_USER = "proxyuser"
 PROXY_PASSWORD = "proxy-s3cret"
+RESERVED_PASSWORD = "pr0xy@p%ss/w:rd"
 _START_TIMEOUT = 30.0
 
 
@@ -161,3 +164,11 @@ def http_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProces
 def http_proxy_noauth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
     """proxy.py without auth."""
     yield from _run_proxy(tmp_path_factory.mktemp("proxy-noauth"), None)
+
+
+@pytest.fixture(scope="session")
+def http_proxy_reserved(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyProcess]:
+    """proxy.py requiring basic auth with a password of URL-reserved characters."""
+    yield from _run_proxy(
+        tmp_path_factory.mktemp("proxy-reserved"), (PROXY_USER, RESERVED_PASSWORD)
+    )
