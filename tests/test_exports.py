@@ -18,7 +18,7 @@ EXPECTED = {
     "Storage", "LocalStorage", "TempStorage", "S3Storage",
     "Catalog", "SQLiteCatalog", "PostgresCatalog",
     "Auth", "BasicAuth", "BearerTokenAuth",
-    "DownloadError", "ConfigError", "ValidationError", "DigestMismatch", "SizeMismatch",
+    "DownloadError", "ConfigError", "ManifestError", "ValidationError", "DigestMismatch", "SizeMismatch",
     "HTTPStatusError", "DownloadTimeout", "ConnectionFailed", "TLSError", "ProxyError",
     "StorageError", "HookError", "AllSourcesFailed",
     "__version__",
@@ -48,6 +48,7 @@ def test_error_tree() -> None:
     ):
         assert issubclass(cls, pad.DownloadError)
     assert issubclass(pad.ConfigError, ValueError)
+    assert issubclass(pad.ManifestError, pad.ConfigError)
     assert issubclass(pad.DownloadTimeout, TimeoutError)
     assert issubclass(pad.DigestMismatch, pad.ValidationError)
     assert issubclass(pad.SizeMismatch, pad.ValidationError)
@@ -62,3 +63,23 @@ def test_errors_pickle_with_their_fields() -> None:
     again = pickle.loads(pickle.dumps(error))
     assert (again.algorithm, again.expected, again.actual) == ("sha256", "a" * 64, "b" * 64)
     assert again.url == "http://***@h/x" and "p@" not in str(again)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pad.ManifestError("malformed size 'x'", line=3, url="http://u:p@h/PULP_MANIFEST"),
+        pad.ManifestError("size must be an integer", element='<file name="a.iso"> <size>'),
+    ],
+)
+def test_manifest_error_pickles_with_line_and_element(error: pad.ManifestError) -> None:
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is pad.ManifestError
+    assert (again.detail, again.line, again.element, again.url) == (
+        error.detail,
+        error.line,
+        error.element,
+        error.url,
+    )
+    assert str(again) == str(error) and "p@" not in str(again)
+    assert str(again).startswith("line 3: " if error.line else '<file name="a.iso"> <size>: ')

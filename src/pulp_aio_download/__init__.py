@@ -31,6 +31,7 @@ from .errors import DownloadError as DownloadError
 from .errors import DownloadTimeout as DownloadTimeout
 from .errors import HookError as HookError
 from .errors import HTTPStatusError as HTTPStatusError
+from .errors import ManifestError as ManifestError
 from .errors import ProxyError as ProxyError
 from .errors import SizeMismatch as SizeMismatch
 from .errors import StorageError as StorageError
@@ -76,6 +77,7 @@ __all__ = [
     "Hook",
     "HookError",
     "LocalStorage",
+    "ManifestError",
     "PostgresCatalog",
     "ProgressReport",
     "ProxyConfig",

@@ -4,6 +4,7 @@ Every failure of a download is a :class:`DownloadError`::
 
     DownloadError            .url   (every failure of a download is one of these)
     ├── ConfigError          (also a ValueError) bad input, raised before any I/O
+    │   └── ManifestError    .line / .element: the bad manifest, Metalink or PULP_MANIFEST part
     ├── ValidationError
     │   ├── DigestMismatch   .algorithm .expected .actual
     │   └── SizeMismatch     .expected .actual
@@ -37,6 +38,7 @@ __all__ = [
     "DownloadTimeout",
     "HTTPStatusError",
     "HookError",
+    "ManifestError",
     "ProxyError",
     "SizeMismatch",
     "StorageError",
@@ -76,6 +78,36 @@ class DownloadError(Exception):
 
 class ConfigError(DownloadError, ValueError):
     """Invalid configuration or request, raised before any I/O."""
+
+
+class ManifestError(ConfigError):
+    """A manifest, Metalink document or ``PULP_MANIFEST`` is invalid, raised before any
+    download.
+
+    Args:
+        detail: what is wrong.
+        line: the 1-based number of the bad line (0 when not line-based).
+        element: the bad XML element, e.g. ``<file name="a.iso"> <size>`` (None when not
+            XML).
+        url: the manifest's URL or path, if known.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        line: int = 0,
+        element: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        self.detail = detail
+        self.line = line
+        self.element = element
+        where = f"line {line}: " if line else f"{element}: " if element else ""
+        super().__init__(where + detail, url=url)
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"detail": self.detail, "line": self.line, "element": self.element, "url": self.url}
 
 
 class ValidationError(DownloadError):

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, ManifestError
 from .models import DownloadRequest, UnitSpec
 
 __all__ = ["ManifestError", "parse_manifest", "parse_manifest_line", "read_manifest"]
@@ -22,18 +22,6 @@ __all__ = ["ManifestError", "parse_manifest", "parse_manifest_line", "read_manif
 _KEYS = frozenset({"url", "sources", "sha256", "digests", "size", "unit", "repository", "remote"})
 _UNIT_KEYS = frozenset({"type", "key", "metadata", "relative_path"})
 _SOURCE_KEYS = frozenset({"url", "priority", "weight", "remote"})
-
-
-class ManifestError(ConfigError):
-    """A manifest line is invalid; ``line`` is its 1-based number."""
-
-    def __init__(self, detail: str, *, line: int = 0, url: str | None = None) -> None:
-        self.detail = detail
-        self.line = line
-        super().__init__(f"line {line}: {detail}" if line else detail, url=url)
-
-    def _kwargs(self) -> dict[str, Any]:
-        return {"detail": self.detail, "line": self.line, "url": self.url}
 
 
 def parse_manifest_line(text: str, *, line: int = 0) -> DownloadRequest | None:
