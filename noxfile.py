@@ -73,7 +73,7 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """The benchmark suite against the peers (installs nginx and aria2 with apt-get)."""
+    """The benchmark suite against the peers (benchmarks/install.sh installs them)."""
     session.install("-e", ".")
     session.run("bash", "benchmarks/install.sh", external=True)
     session.run("python", "benchmarks/run.py", *session.posargs)

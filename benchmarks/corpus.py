@@ -47,6 +47,12 @@ class Workload:
     kind: str = "fixed"
     big: int = 0
     seed: int = 20240601
+    # How the server and the clients are set up for this workload (not part of the content,
+    # so not of the key): seconds to first byte on every request, nginx's per-response
+    # ``limit_rate``, and the concurrency every tool gets (None: the runner's --concurrency).
+    delay: float = 0.0
+    limit_rate: str | None = None
+    concurrency: int | None = None
 
     @property
     def key(self) -> str:
@@ -84,6 +90,9 @@ WORKLOADS: dict[str, Workload] = {
         Workload("L", 2, 512 * MiB),
         # 20,000 files, ~0.9 GiB: log-uniform 1-64 KiB files plus ten of 64 MiB.
         Workload("mixed", 20000, 64 * KiB, kind="mixed", big=64 * MiB),
+        # A far mirror: 30 ms to first byte, 4 MiB/s per response, 64 connections, so that
+        # concurrency and the per-file cost decide, not loopback bandwidth.
+        Workload("WAN", 5000, 64 * KiB, delay=0.03, limit_rate="4m", concurrency=64),
     )
 }
 
@@ -96,6 +105,7 @@ QUICK_WORKLOADS: dict[str, Workload] = {
         Workload("M", 20, 1 * MiB),
         Workload("L", 2, 16 * MiB),
         Workload("mixed", 2000, 64 * KiB, kind="mixed", big=4 * MiB),
+        Workload("WAN", 500, 64 * KiB, delay=0.03, limit_rate="4m", concurrency=64),
     )
 }
 

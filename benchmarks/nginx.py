@@ -1,7 +1,11 @@
 """A private nginx on 127.0.0.1 serving a directory, as a context manager.
 
 One worker process, ``sendfile on``, keep-alive without a request limit, access log off
-unless a path is given (the runner counts the requests of one run that way). The config,
+unless a path is given (the runner counts the requests of one run that way). For a WAN-like
+server, ``delay`` holds every request that long before the first byte (Debian's
+``libnginx-mod-http-lua``: ``access_by_lua_block { ngx.sleep(...) }``, a timer in nginx's
+event loop, so it costs no CPU) and ``limit_rate`` caps the bytes per second of each
+response (nginx's ``limit_rate``, e.g. ``"4m"``). The config,
 pid file, error log and temp paths live in a temporary directory removed on exit; the
 system's nginx service is never touched.
 
@@ -25,6 +29,7 @@ from types import TracebackType
 
 _CONFIG = """\
 {user}
+{modules}
 worker_processes 1;
 daemon off;
 master_process on;
@@ -50,10 +55,24 @@ http {{
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         root {root};
-        location / {{ }}
+        location / {{ {location} }}
     }}
 }}
 """
+
+
+# Where Debian's libnginx-mod-http-lua (and the NDK it needs) put their modules.
+MODULE_DIRS = ("/usr/lib/nginx/modules", "/usr/share/nginx/modules")
+LUA_MODULES = ("ndk_http_module.so", "ngx_http_lua_module.so")
+
+
+def find_lua_modules() -> list[str] | None:
+    """The paths of the NDK and Lua modules, or None when they are not installed."""
+    for directory in MODULE_DIRS:
+        paths = [os.path.join(directory, name) for name in LUA_MODULES]
+        if all(os.path.exists(p) for p in paths):
+            return paths
+    return None
 
 
 def find_nginx() -> str | None:
@@ -81,13 +100,31 @@ class Nginx:
         root: the directory to serve.
         access_log: a file to log every request to (off when None).
         binary: the nginx executable (found on PATH or in /usr/sbin when None).
+        delay: seconds every request waits before its response starts (needs the Lua module).
+        limit_rate: nginx's per-response ``limit_rate`` value (``"4m"``: 4 MiB/s), or None.
     """
 
     def __init__(
-        self, root: Path, *, access_log: Path | None = None, binary: str | None = None
+        self,
+        root: Path,
+        *,
+        access_log: Path | None = None,
+        binary: str | None = None,
+        delay: float = 0.0,
+        limit_rate: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.access_log = access_log
+        self.delay = delay
+        self.limit_rate = limit_rate
+        self._modules: list[str] = []
+        if delay:
+            found = find_lua_modules()
+            if found is None:
+                raise FileNotFoundError(
+                    "a per-request delay needs libnginx-mod-http-lua (bash benchmarks/install.sh)"
+                )
+            self._modules = found
         self.binary = binary or find_nginx()
         if self.binary is None:
             raise FileNotFoundError("nginx is not installed: run bash benchmarks/install.sh")
@@ -114,8 +151,21 @@ class Nginx:
         user = "user root;" if os.geteuid() == 0 else ""
         log = f"{self.access_log} combined" if self.access_log else "off"
         config = Path(tmp, "nginx.conf")
+        location = []
+        if self.delay:
+            location.append(f"access_by_lua_block {{ ngx.sleep({self.delay:g}) }}")
+        if self.limit_rate:
+            location.append(f"limit_rate {self.limit_rate};")
         config.write_text(
-            _CONFIG.format(user=user, tmp=tmp, access_log=log, port=self.port, root=self.root)
+            _CONFIG.format(
+                user=user,
+                modules="\n".join(f"load_module {m};" for m in self._modules),
+                tmp=tmp,
+                access_log=log,
+                port=self.port,
+                root=self.root,
+                location=" ".join(location),
+            )
         )
         assert self.binary is not None
         self._process = subprocess.Popen(

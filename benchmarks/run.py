@@ -9,10 +9,18 @@ output directory is on tmpfs (``/dev/shm``) unless ``--ext4`` is given, and is e
 between runs (not timed).
 
 Tools: ``pulp-cli`` (``pulp-aio-download sync``: validation, storage, SQLite catalog,
-progress off), ``pulp-lib`` (``run_batch`` via benchmarks/lib_batch.py), ``raw-aiohttp``
-(benchmarks/raw_aiohttp.py), ``aria2c`` (per-file sha-256 checksums from its input file)
-and ``curl`` (``--parallel``, no check). Tools that are not installed, or pulp tools whose
-CLI/API is not importable yet, are skipped with a note.
+progress off), ``pulp-cli-w1``/``-w2``/``-w4`` (the same with ``--workers N``, when the
+CLI has that option), ``pulp-lib`` (``run_batch`` via benchmarks/lib_batch.py),
+``raw-aiohttp`` (benchmarks/raw_aiohttp.py), ``aria2c`` (per-file sha-256 checksums from
+its input file), ``librepo`` (dnf's engine, through Debian's python3-librepo on the system
+Python: benchmarks/librepo_peer.py), ``pulpcore`` (pulpcore's ``HttpDownloader`` from a
+separate venv: benchmarks/pulpcore_peer.py, its Django start-up reported separately) and
+``curl`` (``--parallel``, no check). Tools that are not installed, or pulp tools whose
+CLI/API/option is not there yet, are skipped with a note.
+
+Workloads set their own server and concurrency where they say so: WAN is served by an
+nginx that holds every request 30 ms before the first byte and sends at most 4 MiB/s per
+response, fetched at concurrency 64.
 
 Also measured in the same run: hashlib sha256 throughput on one and two threads, and for
 S the re-run of ``pulp-aio-download sync`` with everything already stored (with the number
@@ -51,10 +59,34 @@ from nginx import Nginx, find_nginx  # noqa: E402
 
 MB = 1_000_000
 MiB = 1024 * 1024
-ALL_TOOLS = ("pulp-cli", "pulp-lib", "raw-aiohttp", "aria2c", "curl")
+WORKERS = (1, 2, 4)
+WORKER_TOOLS = tuple(f"pulp-cli-w{n}" for n in WORKERS)
+ALL_TOOLS = (
+    "pulp-cli",
+    *WORKER_TOOLS,
+    "pulp-lib",
+    "raw-aiohttp",
+    "aria2c",
+    "librepo",
+    "pulpcore",
+    "curl",
+)
 PULP_TOOLS = ("pulp-cli", "pulp-lib")
-DEFAULT_WORKLOADS = "S,S20k,M,L"
+DEFAULT_WORKLOADS = "S,S20k,M,L,WAN"
 PULP_CLI = "pulp-aio-download"
+# Debian's python3-librepo is built for the system interpreter only.
+SYSTEM_PYTHON = "/usr/bin/python3"
+LIBREPO_MAX_PARALLEL = 20  # librepo_peer.py caps the concurrency there
+# pulpcore lives in a venv of its own (benchmarks/install.sh makes it), never in ours.
+PULPCORE_VENV = Path(
+    os.environ.get("PULPCORE_VENV")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / "pulp-aio-download-bench"
+    / "pulpcore-venv"
+)
+PULPCORE_PYTHON = str(PULPCORE_VENV / "bin" / "python")
+# A tool that reports its own start-up prints this on stderr: "bench-startup: WALL CPU".
+STARTUP_MARK = "bench-startup:"
 
 
 # ---------------------------------------------------------------------------------------
@@ -102,6 +134,70 @@ def _pulp_cli_available() -> str | None:
     return _probe([*_pulp_cli_argv(), "sync", "--help"])
 
 
+def _pulp_cli_workers_available() -> str | None:
+    """None when ``sync --help`` lists ``--workers``, else why the worker runs are skipped."""
+    argv = [*_pulp_cli_argv(), "sync", "--help"]
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{argv[0]}: {exc}"
+    if done.returncode != 0:
+        return f"`pulp-aio-download sync --help` exited {done.returncode}"
+    if b"--workers" not in done.stdout:
+        return "`pulp-aio-download sync --help` has no --workers option yet (issue 14, item 3)"
+    return None
+
+
+def _pulp_cli_command(c: Context, *extra: str) -> list[str]:
+    return [
+        *_pulp_cli_argv(),
+        "sync",
+        str(c.inputs.manifest),
+        "--data-dir",
+        str(c.out),
+        "--concurrency",
+        str(c.concurrency),
+        "--progress",
+        "none",
+        *extra,
+    ]
+
+
+def _librepo_available() -> str | None:
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return f"{SYSTEM_PYTHON} not found (python3-librepo is a Debian package)"
+    why = _probe([SYSTEM_PYTHON, "-c", "import librepo"])
+    return f"python3-librepo not installed (bash benchmarks/install.sh): {why}" if why else None
+
+
+_PULPCORE_FOUND = (
+    "import importlib.util as u, sys; "
+    "sys.exit(not (u.find_spec('pulpcore.download') and u.find_spec('django')))"
+)
+
+
+def _pulpcore_available() -> str | None:
+    if not os.access(PULPCORE_PYTHON, os.X_OK):
+        return f"no pulpcore venv at {PULPCORE_VENV} (bash benchmarks/install.sh)"
+    # Found, not imported: pulpcore.download needs Django settings (pulpcore_peer.py has them).
+    why = _probe([PULPCORE_PYTHON, "-c", _PULPCORE_FOUND])
+    return f"pulpcore not importable in {PULPCORE_VENV}: {why}" if why else None
+
+
+def _peer_command(python: str, script: str) -> Callable[[Context], list[str]]:
+    def command(c: Context) -> list[str]:
+        return [
+            python,
+            str(HERE / script),
+            str(c.inputs.manifest),
+            str(c.out),
+            "--concurrency",
+            str(c.concurrency),
+        ]
+
+    return command
+
+
 def _pulp_lib_available() -> str | None:
     return _probe([sys.executable, "-c", "from pulp_aio_download import run_batch, EngineConfig"])
 
@@ -135,19 +231,19 @@ TOOLS: dict[str, Tool] = {
         Tool(
             "pulp-cli",
             "`pulp-aio-download sync` (validation, storage, SQLite catalog, progress off)",
-            lambda c: [
-                *_pulp_cli_argv(),
-                "sync",
-                str(c.inputs.manifest),
-                "--data-dir",
-                str(c.out),
-                "--concurrency",
-                str(c.concurrency),
-                "--progress",
-                "none",
-            ],
+            _pulp_cli_command,
             _exit_code_only,
             _pulp_cli_available,
+        ),
+        *(
+            Tool(
+                f"pulp-cli-w{n}",
+                f"`pulp-aio-download sync --workers {n}`",
+                lambda c, n=n: _pulp_cli_command(c, "--workers", str(n)),
+                _exit_code_only,
+                _pulp_cli_workers_available,
+            )
+            for n in WORKERS
         ),
         Tool(
             "pulp-lib",
@@ -200,6 +296,22 @@ TOOLS: dict[str, Tool] = {
             _which("aria2c"),
         ),
         Tool(
+            "librepo",
+            "benchmarks/librepo_peer.py on /usr/bin/python3: one librepo.Handle, "
+            "PackageTarget(checksum_type=SHA256, expectedsize) per file, download_packages",
+            _peer_command(SYSTEM_PYTHON, "librepo_peer.py"),
+            _check_files,
+            _librepo_available,
+        ),
+        Tool(
+            "pulpcore",
+            "benchmarks/pulpcore_peer.py in its own venv: DownloaderFactory -> HttpDownloader "
+            "(expected_digests, expected_size) gathered under the factory's semaphore",
+            _peer_command(PULPCORE_PYTHON, "pulpcore_peer.py"),
+            _check_files,
+            _pulpcore_available,
+        ),
+        Tool(
             "curl",
             "curl --parallel (no integrity check)",
             lambda c: [
@@ -237,6 +349,9 @@ class Sample:
     peak_fds: int
     error: str | None = None
     http_requests: int | None = None
+    # What the tool itself reported as its start-up (wall s, CPU s), if it does.
+    startup_wall: float | None = None
+    startup_cpu: float | None = None
 
     @property
     def cpu(self) -> float:
@@ -340,6 +455,19 @@ def _tail(path: Path, lines: int = 2) -> str:
     return " | ".join(text[-lines:])
 
 
+def _startup(log: Path) -> tuple[float | None, float | None]:
+    """The ``bench-startup: WALL CPU`` line a tool printed, as numbers."""
+    try:
+        with open(log, errors="replace") as f:
+            for line in f:
+                if line.startswith(STARTUP_MARK):
+                    wall, cpu = line[len(STARTUP_MARK) :].split()[:2]
+                    return float(wall), float(cpu)
+    except (OSError, ValueError):
+        pass
+    return None, None
+
+
 def _empty(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
@@ -358,6 +486,7 @@ def run_one(
     log = logs / f"{workload}-{tool.name}-{repeat}.log"
     code, wall, usage, rss, fds = measure(tool.command(ctx), log, timeout)
     error = f"exit {code}: {_tail(log)}" if code != 0 else tool.check(ctx, corpus)
+    startup_wall, startup_cpu = _startup(log)
     return Sample(
         workload,
         tool.name,
@@ -369,6 +498,8 @@ def run_one(
         rss,
         fds,
         error,
+        startup_wall=startup_wall,
+        startup_cpu=startup_cpu,
     )
 
 
@@ -424,7 +555,25 @@ def machine() -> dict[str, str]:
         "nginx": _first_line([nginx, "-v"]) if nginx else "not installed",
         "aria2c": _first_line(["aria2c", "--version"]),
         "curl": _first_line(["curl", "--version"]),
+        "librepo": _version(SYSTEM_PYTHON, "import librepo; print(librepo.VERSION)"),
+        "pulpcore": _version(
+            PULPCORE_PYTHON, "import importlib.metadata as m; print(m.version('pulpcore'))"
+        ),
     }
+
+
+def _version(python: str, code: str) -> str:
+    if not os.access(python, os.X_OK):
+        return "not installed"
+    line = _first_line([python, "-c", code])
+    return line if line[:1].isdigit() else "not installed"
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def _fs_type(path: Path) -> str:
@@ -453,9 +602,13 @@ class Summary:
     files_per_s: float | None = None
     mb_per_s: float | None = None
     cpu: float | None = None
+    cpu_ms_per_file: float | None = None
+    startup_wall: float | None = None
+    startup_cpu: float | None = None
     max_rss_mib: float | None = None
     peak_fds: int | None = None
     vs_aria2c: float | None = None
+    vs_librepo: float | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -481,12 +634,19 @@ def summarize(
             row.files_per_s = len(c.entries) / row.wall
             row.mb_per_s = c.total_bytes / row.wall / MB
             row.cpu = statistics.median(s.cpu for s in good)
+            row.cpu_ms_per_file = row.cpu / len(c.entries) * 1000
+            startups = [s for s in good if s.startup_wall is not None]
+            if startups:
+                row.startup_wall = statistics.median(s.startup_wall or 0.0 for s in startups)
+                row.startup_cpu = statistics.median(s.startup_cpu or 0.0 for s in startups)
             row.max_rss_mib = max(s.max_rss_kib for s in good) / 1024
             row.peak_fds = max(s.peak_fds for s in good) or None  # 0: ended before a sample
-        base = rows.get("aria2c")
+        aria2c, librepo = rows.get("aria2c"), rows.get("librepo")
         for row in rows.values():
-            if base and base.wall and row.wall:
-                row.vs_aria2c = base.wall / row.wall
+            if aria2c and aria2c.wall and row.wall:
+                row.vs_aria2c = aria2c.wall / row.wall
+            if librepo and librepo.wall and row.wall:
+                row.vs_librepo = librepo.wall / row.wall
     return table
 
 
@@ -504,11 +664,96 @@ def _best_pulp(rows: dict[str, Summary]) -> Summary | None:
     return None
 
 
+CLI_TOOLS = ("pulp-cli", *WORKER_TOOLS)
+
+
+def _best_cli(rows: dict[str, Summary]) -> Summary | None:
+    """The fastest ``pulp-aio-download sync`` run (default or any ``--workers``)."""
+    found = [rows[n] for n in CLI_TOOLS if n in rows and rows[n].wall]
+    return min(found, key=lambda r: r.wall or 0.0) if found else None
+
+
+def targets_issue14(
+    table: dict[str, dict[str, Summary]],
+    hashing: dict[str, float],
+    reruns: dict[str, dict[str, Any]],
+) -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) for every target of issue 14 this run can judge.
+
+    Throughput targets use the fastest CLI run, with or without ``--workers`` (named).
+    """
+    out: list[tuple[str, str, str]] = []
+
+    def versus(workload: str, peer: str, need: float, unit: str) -> None:
+        rows = table.get(workload)
+        if rows is None:
+            return
+        label = f"{workload}: >= {need}x {peer} {unit}"
+        pulp, other = _best_cli(rows), rows.get(peer)
+        if pulp is None or pulp.wall is None or other is None or other.wall is None:
+            out.append((label, "-", "pending"))
+            return
+        ratio = other.wall / pulp.wall
+        verdict = "met" if ratio >= need else "NOT met"
+        out.append((label, f"{ratio:.2f}x ({pulp.tool})", verdict))
+
+    rows = table.get("S20k")
+    if rows is not None:
+        label = "S20k: CPU per file of pulp-cli <= 1.5x raw aiohttp's"
+        pulp, raw = rows.get("pulp-cli"), rows.get("raw-aiohttp")
+        if pulp and raw and pulp.cpu_ms_per_file and raw.cpu_ms_per_file:
+            ratio = pulp.cpu_ms_per_file / raw.cpu_ms_per_file
+            out.append(
+                (
+                    label,
+                    f"{ratio:.2f}x ({pulp.cpu_ms_per_file:.2f} / {raw.cpu_ms_per_file:.2f} ms)",
+                    "met" if ratio <= 1.5 else "NOT met",
+                )
+            )
+        else:
+            out.append((label, "-", "pending"))
+    versus("S20k", "aria2c", 1.0, "files/s (best --workers)")
+    versus("S20k", "librepo", 0.6, "files/s (best --workers)")
+    versus("S", "aria2c", 0.8, "files/s, start-up included")
+    rerun = reruns.get("S20k")
+    if rerun is not None:
+        label = "S20k re-run, all stored: >= 15x faster than the first run, 0 requests"
+        if rerun.get("speedup") is None:
+            out.append((label, "-", "pending"))
+        else:
+            ok = rerun["speedup"] >= 15 and rerun["rerun_requests"] == 0
+            measured = f"{rerun['speedup']:.1f}x, {rerun['rerun_requests']} requests"
+            out.append((label, measured, "met" if ok else "NOT met"))
+    versus("M", "librepo", 1.0, "MB/s")
+    versus("L", "librepo", 1.5, "MB/s")
+    if "L" in table:
+        pulp = _best_cli(table["L"])
+        need = 0.5 * hashing["sha256_1thread_MBps"]
+        label = f"L: >= 0.5x hashlib sha256 1-thread ({need:,.0f} MB/s)"
+        if pulp is None or pulp.mb_per_s is None:
+            out.append((label, "-", "pending"))
+        else:
+            verdict = "met" if pulp.mb_per_s >= need else "NOT met"
+            out.append((label, f"{pulp.mb_per_s:,.0f} MB/s ({pulp.tool})", verdict))
+    versus("WAN", "aria2c", 1.2, "files/s at the same concurrency")
+    rows = table.get("S20k")
+    if rows is not None:
+        label = "S20k: peak RSS of the CLI <= 80 MiB per worker"
+        cli = [rows[n] for n in CLI_TOOLS if n in rows and rows[n].max_rss_mib is not None]
+        if cli:
+            worst = max(cli, key=lambda r: r.max_rss_mib or 0.0)
+            rss = worst.max_rss_mib or 0.0
+            out.append((label, f"{rss:.0f} MiB ({worst.tool})", "met" if rss <= 80 else "NOT met"))
+        else:
+            out.append((label, "-", "pending"))
+    return out
+
+
 def targets(
     table: dict[str, dict[str, Summary]],
     hashing: dict[str, float],
     rerun: dict[str, Any] | None,
-    concurrency: int,
+    concurrency: dict[str, int],
     ext4: bool,
 ) -> list[tuple[str, str, str]]:
     """(target, measured, verdict) for every target of issue 7 this run can judge."""
@@ -555,17 +800,23 @@ def targets(
         else:
             verdict = "met" if pulp.max_rss_mib <= 80 else "NOT met"
             out.append((label, f"{pulp.max_rss_mib:.0f} MiB ({pulp.tool})", verdict))
-    limit = 2 * concurrency + 32
     fds = [
-        row.peak_fds
-        for rows in table.values()
+        (workload, row.peak_fds, 2 * concurrency[workload] + 32)
+        for workload, rows in table.items()
         for name, row in rows.items()
-        if name in PULP_TOOLS and row.peak_fds is not None
+        if (name in PULP_TOOLS or name in WORKER_TOOLS) and row.peak_fds is not None
     ]
-    label = f"open fds <= 2 x {concurrency} + 32 = {limit} (sampled every 50 ms)"
+    label = "open fds <= 2 x concurrency + 32 (sampled every 50 ms)"
     if table:
         if fds:
-            out.append((label, str(max(fds)), "met" if max(fds) <= limit else "NOT met"))
+            worst = max(fds, key=lambda f: f[1] / f[2])
+            out.append(
+                (
+                    label,
+                    f"at most {worst[1]} of {worst[2]} ({worst[0]})",
+                    "met" if all(peak <= limit for _, peak, limit in fds) else "NOT met",
+                )
+            )
         else:
             out.append((label, "-", "pending"))
     if rerun is not None:
@@ -590,19 +841,23 @@ def render(
     info: dict[str, Any],
     table: dict[str, dict[str, Summary]],
     hashing: dict[str, float],
-    rerun: dict[str, Any] | None,
+    reruns: dict[str, dict[str, Any]],
     notes: list[str],
     checks: list[tuple[str, str, str]],
+    checks14: list[tuple[str, str, str]],
 ) -> str:
     m = info["machine"]
     lines = [
         f"# pulp-aio-download benchmark — {info['date']}",
         "",
         f"Machine: {m['nproc']} CPUs, {m['cpu']}, Linux {m['kernel']}, Python {m['python']}; "
-        f"{m['nginx']}; {m['aria2c']}; {m['curl'].split(' (')[0]}.",
+        f"{m['nginx']}; {m['aria2c']}; {m['curl'].split(' (')[0]}; librepo {m['librepo']}; "
+        f"pulpcore {m['pulpcore']}.",
         f"Output on {info['output_fs']} ({info['output_dir']}); concurrency "
-        f"{info['concurrency']}; {info['repeat']} repeats, interleaved; medians; "
-        f"MB = 10^6 bytes{'; QUICK corpus' if info['quick'] else ''}.",
+        f"{info['concurrency']} unless the workload says otherwise; {info['repeat']} repeats, "
+        f"interleaved; medians; MB = 10^6 bytes{'; QUICK corpus' if info['quick'] else ''}.",
+        f"Load average at the start: {info.get('loadavg_start', '?')}, at the end: "
+        f"{info.get('loadavg_end', '?')}.",
         "",
         f"hashlib sha256 in this run: {hashing['sha256_1thread_MBps']:,.0f} MB/s on one "
         f"thread, {hashing['sha256_2threads_MBps']:,.0f} MB/s on two.",
@@ -610,12 +865,19 @@ def render(
     ]
     for workload, rows in table.items():
         w = info["workloads"][workload]
+        server = ""
+        if w.get("delay") or w.get("limit_rate"):
+            server = (
+                f"; server: {w['delay'] * 1000:.0f} ms to first byte, "
+                f"limit_rate {w['limit_rate'] or 'none'} per response"
+            )
         lines += [
-            f"## {workload}: {w['files']:,} files, {w['bytes'] / MiB:,.0f} MiB",
+            f"## {workload}: {w['files']:,} files, {w['bytes'] / MiB:,.0f} MiB, "
+            f"concurrency {w['concurrency']}{server}",
             "",
-            "| tool | ok | wall s (min-max) | files/s | MB/s | CPU s | peak RSS MiB "
-            "| peak fds | x aria2c |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| tool | ok | wall s (min-max) | files/s | MB/s | CPU s | CPU ms/file "
+            "| peak RSS MiB | peak fds | x aria2c | x librepo |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in rows.values():
             wall = (
@@ -626,25 +888,65 @@ def render(
             lines.append(
                 f"| {row.tool} | {row.ok}/{row.runs} | {wall} "
                 f"| {_fmt(row.files_per_s, 1 if (row.files_per_s or 0) < 10 else 0)} "
-                f"| {_fmt(row.mb_per_s)} | {_fmt(row.cpu, 2)} | {_fmt(row.max_rss_mib, 1)} "
-                f"| {_fmt(row.peak_fds)} | {_fmt(row.vs_aria2c, 2, 'x')} |"
+                f"| {_fmt(row.mb_per_s)} | {_fmt(row.cpu, 2)} | {_fmt(row.cpu_ms_per_file, 3)} "
+                f"| {_fmt(row.max_rss_mib, 1)} | {_fmt(row.peak_fds)} "
+                f"| {_fmt(row.vs_aria2c, 2, 'x')} | {_fmt(row.vs_librepo, 2, 'x')} |"
             )
+        for row in rows.values():
+            if row.startup_wall is not None and row.wall is not None:
+                net = row.wall - row.startup_wall
+                lines.append(
+                    f"\n{row.tool} start-up (imports, Django set-up, downloader factory): "
+                    f"{row.startup_wall:.2f} s wall, {row.startup_cpu or 0:.2f} s CPU of its "
+                    f"{row.wall:.2f} s; without it {w['files'] / net:,.0f} files/s, "
+                    f"{w['bytes'] / net / MB:,.0f} MB/s, "
+                    f"{((row.cpu or 0) - (row.startup_cpu or 0)) / w['files'] * 1000:.3f} "
+                    "CPU ms/file."
+                )
         for row in rows.values():
             for error in row.errors[:2]:
                 lines.append(f"\n- {row.tool} failed: {error[:300]}")
         lines.append("")
-    if rerun is not None:
-        lines += ["## S re-run with everything stored (pulp-cli)", ""]
+    scaling = [
+        (workload, rows) for workload, rows in table.items() if any(n in rows for n in WORKER_TOOLS)
+    ]
+    if scaling:
+        lines += [
+            "## Scaling of `sync --workers`",
+            "",
+            "| workload | " + " | ".join(f"--workers {n}" for n in WORKERS) + " |",
+            "|---|" + "---|" * len(WORKERS),
+        ]
+        for workload, rows in scaling:
+            one = rows.get("pulp-cli-w1")
+            cells = []
+            for name in WORKER_TOOLS:
+                row = rows.get(name)
+                if row is None or row.wall is None:
+                    cells.append("-")
+                    continue
+                speedup = f", {one.wall / row.wall:.2f}x" if one and one.wall else ""
+                cells.append(
+                    f"{_fmt(row.files_per_s)} files/s{speedup}, "
+                    f"{_fmt(row.cpu_ms_per_file, 3)} CPU ms/file"
+                )
+            lines.append(f"| {workload} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for workload, rerun in reruns.items():
+        lines += [f"## {workload} re-run with everything stored (pulp-cli)", ""]
         if rerun.get("speedup") is None:
             lines.append(f"pending: {rerun.get('note', 'not run')}")
         else:
             lines.append(
                 f"first run {rerun['first_wall']:.2f} s ({rerun['first_requests']} HTTP "
                 f"requests); re-run {rerun['rerun_wall']:.2f} s ({rerun['rerun_requests']} "
-                f"HTTP requests): {rerun['speedup']:.1f}x faster (medians of "
-                f"{rerun['repeats']})."
+                f"HTTP requests, {rerun['rerun_cpu_ms_per_file']:.3f} CPU ms/file): "
+                f"{rerun['speedup']:.1f}x faster (medians of {rerun['repeats']})."
             )
         lines.append("")
+    lines += ["## Targets (issue 14)", "", "| target | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {t} | {m_} | {v} |" for t, m_, v in checks14]
+    lines.append("")
     lines += ["## Targets (issue 7)", "", "| target | measured | verdict |", "|---|---|---|"]
     lines += [f"| {t} | {m_} | {v} |" for t, m_, v in checks]
     lines.append("")
@@ -654,17 +956,21 @@ def render(
 
 
 # ---------------------------------------------------------------------------------------
-# The S re-run check
+# The re-run check (S, S20k)
+
+RERUN_WORKLOADS = ("S", "S20k")
 
 
 def rerun_check(
     corpus: corpus_mod.Corpus, base: Path, concurrency: int, repeat: int, timeout: float
 ) -> dict[str, Any]:
-    """Sync S twice into one data dir; time both and count the HTTP requests of each."""
-    access_log = base / "rerun-access.log"
+    """Sync a corpus twice into one data dir; time both and count the HTTP requests of each."""
+    name = corpus.workload.name
+    access_log = base / f"rerun-{name}-access.log"
     work = base / "rerun"
     logs = base / "logs"
     firsts, reruns, first_requests, rerun_requests = [], [], [], []
+    rerun_cpus: list[float] = []
     tool = TOOLS["pulp-cli"]
     with Nginx(corpus.root, access_log=access_log) as server:
         out = work / "out"
@@ -674,11 +980,13 @@ def rerun_check(
             _empty(out)
             counts = [server.request_count()]
             for phase, walls in (("first", firsts), ("rerun", reruns)):
-                log = logs / f"rerun-{phase}-{r}.log"
-                code, wall, _, _, _ = measure(tool.command(ctx), log, timeout)
+                log = logs / f"rerun-{name}-{phase}-{r}.log"
+                code, wall, usage, _, _ = measure(tool.command(ctx), log, timeout)
                 if code != 0:
                     return {"note": f"{phase} run exit {code}: {_tail(log)}"}
                 walls.append(wall)
+                if phase == "rerun":
+                    rerun_cpus.append(usage.ru_utime + usage.ru_stime)
                 time.sleep(0.1)  # let nginx write the last log lines
                 counts.append(server.request_count())
             first_requests.append(counts[1] - counts[0])
@@ -694,6 +1002,8 @@ def rerun_check(
         "rerun_requests": max(rerun_requests),
         "first_walls": firsts,
         "rerun_walls": reruns,
+        "rerun_cpu": statistics.median(rerun_cpus),
+        "rerun_cpu_ms_per_file": statistics.median(rerun_cpus) / len(corpus.entries) * 1000,
     }
 
 
@@ -702,7 +1012,8 @@ def rerun_check(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Benchmark pulp-aio-download against raw aiohttp, aria2c and curl."
+        description="Benchmark pulp-aio-download against raw aiohttp, aria2c, librepo, "
+        "pulpcore and curl."
     )
     parser.add_argument(
         "--workloads",
@@ -714,7 +1025,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tools", default=",".join(ALL_TOOLS), help=f"comma-separated, from {','.join(ALL_TOOLS)}"
     )
     parser.add_argument("--repeat", type=int, default=5, help="runs per tool and workload")
-    parser.add_argument("--concurrency", type=int, default=16, help="connections per tool")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="connections per tool (WAN sets its own: 64)",
+    )
     parser.add_argument("--quick", action="store_true", help="small corpus: a smoke run")
     parser.add_argument(
         "--ext4", action="store_true", help="write to a disk directory instead of /dev/shm"
@@ -723,7 +1039,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--corpus-dir", type=Path, default=corpus_mod.DEFAULT_ROOT)
     parser.add_argument("--results-dir", type=Path, default=HERE / "results")
     parser.add_argument(
-        "--no-rerun", action="store_true", help="skip the S re-run-with-everything-stored check"
+        "--no-rerun",
+        action="store_true",
+        help="skip the S and S20k re-run-with-everything-stored checks",
     )
     parser.add_argument("--timeout", type=float, default=600, help="seconds per run")
     args = parser.parse_args(argv)
@@ -749,15 +1067,25 @@ def main(argv: list[str] | None = None) -> int:
 
     notes: list[str] = []
     tools: list[Tool] = []
+    probed: dict[Callable[[], str | None], str | None] = {}
     for name in args.tools:
-        why = TOOLS[name].available()
+        available = TOOLS[name].available
+        seen = available in probed
+        why = probed[available] if seen else probed.setdefault(available, available())
         if why is None:
             tools.append(TOOLS[name])
-        else:
-            notes.append(f"{name} skipped: {why}")
-            print(f"run: {name} skipped: {why}", file=sys.stderr)
+        elif not seen:  # one note for the --workers runs, not one each
+            skipped = [n for n in args.tools if TOOLS[n].available is available]
+            notes.append(f"{', '.join(skipped)} skipped: {why}")
+            print(f"run: {', '.join(skipped)} skipped: {why}", file=sys.stderr)
     if "curl" in args.tools:
         notes.append("curl checks nothing but the exit code and the file sizes.")
+    if "pulpcore" in args.tools:
+        notes.append(
+            "pulpcore computes every digest of its default ALLOWED_CONTENT_CHECKSUMS "
+            "(sha224, sha256, sha384, sha512) for each file, as a pulpcore install does, "
+            "and fsyncs each file; its start-up (Django set-up) is reported under its tables."
+        )
 
     parent = args.out_dir or (Path("/var/tmp") if args.ext4 else Path("/dev/shm"))
     parent.mkdir(parents=True, exist_ok=True)
@@ -783,21 +1111,35 @@ def main(argv: list[str] | None = None) -> int:
             "key": c.workload.key,
             "files": len(c.entries),
             "bytes": c.total_bytes,
+            "concurrency": c.workload.concurrency or args.concurrency,
+            "delay": c.workload.delay,
+            "limit_rate": c.workload.limit_rate,
         }
+
+    capped = [n for n, w in info["workloads"].items() if w["concurrency"] > LIBREPO_MAX_PARALLEL]
+    if capped and "librepo" in args.tools:
+        notes.append(
+            f"librepo allows at most {LIBREPO_MAX_PARALLEL} parallel downloads "
+            "(LRO_MAXPARALLELDOWNLOADS; dnf's max_parallel_downloads has the same cap): "
+            f"{', '.join(capped)} ran it at {LIBREPO_MAX_PARALLEL}, the others at their "
+            "concurrency."
+        )
 
     print("run: hashlib baseline", file=sys.stderr)
     hashing = hashlib_baseline()
     samples: list[Sample] = []
-    rerun: dict[str, Any] | None = None
+    reruns: dict[str, dict[str, Any]] = {}
+    info["loadavg_start"] = _loadavg()
     started = time.monotonic()
     try:
-        with Nginx(args.corpus_dir) as server:
-            for name, c in corpora.items():
+        for name, c in corpora.items():
+            w = c.workload
+            with Nginx(args.corpus_dir, delay=w.delay, limit_rate=w.limit_rate) as server:
                 out = base / "out"
                 inputs = corpus_mod.write_client_inputs(
                     c, server.base_url, base / "inputs" / name, out
                 )
-                ctx = Context(inputs, out, args.concurrency)
+                ctx = Context(inputs, out, w.concurrency or args.concurrency)
                 _warm(c)
                 for r in range(args.repeat):
                     order = tools[r % len(tools) :] + tools[: r % len(tools)] if tools else []
@@ -811,14 +1153,16 @@ def main(argv: list[str] | None = None) -> int:
                             file=sys.stderr,
                         )
                 shutil.rmtree(out, ignore_errors=True)
-        if "S" in corpora and "pulp-cli" in args.tools and not args.no_rerun:
+        for name in RERUN_WORKLOADS:
+            if name not in corpora or "pulp-cli" not in args.tools or args.no_rerun:
+                continue
             if TOOLS["pulp-cli"] in tools:
-                print("run: S re-run with everything stored", file=sys.stderr)
-                rerun = rerun_check(
-                    corpora["S"], base, args.concurrency, min(args.repeat, 3), args.timeout
+                print(f"run: {name} re-run with everything stored", file=sys.stderr)
+                reruns[name] = rerun_check(
+                    corpora[name], base, args.concurrency, min(args.repeat, 3), args.timeout
                 )
             else:
-                rerun = {"note": "pulp-aio-download CLI not available yet"}
+                reruns[name] = {"note": "pulp-aio-download CLI not available yet"}
     finally:
         failed_logs = any(not s.ok for s in samples)
         if failed_logs:
@@ -826,10 +1170,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(base, ignore_errors=True)
     info["elapsed_s"] = round(time.monotonic() - started, 1)
+    info["loadavg_end"] = _loadavg()
 
     table = summarize(samples, corpora)
-    checks = targets(table, hashing, rerun, args.concurrency, args.ext4)
-    report = render(info, table, hashing, rerun, notes, checks)
+    rerun = reruns.get("S")
+    concurrency = {n: w["concurrency"] for n, w in info["workloads"].items()}
+    checks = targets(table, hashing, rerun, concurrency, args.ext4)
+    checks14 = targets_issue14(table, hashing, reruns)
+    report = render(info, table, hashing, reruns, notes, checks, checks14)
     print(report)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / "latest.md").write_text(report)
@@ -837,8 +1185,12 @@ def main(argv: list[str] | None = None) -> int:
         **info,
         "hashlib": hashing,
         "rerun": rerun,
+        "reruns": reruns,
         "notes": notes,
         "targets": [dict(zip(("target", "measured", "verdict"), c, strict=True)) for c in checks],
+        "targets_issue14": [
+            dict(zip(("target", "measured", "verdict"), c, strict=True)) for c in checks14
+        ],
         "summary": {w: {t: asdict(r) for t, r in rows.items()} for w, rows in table.items()},
         "samples": [asdict(s) for s in samples],
     }
