@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from .catalog.base import Catalog
-    from .storage.base import Storage
+    from .storage.base import Storage, StoredArtifact
     from .transports.http import HttpTransport
 
 __all__ = ["DownloadEngine", "EngineStatistics"]
@@ -482,21 +483,66 @@ class DownloadEngine:
         return result
 
     async def _serve_cached(self, request: DownloadRequest, sha256: str) -> DownloadResult | None:
+        """The stored artifact ``sha256`` as a cached result, or None when it is not stored
+        or not known valid (the caller then transfers it, and the validated bytes replace a
+        damaged artifact in storage).
+
+        Valid means: the size the request expects and the catalog recorded, and, when the
+        file changed after it was last verified (local storage tells by its ctime) or the
+        request expects a digest the catalog lacks, a re-hash that matches. A byte flipped
+        in place without any trace (media bitrot) is found by :meth:`verify`, which re-hashes
+        every file: re-hashing on every cache hit would make a re-sync read every byte.
+        """
         stored = await self.storage.stat(sha256)
         if stored is None:
             return None
         if request.expected_size is not None and stored.size not in (None, request.expected_size):
+            log.info(
+                "stored artifact %s has %s bytes, the request expects %d: transferring it",
+                sha256,
+                stored.size,
+                request.expected_size,
+            )
+            return None
+        record = await self._catalog.get_unit_file(sha256) if self._catalog else None
+        if (
+            record is not None
+            and record.size is not None
+            and stored.size not in (None, record.size)
+        ):
+            log.warning(
+                "stored artifact %s is damaged (%s bytes, %d recorded): transferring it again",
+                sha256,
+                stored.size,
+                record.size,
+            )
             return None
         digests: dict[str, str] = {"sha256": sha256}
-        record = await self._catalog.get_unit_file(sha256) if self._catalog else None
         if record is not None:
             digests.update(record.digests)
         missing = [a for a in request.expected_digests if a not in digests]
-        if missing:
-            computed = await self.storage.digest(sha256, missing)
+        changed = _changed_since_verified(stored, record)
+        if missing or changed:
+            computed = await self.storage.digest(sha256, sorted({"sha256", *missing}))
             if computed is None:
                 return None
+            if computed[0]["sha256"] != sha256:
+                log.warning(
+                    "stored artifact %s is damaged (it hashes to %s): transferring it again",
+                    sha256,
+                    computed[0]["sha256"],
+                )
+                return None
             digests.update(computed[0])
+            if changed and self._catalog is not None:
+                assert stored.changed_at is not None
+                # Not before the change the store's clock saw, or a store whose clock runs
+                # ahead of ours would have every hit re-hashed again.
+                when = max(
+                    datetime.now(timezone.utc),
+                    datetime.fromtimestamp(stored.changed_at, timezone.utc),
+                )
+                await self._catalog.mark_verified(sha256, when)
         for algorithm, value in request.expected_digests.items():
             if digests.get(algorithm) != value:
                 return None
@@ -708,3 +754,11 @@ class DownloadEngine:
         self._require_open()
         catalog = self._need_catalog("verify")
         return await verify_stored(self, catalog, repair=repair, concurrency=concurrency)
+
+
+def _changed_since_verified(stored: StoredArtifact, record: UnitFile | None) -> bool:
+    """Whether the stored bytes changed after the catalog last saw them valid."""
+    if stored.changed_at is None or record is None:
+        return False
+    since = record.verified_at or record.created_at
+    return since is not None and stored.changed_at > since.timestamp()

@@ -18,13 +18,22 @@ def artifact_key(sha256: str) -> str:
 @dataclass(frozen=True, slots=True)
 class StoredArtifact:
     """Where a stored artifact lives: its ``location`` (storage key or URI) and, for local
-    storage, its ``path``. ``created`` is True when :meth:`Storage.commit` published it
-    (False when it was already stored)."""
+    storage, its ``path``.
+
+    ``created`` is True when :meth:`Storage.commit` published it under a key that held
+    nothing; ``replaced`` when it published it over an artifact that was already stored
+    (found damaged, or not known to be identical). ``changed_at`` (from :meth:`Storage.stat`)
+    is when the stored bytes last changed, in epoch seconds of the store's clock, or None
+    when the backend cannot tell: a file changed after it was last verified is re-hashed
+    before it is served from the cache.
+    """
 
     location: str
     path: Path | None
     size: int | None = None
     created: bool = False
+    replaced: bool = False
+    changed_at: float | None = None
 
 
 class Storage(abc.ABC):
@@ -62,8 +71,12 @@ class Storage(abc.ABC):
     async def commit(self, staged: Path, sha256: str, size: int) -> StoredArtifact:
         """Publish the validated ``staged`` file as artifact ``sha256``.
 
-        The staged file is consumed (moved or uploaded, then removed). If the artifact is
-        already stored, the staged file is discarded and the existing one returned.
+        The staged file is consumed (moved or uploaded, then removed). The staged bytes
+        were validated, so they win: an artifact already stored under the key is replaced
+        atomically (readers see the old bytes or the new, never a mix) unless the backend
+        knows it holds exactly these bytes, in which case the staged file is discarded.
+        A damaged artifact (truncated, a flipped byte) is so healed by the next validated
+        transfer of its sha256.
 
         Raises:
             StorageError: the artifact could not be stored; nothing is left under its key.

@@ -132,7 +132,7 @@ class LocalStorage(Storage):
             )
             try:
                 stored = await asyncio.shield(work)
-                if batch and stored.created:
+                if batch and (stored.created or stored.replaced):
                     await self._group()  # and so is the new name, before anyone records it
             except asyncio.CancelledError:
                 await _finish_undo(asyncio.ensure_future(self._undo_commit(work)))
@@ -144,7 +144,8 @@ class LocalStorage(Storage):
 
     async def _undo_commit(self, work: asyncio.Future[StoredArtifact]) -> None:
         # The caller of a cancelled commit never learns of the artifact (nothing records
-        # it), so a rename that the worker thread made anyway is undone.
+        # it), so a rename that the worker thread made anyway is undone. A replaced
+        # artifact stays: its validated bytes are better than what they replaced.
         with contextlib.suppress(Exception):
             stored = await work
             if stored.created and stored.path is not None:
@@ -153,22 +154,23 @@ class LocalStorage(Storage):
                 )
 
     def _commit_sync(self, staged: Path, sha256: str, size: int) -> StoredArtifact:
+        # The staged bytes are validated; a file already under the key may be damaged, and
+        # telling would cost a re-read, so the rename always publishes the staged one (it
+        # atomically replaces whatever was there: open readers keep the old inode).
         final = self.path_of(sha256)
-        created = False
+        created = replaced = False
         try:
-            if final.exists():
-                staged.unlink(missing_ok=True)
-            else:
-                try:
-                    os.replace(staged, final)
-                except FileNotFoundError:
-                    if not staged.exists():
-                        raise
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(staged, final)
-                created = True
-                if self.durability == "file":
-                    _fsync_dir(final.parent)
+            existed = os.path.lexists(final)
+            try:
+                os.replace(staged, final)
+            except FileNotFoundError:
+                if not staged.exists():
+                    raise
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
+            created, replaced = not existed, existed
+            if self.durability == "file":
+                _fsync_dir(final.parent)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 staged.unlink(missing_ok=True)
@@ -176,7 +178,7 @@ class LocalStorage(Storage):
                 with contextlib.suppress(OSError):
                     final.unlink()
             raise StorageError(f"cannot store artifact {sha256} under {self.root}: {exc}") from exc
-        return StoredArtifact(artifact_key(sha256), final, size, created)
+        return StoredArtifact(artifact_key(sha256), final, size, created, replaced)
 
     async def stat(self, sha256: str) -> StoredArtifact | None:
         path = self.path_of(sha256)
@@ -186,7 +188,7 @@ class LocalStorage(Storage):
             return None
         except OSError as exc:
             raise StorageError(f"cannot stat artifact {sha256}: {exc}") from exc
-        return StoredArtifact(artifact_key(sha256), path, st.st_size)
+        return StoredArtifact(artifact_key(sha256), path, st.st_size, changed_at=st.st_ctime)
 
     async def absent(self, sha256s: Iterable[str]) -> set[str] | None:
         wanted = list(sha256s)

@@ -345,21 +345,46 @@ class S3Storage(Storage):
     async def commit(self, staged: Path, sha256: str, size: int) -> StoredArtifact:
         key = self.key_of(sha256)
         loop = asyncio.get_running_loop()
-        uploaded = False
+        existed = False
         try:
             with self._translate("store", key):
-                if await self._head(key) is not None:
+                head = await self._head(key)
+                existed = head is not None
+                if head is not None and await self._holds(head, staged, size):
                     log.debug("%s already stored", self._uri(key))
-                elif size > self.part_size:
+                    return StoredArtifact(self._uri(key), None, size)
+                if head is not None:
+                    # Another size or other bytes: damaged. An upload replaces an object
+                    # atomically, so readers never see a mix of the two.
+                    log.info("%s is damaged: replacing it with validated bytes", self._uri(key))
+                if size > self.part_size:
                     await self._upload_multipart(staged, key, size)
-                    uploaded = True
                 else:
                     await self._put(staged, key, sha256, size)
-                    uploaded = True
         finally:
             with contextlib.suppress(OSError):
                 await loop.run_in_executor(None, _unlink, staged)
-        return StoredArtifact(self._uri(key), None, size, uploaded)
+        return StoredArtifact(self._uri(key), None, size, not existed, existed)
+
+    async def _holds(self, head: dict[str, Any], staged: Path, size: int) -> bool:
+        """Whether the stored object (``head``) has exactly the bytes of ``staged``.
+
+        Told by size and ETag: the ETag of an object uploaded whole is the MD5 of its bytes,
+        of one uploaded in parts the MD5 of the parts' MD5s; both are recomputed here with
+        this storage's part size. Any other ETag (another part size, server-side
+        encryption) is not proof, and the object is replaced.
+        """
+        if int(head.get("ContentLength", -1)) != size:
+            return False
+        etag = str(head.get("ETag", "")).strip('"')
+        mine = await asyncio.get_running_loop().run_in_executor(
+            None, _etag_of, staged, size, self._part_size_for(size)
+        )
+        return etag == mine
+
+    def _part_size_for(self, size: int) -> int | None:
+        """The part size of a multipart upload of ``size`` bytes; None when it is one PUT."""
+        return max(self.part_size, -(-size // _MAX_PARTS)) if size > self.part_size else None
 
     async def _put(self, staged: Path, key: str, sha256: str, size: int) -> None:
         data = await asyncio.get_running_loop().run_in_executor(None, staged.read_bytes)
@@ -378,7 +403,7 @@ class S3Storage(Storage):
 
     async def _upload_multipart(self, staged: Path, key: str, size: int) -> None:
         loop = asyncio.get_running_loop()
-        part_size = max(self.part_size, -(-size // _MAX_PARTS))
+        part_size = self._part_size_for(size) or self.part_size
         fh: IO[bytes] = await loop.run_in_executor(None, staged.open, "rb")
         try:
             created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key)
@@ -528,6 +553,23 @@ def _is_not_found(exc: Any) -> bool:
     if code == "NoSuchBucket":
         return False
     return code in _NOT_FOUND or response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
+
+
+def _etag_of(path: Path, size: int, part_size: int | None) -> str:
+    """The ETag S3 gives ``path`` uploaded whole (``part_size`` None) or in parts."""
+    step = part_size or max(size, 1)
+    digests = []
+    with path.open("rb") as fh:
+        for _ in range(0, max(size, 1), step):
+            part = hashlib.md5(usedforsecurity=False)
+            left = step
+            while left and (chunk := fh.read(min(left, 1024 * 1024))):
+                part.update(chunk)
+                left -= len(chunk)
+            digests.append(part.digest())
+    if part_size is None:
+        return digests[0].hex()
+    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
 
 
 def _md5_b64(data: bytes) -> str:
