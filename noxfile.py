@@ -34,15 +34,17 @@ def _interpreter(version: str) -> str | None:
 FOUND = [p for p in map(_interpreter, PYTHONS) if p is not None] or ["3.11"]
 
 
-def _postgres(session: nox.Session) -> None:
-    """The catalog tests start a real PostgreSQL server: install it when it is missing."""
+def _servers(session: nox.Session) -> None:
+    """The catalog tests start a real PostgreSQL server and the PULP_MANIFEST tests a real
+    nginx: install them when they are missing."""
     session.run("sh", ".ci/install-postgres.sh", external=True)
+    session.run("sh", ".ci/install-nginx.sh", external=True)
 
 
 @nox.session(python=FOUND)
 def tests(session: nox.Session) -> None:
     """The test suite (fast cases) on every Python 3.10-3.13 found on the machine."""
-    _postgres(session)
+    _servers(session)
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", "-m", "not slow", *session.posargs)
 
@@ -50,7 +52,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def slow(session: nox.Session) -> None:
     """The slow fault, crash and load cases (run by .ci/run)."""
-    _postgres(session)
+    _servers(session)
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", "-m", "slow", *session.posargs)
 
@@ -67,7 +69,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
     """mypy, strict on the package."""
-    session.install("-e", ".[test]", MYPY, "types-aiofiles")
+    session.install("-e", ".[test]", MYPY, "types-aiofiles", "types-defusedxml")
     session.run("mypy")
 
 

@@ -40,6 +40,7 @@ from .errors import ValidationError as ValidationError
 from .hooks import DEFAULT_HOOKS as DEFAULT_HOOKS
 from .hooks import DownloadContext as DownloadContext
 from .hooks import Hook as Hook
+from .metalink import read_metalink as read_metalink
 from .models import ContentUnit as ContentUnit
 from .models import DownloadRequest as DownloadRequest
 from .models import DownloadResult as DownloadResult
@@ -48,6 +49,7 @@ from .models import Source as Source
 from .models import UnitFile as UnitFile
 from .models import UnitSpec as UnitSpec
 from .models import VerifyReport as VerifyReport
+from .pulp_manifest import read_pulp_manifest as read_pulp_manifest
 from .storage import LocalStorage as LocalStorage
 from .storage import Storage as Storage
 from .storage import TempStorage as TempStorage
@@ -100,6 +102,8 @@ __all__ = [
     "VerifyReport",
     "__version__",
     "download_sync",
+    "read_metalink",
+    "read_pulp_manifest",
     "run_batch",
 ]
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from .config import EngineConfig
+    from .hooks import Hook
     from .models import DownloadRequest, ProgressReport
 
 __all__ = ["default_data_dir", "main"]
@@ -94,8 +95,34 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--remote", help="name of a remote from --remotes")
     _common(get)
 
-    sync = sub.add_parser("sync", help="download a JSONL manifest")
-    sync.add_argument("manifest", type=Path)
+    sync = sub.add_parser(
+        "sync", help="download a JSONL manifest, a Metalink document or a PULP_MANIFEST"
+    )
+    sync.add_argument(
+        "manifest",
+        help="a path or http(s) URL: JSONL, Metalink 4 or 3.0 (*.meta4, *.metalink, or by "
+        "content) or a PULP_MANIFEST",
+    )
+    sync.add_argument(
+        "--location",
+        action="append",
+        default=[],
+        metavar="CODE[,CODE...]",
+        help="Metalink: mirrors in these locations (e.g. de) are tried first (repeatable)",
+    )
+    sync.add_argument(
+        "--base-url",
+        help="PULP_MANIFEST given as a path: the URL its paths are relative to "
+        "(default: the manifest's directory)",
+    )
+    sync.add_argument(
+        "--repository",
+        help="PULP_MANIFEST / Metalink: the repository of the units "
+        "(PULP_MANIFEST default: the manifest's directory name)",
+    )
+    sync.add_argument(
+        "--remote", help="remote (from --remotes) that fetches a manifest URL and its files"
+    )
     sync.add_argument(
         "--progress",
         choices=("bar", "json", "none"),
@@ -389,12 +416,16 @@ async def run_sync(
     *,
     progress: str,
     extra_roots: Sequence[Path] = (),
+    hooks: Sequence[Hook] | None = None,
 ) -> dict[str, Any]:
     """Download ``requests`` with the common options; returns the summary."""
     from .engine import DownloadEngine
 
     display = _Progress(progress)
-    config = engine_config(args, progress=display.callback, allowed_file_roots=list(extra_roots))
+    extra: dict[str, Any] = {} if hooks is None else {"hooks": hooks}
+    config = engine_config(
+        args, progress=display.callback, allowed_file_roots=list(extra_roots), **extra
+    )
     started = time.monotonic()
     summary = BatchSummary(requests)
     try:
@@ -407,15 +438,16 @@ async def run_sync(
 
 
 async def _cmd_sync(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
-    from .manifest import read_manifest
+    from .cli_sources import InputError, load_sync_input
 
     try:
-        requests = read_manifest(args.manifest)
-    except ConfigError as exc:
-        raise UsageError(f"{args.manifest}: {exc}") from None
+        loaded = await load_sync_input(args)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
     progress = _progress_mode(args.progress, sys.stderr)
-    summary = await run_sync(args, requests, progress=progress)
+    summary = await run_sync(
+        args, loaded.requests, progress=progress, extra_roots=loaded.file_roots, hooks=loaded.hooks
+    )
     if args.json:
         print(json.dumps(summary))
     else:

@@ -1,0 +1,154 @@
+"""A real nginx for the tests, run from a config the test writes.
+
+Fixture:
+    nginx (function): ``nginx(root)`` starts Debian's nginx serving ``root`` on its own
+        loopback port, with its own pid file, error log and access log in a temporary
+        directory; every server started is stopped when the test ends.
+
+The binary comes from the Debian ``nginx`` package (``.ci/install-nginx.sh`` installs it);
+without it the test fails (it is never skipped). The packaged service is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+__all__ = ["NginxServer", "find_nginx", "nginx"]
+
+_CONFIG = """\
+{user}
+worker_processes 1;
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log {tmp}/access.log;
+    default_type application/octet-stream;
+    types {{ }}
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location / {{ }}
+    }}
+}}
+"""
+
+
+def find_nginx() -> str | None:
+    """The nginx binary (Debian puts it in /usr/sbin, often not on PATH)."""
+    found = shutil.which("nginx")
+    if found:
+        return found
+    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
+
+
+@dataclass
+class NginxServer:
+    """One running nginx: ``base_url``, and the request lines of its access log."""
+
+    root: Path
+    port: int
+    tmp: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def requests(self) -> list[str]:
+        """``"GET /path 200"`` for every request logged so far (nginx logs on completion)."""
+        log = self.tmp / "access.log"
+        if not log.exists():
+            return []
+        out = []
+        for line in log.read_text().splitlines():
+            # 127.0.0.1 - - [date] "GET /path HTTP/1.1" 200 123 "-" "ua"
+            request, _, rest = line.partition('"')[2].partition('"')
+            method, path = request.split(" ")[:2]
+            out.append(f"{method} {path} {rest.split()[0]}")
+        return out
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start(binary: str, root: Path, tmp: Path) -> NginxServer:
+    tmp.mkdir(parents=True)
+    port = _free_port()
+    # As root, nginx would switch its worker to "nobody", who may not read a test's files.
+    user = "user root;" if os.geteuid() == 0 else ""
+    config = tmp / "nginx.conf"
+    config.write_text(_CONFIG.format(user=user, tmp=tmp, port=port, root=root.resolve()))
+    process = subprocess.Popen(
+        [binary, "-p", str(tmp), "-e", f"{tmp}/error.log", "-c", str(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    server = NginxServer(root=root, port=port, tmp=tmp, process=process)
+    deadline = time.monotonic() + 10
+    while True:
+        if process.poll() is not None:
+            error = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"nginx exited with {process.returncode}: {error}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return server
+        except OSError:
+            if time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"nginx did not listen on port {port} within 10 s") from None
+            time.sleep(0.02)  # polling for readiness, not synchronisation by sleep
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[Callable[[Path], NginxServer]]:
+    """``nginx(root)``: a started nginx serving ``root``; stopped after the test."""
+    binary = find_nginx()
+    if binary is None:
+        pytest.fail("nginx is not installed: run sh .ci/install-nginx.sh")
+    started: list[NginxServer] = []
+
+    def start(root: Path) -> NginxServer:
+        assert binary is not None
+        server = _start(binary, root, tmp_path / f"nginx-{len(started)}")
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
