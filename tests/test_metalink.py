@@ -11,10 +11,20 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import pulp_aio_download as pad
-from pulp_aio_download.metalink import MAX_METALINK_BYTES, parse_metalink, piece_check
+from pulp_aio_download.metalink import (
+    MAX_METALINK_BYTES,
+    METALINK3_NS,
+    METALINK4_NS,
+    parse_metalink,
+    piece_check,
+)
 from pulp_aio_download.testing import FaultServer
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 SHA256_A = hashlib.sha256(b"a").hexdigest()
 SHA1_A = hashlib.sha1(b"a").hexdigest()
@@ -330,3 +340,92 @@ async def test_piece_hashes_checked_after_download(
         assert engine.catalog is not None
         assert await engine.catalog.get_unit_file(sha_bad) is None  # nor recorded
         assert await engine.catalog.get_unit("file", "good.bin") is not None
+
+
+# -- fuzzing: whatever a mirror serves, a list of requests or a ManifestError ---------------
+
+_attr = st.one_of(
+    st.sampled_from(["1", "0", "999999", "1000000", "-1", "100", "sha-256", "sha1", "de", ""]),
+    st.text(max_size=12),
+)
+_text = st.one_of(
+    st.sampled_from(
+        ["http://h/a", "https://u:p@h/a", "ftp://h/a", "file:///etc/passwd", "12", SHA256_A]
+    ),
+    st.text(max_size=30),
+)
+
+
+_VALID_CHILDREN = [
+    "<size>1</size>",
+    f'<hash type="sha-256">{SHA256_A}</hash>',
+    f'<hash type="md5">{MD5_A}</hash>',
+    '<hash type="tiger">abc</hash>',
+    '<url priority="5" location="de">http://h/x</url>',
+    '<url preference="50" location="DE">https://h/y</url>',
+    '<url type="bittorrent">http://h/t.torrent</url>',
+    '<metaurl mediatype="torrent">http://h/t</metaurl>',
+    f'<pieces length="1" type="sha-1"><hash piece="0">{SHA1_A}</hash></pieces>',
+]
+
+
+def _xml_escape(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
+
+
+@st.composite
+def metalink_documents(draw: st.DrawFn) -> str:
+    v4 = draw(st.booleans())
+    files = []
+    for _ in range(draw(st.integers(0, 3))):
+        children = []
+        for _ in range(draw(st.integers(0, 5))):
+            if draw(st.integers(0, 3)):
+                children.append(draw(st.sampled_from(_VALID_CHILDREN)))
+                continue
+            tag = draw(st.sampled_from(["size", "hash", "url", "metaurl", "pieces", "x"]))
+            attrs = " ".join(
+                f'{name}="{_xml_escape(draw(_attr))}"'
+                for name in draw(
+                    st.lists(
+                        st.sampled_from(["type", "priority", "preference", "location", "length"]),
+                        unique=True,
+                        max_size=3,
+                    )
+                )
+            )
+            body = _xml_escape(draw(_text))
+            if tag == "pieces":
+                body = "".join(f"<hash>{_xml_escape(draw(_text))}</hash>" for _ in range(2))
+            children.append(f"<{tag} {attrs}>{body}</{tag}>")
+        if draw(st.booleans()):
+            children.append(f"<url>http://h/{len(files)}</url>")
+        inner = "".join(children)
+        if not v4:
+            inner = f"<verification>{inner}</verification><resources>{inner}</resources>"
+        name = draw(
+            st.one_of(st.sampled_from(["a", "d/b.iso", "../x", "/abs"]), st.text(max_size=9))
+        )
+        files.append(f'<file name="{_xml_escape(name + str(len(files)))}">{inner}</file>')
+    if v4:
+        return f'<metalink xmlns="{METALINK4_NS}">{"".join(files)}</metalink>'
+    return (
+        f'<metalink version="3.0" xmlns="{METALINK3_NS}"><files>{"".join(files)}</files></metalink>'
+    )
+
+
+@FUZZ
+@given(document=st.one_of(metalink_documents(), st.text(max_size=200), st.binary(max_size=200)))
+def test_fuzz_read_metalink(document: str | bytes) -> None:
+    try:
+        requests = pad.read_metalink(document, locations=["de"])
+    except pad.ManifestError:
+        return
+    for request in requests:
+        assert request.sources and all(
+            s.scheme in {"http", "https", "file"} for s in request.sources
+        )
+        assert request.unit is not None and request.unit.relative_path is not None
+        assert not request.unit.relative_path.startswith("/")
+        assert ".." not in request.unit.relative_path.split("/")
+        assert "u:p@" not in repr(request)

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import pulp_aio_download as pad
 from plugins.nginx import NginxServer
@@ -206,3 +208,35 @@ def test_local_pulp_manifest_with_and_without_base_url(
         "GET /pulp/content/isos/a/one.bin 200",
         "GET /pulp/content/isos/two.bin 200",
     ]
+
+
+_field = st.one_of(
+    st.sampled_from([A, A.upper(), "0", "-1", "1.5", "", " 7 ", "../x", "/x", "a\x00", "a\udcff"]),
+    st.text(max_size=15),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.lists(_field, min_size=1, max_size=4).map(",".join),
+            st.text(max_size=40),
+        ),
+        max_size=6,
+    )
+)
+def test_fuzz_read_pulp_manifest(lines: list[str]) -> None:
+    try:
+        requests = pad.read_pulp_manifest("\n".join(lines), "https://h/repo/PULP_MANIFEST")
+    except pad.ManifestError as exc:
+        error: pad.ManifestError | None = exc
+        requests = []
+    else:
+        error = None
+    assert error is None or error.line >= 1  # every bad input names its line
+    for request in requests:
+        assert request.url.startswith("https://h/repo/")
+        assert request.unit is not None and request.unit.relative_path is not None
+        assert ".." not in request.unit.relative_path.split("/")
+        assert request.sha256 is not None and request.expected_size is not None

@@ -1,5 +1,5 @@
 """What ``pulp-aio-download sync`` reads: a JSONL manifest, a Metalink document (4 or 3.0)
-or a ``PULP_MANIFEST``, from a local path or an http(s) URL.
+or a ``PULP_MANIFEST``, from a local path (or ``file://`` URL) or an http(s) URL.
 
 The kind is told by the name (``*.meta4``, ``*.metalink``, ``PULP_MANIFEST``), else by the
 served ``Content-Type`` (``application/metalink4+xml``, ``application/metalink+xml``),
@@ -107,9 +107,8 @@ async def load_sync_input(args: argparse.Namespace) -> SyncInput:
             kind = detect_kind(unquote(urlsplit(source).path), data[:4096], content_type)
             loaded = _from_bytes(args, kind, data, source, roots=())
         else:
-            loaded = await asyncio.get_running_loop().run_in_executor(
-                None, _from_path, args, Path(source)
-            )
+            path = Path(unquote(urlsplit(source).path) if source.startswith("file://") else source)
+            loaded = await asyncio.get_running_loop().run_in_executor(None, _from_path, args, path)
     except ConfigError as exc:  # ManifestError included
         raise InputError(str(exc) if exc.url else f"{shown}: {exc}") from None
     _check_options(args, loaded.kind)

@@ -163,7 +163,10 @@ def parse_metalink(
     remote: str | None = None,
 ) -> list[MetalinkFile]:
     """As :func:`read_metalink`, keeping each file's name and pieces."""
-    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    try:
+        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    except UnicodeEncodeError as exc:
+        raise ManifestError(f"not valid Unicode text: {exc.reason} at {exc.start}") from None
     if len(raw) > MAX_METALINK_BYTES:
         raise ManifestError(
             f"Metalink document of {len(raw)} bytes is larger than the "
@@ -221,6 +224,8 @@ def _parse_xml(raw: bytes) -> Element:
         raise ManifestError(f"entities are not allowed in a Metalink document: {exc}") from None
     except ParseError as exc:
         raise ManifestError(f"not well-formed XML ({exc})") from None
+    except (LookupError, ValueError) as exc:  # e.g. an unknown encoding="..."
+        raise ManifestError(f"cannot be parsed as XML: {exc}") from None
 
 
 def _file_label(name: str) -> str:

@@ -102,7 +102,13 @@ def read_pulp_manifest(
                 line=number,
             )
         seen[relative] = (number, sha256, size)
-        url = urljoin(base_url, quote(relative, safe=_PATH_SAFE))
+        try:
+            url = urljoin(base_url, quote(relative, safe=_PATH_SAFE))
+        except UnicodeEncodeError:
+            raise ManifestError(
+                f"relative path {_shown(relative)} is not valid Unicode (a lone surrogate)",
+                line=number,
+            ) from None
         try:
             requests.append(
                 DownloadRequest(
