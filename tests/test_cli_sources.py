@@ -241,8 +241,9 @@ def test_pieces_checked_through_the_cli(threaded_server: FaultServer, tmp_path: 
         + "</metalink>"
     )
     data_dir = tmp_path / "d"
+    # Given as a file:// URL, as well as a path.
     proc = run_cli(
-        "sync", str(document), "--data-dir", str(data_dir), "--json", "--progress", "none"
+        "sync", document.as_uri(), "--data-dir", str(data_dir), "--json", "--progress", "none"
     )
     assert proc.returncode == 1, proc.stderr
     summary = json.loads(proc.stdout)
