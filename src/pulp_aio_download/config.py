@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .partials import DEFAULT_PARTIAL_MAX_AGE, DEFAULT_PARTIAL_MAX_BYTES, DEFAULT_PARTIAL_MIN_SIZE
 from .urls import redact_url, split_userinfo
 
 if TYPE_CHECKING:
@@ -287,6 +288,14 @@ class EngineConfig:
         claim_lease: seconds a claim on a transfer lasts without renewal when workers
             share a catalog (see :mod:`~pulp_aio_download.cooperation`); 0 disables
             claims; None: ``$PULP_AIO_DOWNLOAD_CLAIM_LEASE``, else 300.
+        partial_min_size: files of at least this many bytes (or of unknown size) keep
+            their bytes as a resumable partial when a transfer is interrupted, so that a
+            later process continues it (see :mod:`~pulp_aio_download.partials`); None
+            turns resume across processes off.
+        partial_max_age: seconds after which an untouched partial is removed when an
+            engine starts (default 3 days).
+        partial_max_bytes: total bytes of partials kept; the oldest beyond it are
+            removed when an engine starts (default 10 GiB).
     """
 
     storage: Storage | None = None
@@ -301,6 +310,9 @@ class EngineConfig:
     allowed_file_roots: Sequence[str | Path] = ()
     progress_interval: float = 0.25
     claim_lease: float | None = None
+    partial_min_size: int | None = DEFAULT_PARTIAL_MIN_SIZE
+    partial_max_age: float = DEFAULT_PARTIAL_MAX_AGE
+    partial_max_bytes: int = DEFAULT_PARTIAL_MAX_BYTES
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "chunk_size"):
@@ -314,6 +326,13 @@ class EngineConfig:
             )
         _non_negative("EngineConfig", "progress_interval", self.progress_interval)
         _non_negative("EngineConfig", "claim_lease", self.claim_lease)
+        for name in ("partial_min_size", "partial_max_bytes"):
+            value = getattr(self, name)
+            if value is None and name == "partial_min_size":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"EngineConfig.{name} must be a non-negative int, got {value!r}")
+        _non_negative("EngineConfig", "partial_max_age", self.partial_max_age)
         remotes: dict[str, RemoteConfig]
         if isinstance(self.remotes, Mapping):
             remotes = dict(self.remotes)

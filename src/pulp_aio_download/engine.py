@@ -44,6 +44,7 @@ from .models import (
     UnitFile,
     VerifyReport,
 )
+from .partials import PartialStore
 from .progress import ProgressTracker, batch_tracker
 from .selection import order_sources
 from .transfer import fetch_source
@@ -116,6 +117,7 @@ class DownloadEngine:
         self._closed = False
         self._file_roots = tuple(Path(r) for r in self.config.allowed_file_roots)
         self._cooperation: Cooperation | None = None
+        self._partials: PartialStore | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> DownloadEngine:
@@ -144,6 +146,7 @@ class DownloadEngine:
         self._slots = asyncio.Semaphore(cfg.max_connections)
         try:
             await self._storage.open()
+            self._partials = await self._open_partials(self._storage)
             if self._catalog is not None:
                 await self._catalog.open()
                 self._health = dict(await self._catalog.load_health())
@@ -153,6 +156,27 @@ class DownloadEngine:
         except BaseException:
             await self.close()
             raise
+
+    async def _open_partials(self, storage: Storage) -> PartialStore | None:
+        """The store of resumable partials, pruned of stale ones (None: resume across
+        processes is off, or the storage has no place for partials)."""
+        cfg = self.config
+        directory = storage.partials_dir()
+        if cfg.partial_min_size is None or directory is None:
+            return None
+        partials = PartialStore(
+            directory,
+            min_size=cfg.partial_min_size,
+            max_age=cfg.partial_max_age,
+            max_bytes=cfg.partial_max_bytes,
+            sync=getattr(storage, "durability", "file") != "none",
+        )
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, partials.prune)
+        except OSError as exc:  # a read-only data dir: verify and catalog still work
+            log.debug("partial downloads in %s are not available: %s", directory, exc)
+            return None
+        return partials
 
     async def close(self) -> None:
         """Close sessions, the connector, the catalog and storage; send the final progress

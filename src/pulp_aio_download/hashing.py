@@ -11,14 +11,18 @@ memory does not grow with the file size and the event loop never blocks on disk 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import DigestMismatch, SizeMismatch, StorageError
+
+if TYPE_CHECKING:
+    from .partials import PartialFile
 
 __all__ = ["HashingWriter", "verify_digests"]
 
@@ -82,6 +86,10 @@ class HashingWriter:
     Use as ``async with HashingWriter(...) as w: await w.write(chunk) ...; await w.finish()``.
     Leaving the block without :meth:`finish` (an error, a cancellation) closes and removes
     the staging file.
+
+    With a :attr:`partial` attached (large files, see :mod:`~pulp_aio_download.partials`),
+    the worker thread checkpoints it after each batch, :meth:`finish` moves the file back
+    to its staging name, and :meth:`abort` with ``keep=True`` keeps it for a later process.
     """
 
     __slots__ = (
@@ -98,6 +106,7 @@ class HashingWriter:
         "algorithms",
         "expected_size",
         "fsync",
+        "partial",
         "path",
         "size",
         "url",
@@ -131,6 +140,7 @@ class HashingWriter:
         self._loop = asyncio.get_running_loop()
         self._primary: Any = hashlib.sha256()
         self._extra: list[Any] = [hashlib.new(n) for n in names[1:]]
+        self.partial: PartialFile | None = None
 
     async def __aenter__(self) -> HashingWriter:
         await self.open()
@@ -170,14 +180,14 @@ class HashingWriter:
         if self._pending is not None:
             await self._pending
         loop, executor = self._loop, self._executor
-        primary = loop.run_in_executor(executor, self._write_and_hash, batch)
+        primary = loop.run_in_executor(executor, self._write_and_hash, batch, self.size)
         if self._extra:
             extra = [loop.run_in_executor(executor, _feed, h, batch) for h in self._extra]
             self._pending = asyncio.gather(primary, *extra)
         else:
             self._pending = primary
 
-    def _write_and_hash(self, batch: list[bytes]) -> None:
+    def _write_and_hash(self, batch: list[bytes], size: int) -> None:
         try:
             if self._fd < 0:
                 self._fd = os.open(self.path, _OPEN_FLAGS, 0o644)
@@ -185,6 +195,10 @@ class HashingWriter:
         except OSError as exc:
             raise self._storage_error(exc) from exc
         _feed(self._primary, batch)
+        if self.partial is not None:
+            moved = self.partial.written(self._fd, size, self.path)
+            if moved is not None:
+                self.path = moved
 
     def _storage_error(self, exc: OSError) -> StorageError:
         # A full or failing disk is a StorageError of this download, not a crash of the batch.
@@ -193,12 +207,14 @@ class HashingWriter:
 
     def _write_hash_close(self, batch: list[bytes]) -> None:
         try:
-            self._write_and_hash(batch)
-            if self._fd >= 0 and self.fsync:
-                try:
+            self._write_and_hash(batch, self.size)
+            try:
+                if self._fd >= 0 and self.fsync:
                     os.fsync(self._fd)
-                except OSError as exc:
-                    raise self._storage_error(exc) from exc
+                if self.partial is not None:
+                    self.path = self.partial.release()
+            except OSError as exc:
+                raise self._storage_error(exc) from exc
         finally:
             fd, self._fd = self._fd, -1
             if fd >= 0:
@@ -233,28 +249,64 @@ class HashingWriter:
             digests[name] = hasher.hexdigest()
         return digests, self.size
 
+    async def resume(self, partial: PartialFile) -> None:
+        """Continue ``partial`` (adopted from an earlier process): take its file over and
+        re-hash the bytes it has, in one sequential read in a worker thread."""
+        self._fd, partial.fd = partial.fd, -1
+        self.path = partial.data_path
+        self.partial = partial
+        self.size = partial.flushed  # what a cancellation now would keep
+        work = self._loop.run_in_executor(self._executor, self._rehash, partial.flushed)
+        try:
+            # The thread reads the fd: it must finish before anyone may close it.
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await work
+            raise
+        except OSError as exc:
+            raise self._storage_error(exc) from exc
+
+    def _rehash(self, length: int) -> None:
+        hashers = [self._primary, *self._extra]
+        buf = bytearray(1024 * 1024)
+        view = memoryview(buf)
+        pos = 0
+        while pos < length:
+            n = os.preadv(self._fd, [view[: min(len(buf), length - pos)]], pos)
+            if n == 0:
+                raise OSError(f"partial ends at byte {pos}, expected {length}")
+            for h in hashers:
+                h.update(view[:n])
+            pos += n
+
     async def reset(self) -> None:
         """Start over from byte 0 (a server that ignored a Range request)."""
         await self.flush()
         if self._fd >= 0:
             fd = self._fd
-            await self._loop.run_in_executor(self._executor, _truncate, fd)
+            await self._loop.run_in_executor(self._executor, _truncate, fd, self.partial)
         self.size = 0
         self._primary = hashlib.sha256()
         self._extra = [hashlib.new(n) for n in self.algorithms[1:]]
 
-    async def abort(self) -> None:
+    async def abort(self, *, keep: bool = False) -> None:
         """Close and remove the staging file; safe to call more than once and under
-        cancellation (the cleanup is shielded and always completes)."""
+        cancellation (the cleanup is shielded and always completes).
+
+        With ``keep`` and a :attr:`partial` attached, the bytes received so far are
+        written, checkpointed and kept as a partial instead."""
+        if self._finished:
+            keep = False
         self._finished = True
-        cleanup = asyncio.ensure_future(self._cleanup())
+        cleanup = asyncio.ensure_future(self._cleanup(keep))
         try:
             await asyncio.shield(cleanup)
         except asyncio.CancelledError:
             await cleanup
             raise
 
-    async def _cleanup(self) -> None:
+    async def _cleanup(self, keep: bool) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
             # The fd must outlive a batch still in a worker thread: a closed and reused fd
@@ -262,17 +314,37 @@ class HashingWriter:
             try:
                 await pending
             except Exception:
-                pass
+                keep = False
+        partial, self.partial = self.partial, None
+        if keep and partial is not None and self._fd >= 0:
+            batch, self._batch = self._batch, []
+            if await self._loop.run_in_executor(self._executor, self._keep, partial, batch):
+                return
         fd, self._fd = self._fd, -1
-        await self._loop.run_in_executor(self._executor, _discard, fd, self.path)
+        await self._loop.run_in_executor(self._executor, _discard, fd, self.path, partial)
+
+    def _keep(self, partial: PartialFile, batch: list[bytes]) -> bool:
+        try:
+            _writev_all(self._fd, batch)
+            kept = partial.keep(self._fd, self.size, self.path)
+        except OSError:
+            kept = False
+        if kept:
+            fd, self._fd = self._fd, -1
+            os.close(fd)  # releases the lock: the partial is free for the next process
+        return kept
 
 
-def _truncate(fd: int) -> None:
+def _truncate(fd: int, partial: PartialFile | None) -> None:
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
+    if partial is not None:
+        partial.reset()
 
 
-def _discard(fd: int, path: Path) -> None:
+def _discard(fd: int, path: Path, partial: PartialFile | None = None) -> None:
+    if partial is not None:
+        partial.discard()
     if fd >= 0:
         try:
             os.close(fd)

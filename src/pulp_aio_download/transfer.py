@@ -3,13 +3,20 @@
 The slot (global semaphore, per-remote and per-host limits) is held only while bytes flow;
 a download waiting to retry gives it back while it sleeps. A transfer that breaks after
 some bytes continues with ``Range`` + ``If-Range`` keeping the running hash state; when the
-server ignores the range or the validator changed it restarts from byte 0.
+server ignores the range, the validator changed, the ``206`` does not fit or the range is
+refused (``416``) it restarts from byte 0 in the same attempt.
+
+Across processes (see :mod:`.partials`): a large transfer keeps its bytes as a partial when
+it is cancelled or its source fails; the next transfer of the same file adopts it,
+re-hashes its bytes and continues from there. A resumed file that fails its digest is
+fetched whole once more, outside the retry budget, so a bad partial never fails a download.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -17,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import (
+    ConnectionFailed,
     DownloadError,
     DownloadTimeout,
     HTTPStatusError,
@@ -26,6 +34,7 @@ from .errors import (
 )
 from .hashing import HashingWriter, verify_digests
 from .models import DownloadRequest, Source
+from .partials import PartialStore, partial_key
 from .retry import backoff_delay, is_retryable_error
 from .transports.base import Response
 from .urls import redact_url
@@ -73,44 +82,144 @@ class _Attempt:
         self.validator: str | None = None
         self.headers: Mapping[str, str] = {}
         self.final_url = self.url
+        partials = engine._partials if source.scheme != "file" else None
+        self.partials: PartialStore | None = partials
+        self.key = partial_key(request.sha256, self.url)
+        #: the writer continues a partial adopted from an earlier process.
+        self.adopted = False
 
-    async def new_writer(self) -> HashingWriter:
+    async def new_writer(self, *, adopt: bool = False) -> HashingWriter:
+        """A fresh writer; with ``adopt``, continuing this file's partial if one is left."""
         if self.writer is not None:
             await self.writer.abort()
+        request = self.request
+        staging = self.engine.storage.new_staging_path()
         self.writer = HashingWriter(
-            self.engine.storage.new_staging_path(),
-            self.request.expected_digests,
-            expected_size=self.request.expected_size,
+            staging,
+            request.expected_digests,
+            expected_size=request.expected_size,
             url=self.url,
             batch_size=self.engine.config.chunk_size,
             fsync=self.engine.storage.fsync_staged,
         )
         self.validator = None
+        self.adopted = False
+        partials = self.partials
+        if adopt and partials and partials.worth_looking(self.key, request.expected_size):
+            partial = await asyncio.get_running_loop().run_in_executor(
+                None,
+                functools.partial(
+                    partials.adopt,
+                    self.key,
+                    url=self.url,
+                    staging_path=staging,
+                    expected_size=request.expected_size,
+                    expected_digests=request.expected_digests,
+                ),
+            )
+            if partial is not None:
+                try:
+                    await self.writer.resume(partial)
+                except StorageError as exc:
+                    log.info("%s: cannot read partial (%s); fetching whole", self.url, exc)
+                    await self.writer.abort()
+                    return await self.new_writer()
+                self.validator = partial.validator
+                self.adopted = True
+                log.info(
+                    "%s: continuing a partial download at byte %d (left by an earlier process)",
+                    self.url,
+                    partial.flushed,
+                )
         return self.writer
 
     async def once(self) -> None:
         """One attempt: open the source (resuming if possible) and stream the body."""
-        writer = self.writer or await self.new_writer()
+        writer = self.writer or await self.new_writer(adopt=True)
         await writer.flush()
         offset = writer.size if self.validator else 0
         if offset == 0 and writer.size:
             await writer.reset()
-        resp = await self.engine._open(
-            self.source, self.remote, offset=offset, validator=self.validator
-        )
+        resp = await self._open_fitting(writer, offset)
         try:
-            if offset and resp.offset != offset:
-                log.debug("%s: range not honoured, restarting from byte 0", self.url)
-                await writer.reset()
-            elif offset:
-                log.debug("%s: resuming at byte %d", self.url, offset)
             self.headers = resp.headers
             self.final_url = redact_url(resp.url)
-            self.validator = resp.validator
+            self.validator = resp.validator or None
+            self._attach_partial(resp, writer)
             self._check_length(resp, writer)
             await self._stream(resp, writer)
         finally:
             await resp.close()
+
+    async def _open_fitting(self, writer: HashingWriter, offset: int) -> Response:
+        """Open the source at ``offset``; whatever does not continue the bytes we have (a
+        200, a 206 of another range, size or version, a 416) restarts from byte 0."""
+        if offset:
+            try:
+                resp = await self.engine._open(
+                    self.source, self.remote, offset=offset, validator=self.validator
+                )
+            except HTTPStatusError as exc:
+                if exc.status != 416:
+                    raise
+                log.debug("%s: range from byte %d refused (416), restarting", self.url, offset)
+            else:
+                reason = self._misfit(resp, offset)
+                if reason is None:
+                    log.debug("%s: resuming at byte %d", self.url, offset)
+                    return resp
+                log.debug("%s: %s, restarting from byte 0", self.url, reason)
+                if resp.status == 200:
+                    await writer.reset()
+                    return resp
+                resp.abort()
+                await resp.close()
+            await writer.reset()
+        return await self.engine._open(self.source, self.remote, offset=0, validator=None)
+
+    def _misfit(self, resp: Response, offset: int) -> str | None:
+        if resp.offset != offset:
+            return "range not honoured" if resp.status == 200 else "the 206 starts elsewhere"
+        ours = self.validator
+        if ours is not None:
+            theirs = resp.headers.get("ETag" if ours.startswith('"') else "Last-Modified")
+            if theirs is not None and theirs != ours:
+                return "the file changed on the server"
+        expected = self.request.expected_size
+        total = _content_range_total(resp.headers)
+        if expected is not None and total is not None and total != expected:
+            return f"the server's file has {total} bytes, expected {expected}"
+        return None
+
+    def _attach_partial(self, resp: Response, writer: HashingWriter) -> None:
+        """Make a large transfer resumable by a later process (see :mod:`.partials`)."""
+        partials = self.partials
+        if partials is None:
+            return
+        if writer.partial is not None:
+            writer.partial.set_validator(self.validator)
+            return
+        total = self.request.expected_size
+        if total is None:
+            total = _announced_total(resp)
+        if not partials.worth_keeping(total):
+            return
+        if not self.validator:
+            log.debug(
+                "%s: no ETag or Last-Modified: an interrupted transfer cannot be resumed "
+                "by a later process",
+                self.url,
+            )
+            return
+        writer.partial = partials.new(
+            self.key,
+            url=self.url,
+            staging_path=writer.path,
+            validator=self.validator,
+            expected_size=self.request.expected_size,
+            expected_digests=self.request.expected_digests,
+            total=total,
+        )
 
     def _check_length(self, resp: Response, writer: HashingWriter) -> None:
         expected = self.request.expected_size
@@ -195,6 +304,7 @@ async def fetch_source(
     policy = state.remote.retry
     host = source.host
     attempt = 0
+    keep = False
     try:
         while True:
             attempt += 1
@@ -213,9 +323,22 @@ async def fetch_source(
                     expected_size=request.expected_size,
                 )
             except DownloadError as error:
+                if isinstance(error, ValidationError) and state.adopted:
+                    # The bytes of the earlier process were wrong (or the file changed
+                    # under the same validator): throw them away and fetch it whole.
+                    log.warning(
+                        "%s: the resumed download failed validation (%s); discarding the "
+                        "partial and fetching the whole file",
+                        state.url,
+                        error,
+                    )
+                    await state.new_writer()
+                    attempt -= 1
+                    continue
                 if not isinstance(error, StorageError):  # our disk, not the host's fault
                     engine._observe(host, ok=False, status=getattr(error, "status", None))
                 if not is_retryable_error(policy, error) or attempt >= policy.attempts:
+                    keep = _keeps_partial(error)
                     raise
                 if isinstance(error, ValidationError):  # bad bytes: start a fresh file
                     await state.new_writer()
@@ -236,6 +359,35 @@ async def fetch_source(
             engine._observe(host, ok=True, nbytes=size, seconds=time.monotonic() - started)
             writer, state.writer = state.writer, None
             return Staged(writer.path, digests, size, state.headers, attempt, state.final_url)
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # cancelled, Ctrl-C: keep what we have
+            keep = True
+        raise
     finally:
         if state.writer is not None:
-            await state.writer.abort()
+            await state.writer.abort(keep=keep)
+
+
+def _keeps_partial(error: DownloadError) -> bool:
+    """Whether the bytes of a transfer that failed with ``error`` are worth keeping for a
+    later process: yes when the source was unreachable or failing for a while, no when the
+    bytes or the file are wrong, the disk failed, or the file is gone."""
+    if isinstance(error, (ConnectionFailed, DownloadTimeout)):
+        return True
+    if isinstance(error, HTTPStatusError):
+        return error.status in (408, 429) or error.status >= 500
+    return False
+
+
+def _content_range_total(headers: Mapping[str, str]) -> int | None:
+    total = headers.get("Content-Range", "").rpartition("/")[2].strip()
+    return int(total) if total.isdigit() else None
+
+
+def _announced_total(resp: Response) -> int | None:
+    if resp.status == 206:
+        return _content_range_total(resp.headers)
+    length = resp.headers.get("Content-Length")
+    if length is None or not length.isdigit() or resp.headers.get("Content-Encoding"):
+        return None
+    return int(length)

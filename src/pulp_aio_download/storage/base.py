@@ -67,6 +67,12 @@ class Storage(abc.ABC):
 
         return self.staging_dir() / f"{os.getpid()}-{uuid.uuid4().hex}.part"
 
+    def partials_dir(self) -> Path | None:
+        """A stable local directory for resumable partials (see
+        :mod:`~pulp_aio_download.partials`), on the filesystem of :meth:`staging_dir`;
+        None when the backend keeps none (interrupted transfers then start over)."""
+        return None
+
     @abc.abstractmethod
     async def commit(self, staged: Path, sha256: str, size: int) -> StoredArtifact:
         """Publish the validated ``staged`` file as artifact ``sha256``.

@@ -21,6 +21,7 @@ __all__ = ["LocalStorage"]
 
 _STAGING = ".staging"
 _QUARANTINE = ".quarantine"
+_PARTIALS = ".partials"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -51,7 +52,8 @@ class LocalStorage(Storage):
     filesystem and published with ``os.replace`` once validated and durable.
 
     Staging files are named after the host and process that writes them; :meth:`open`
-    removes those left by dead processes of this host.
+    removes those left by dead processes of this host. Resumable partials of interrupted
+    large transfers live in ``root/.partials`` (the engine bounds them).
 
     Args:
         root: the directory of the artifacts (created if missing).
@@ -113,6 +115,9 @@ class LocalStorage(Storage):
 
     def staging_dir(self) -> Path:
         return self._staging
+
+    def partials_dir(self) -> Path:
+        return self.root / _PARTIALS
 
     def new_staging_path(self) -> Path:
         """A fresh staging file name (not created)."""

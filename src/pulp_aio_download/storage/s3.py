@@ -296,6 +296,11 @@ class S3Storage(Storage):
             raise RuntimeError(f"{self!r} is not open: call 'await storage.open()' first")
         return self._client_obj
 
+    def partials_dir(self) -> Path:
+        """``pulp-aio-download-partials-UID`` beside the staging directory (partials are
+        keyed by content or URL, so storages may share it)."""
+        return self.staging_dir().parent / f"pulp-aio-download-partials-{os.getuid()}"
+
     def staging_dir(self) -> Path:
         if self._staging is None:
             raise RuntimeError(f"{self!r} is not open: call 'await storage.open()' first")

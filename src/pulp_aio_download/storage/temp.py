@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 from .local import LocalStorage
 
@@ -18,6 +19,15 @@ class TempStorage(LocalStorage):
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self._own_root = root is None
         super().__init__(
             root if root is not None else tempfile.mkdtemp(prefix="pulp-aio-download-")
         )
+
+    def partials_dir(self) -> Path:
+        """``root/.partials``; with a fresh root, a directory shared by every
+        ``TempStorage()`` of this user in the system's temporary directory (on its
+        filesystem), so that a later process can resume."""
+        if self._own_root:
+            return self.root.parent / f"pulp-aio-download-partials-{os.getuid()}"
+        return super().partials_dir()
