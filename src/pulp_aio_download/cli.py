@@ -112,16 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument(
         "--base-url",
+        metavar="URL",
         help="PULP_MANIFEST given as a path: the URL its paths are relative to "
         "(default: the manifest's directory)",
     )
     sync.add_argument(
         "--repository",
+        metavar="NAME",
         help="PULP_MANIFEST / Metalink: the repository of the units "
         "(PULP_MANIFEST default: the manifest's directory name)",
     )
     sync.add_argument(
-        "--remote", help="remote (from --remotes) that fetches a manifest URL and its files"
+        "--remote",
+        metavar="NAME",
+        help="remote (from --remotes) that fetches a manifest URL, and the files of a "
+        "Metalink document or PULP_MANIFEST",
     )
     sync.add_argument(
         "--progress",
