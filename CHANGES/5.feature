@@ -1,0 +1,1 @@
+Progress: `ProgressReport` snapshots (files, bytes, rate, retries, active transfers) to an `EngineConfig(progress=...)` callback, rate-limited with a final report; the command line's live bar, `--progress json` lines and summaries (`--json`); the offline `pulp-aio-download demo`; the plugin-writer guide and the runnable `examples/`.

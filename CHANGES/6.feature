@@ -1,0 +1,1 @@
+Scale-out: `S3Storage` for S3-compatible object stores (multipart uploads, bounded memory), `PostgresCatalog`, and cooperating workers on many hosts that claim each transfer in the catalog with a lease (`EngineConfig(claim_lease=...)`, `PULP_AIO_DOWNLOAD_CLAIM_LEASE`), so nothing is transferred twice and a dead worker blocks nothing for longer than the lease.

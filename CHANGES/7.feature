@@ -1,0 +1,1 @@
+Performance: the benchmark suite against aria2c, curl and raw aiohttp (`nox -s bench`, `benchmarks/`), and a faster engine: hashing and writing off the event loop in batches, group-committed catalog writes, batched durability (`LocalStorage(durability="batch")`), one-pass absence checks for batches, and `download_each` so a CLI batch's memory does not grow with its size.

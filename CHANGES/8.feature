@@ -1,0 +1,1 @@
+Reliability and security: network faults, full disks, crashes (`kill -9`), cancellation and hostile input (huge headers, redirects with userinfo, path escapes, nested JSON) all end in a named `DownloadError` or a completed download, with no staging file, partial artifact or half-written record left behind; `RELIABILITY.md` lists each case and the test that proves it.
