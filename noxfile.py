@@ -1,4 +1,4 @@
-"""Developer sessions: tests, lint, typecheck, bench."""
+"""Developer sessions: tests, lint, typecheck, docs, changelog, bench."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def slow(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install(RUFF)
-    paths = ["src", "tests", "benchmarks", "examples", "noxfile.py"]
+    paths = ["src", "tests", "benchmarks", "examples", "docs/_hooks", "noxfile.py"]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
 
@@ -71,6 +71,34 @@ def typecheck(session: nox.Session) -> None:
     """mypy, strict on the package."""
     session.install("-e", ".[test]", MYPY, "types-aiofiles", "types-defusedxml")
     session.run("mypy")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The documentation site, built strict (any warning fails), then its reference checked."""
+    session.install("-e", ".[docs]")
+    # Material prints a banner about its successor on every build unless told not to.
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
+    session.run("mkdocs", "build", "--strict", "--clean", "--site-dir", "site", *session.posargs)
+    session.run("python", "docs/_hooks/check_site.py", "site")
+
+
+@nox.session(python="3.11")
+def changelog(session: nox.Session) -> None:
+    """The next release's changelog: a draft, or ``-- --version X`` writes it to CHANGES.md.
+
+    On a branch other than main it also checks that the branch adds a CHANGES/ fragment.
+    """
+    session.install("towncrier==26.9.0")
+    if session.posargs:
+        session.run("towncrier", "build", "--yes", *session.posargs)
+        return
+    session.run("towncrier", "build", "--draft", "--version", "next")
+    branch = subprocess.run(
+        ["git", "rev-parse", "--abbrev-ref", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    if branch not in ("main", "HEAD", ""):
+        session.run("towncrier", "check", "--compare-with", "main")
 
 
 @nox.session(python="3.11")

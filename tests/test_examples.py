@@ -15,6 +15,11 @@ from pulp_aio_download.testing.repo import generate_repository
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 EXPECTED = {
+    "first_download.py": [
+        "async: ",
+        "sync: run_batch 10 of 10 ok, 1 cached",
+        "sync: download_sync ",
+    ],
     "mirror_async.py": ["mirrored 25 of 25 files", "repository 'mirror' has 25 units"],
     "sync_task.py": [
         "task report: Downloading 25 files: 24/25 failed",

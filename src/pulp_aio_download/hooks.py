@@ -97,6 +97,7 @@ class DownloadContext:
 
 
 Hook = Callable[[DownloadContext], Awaitable[None]]
+"""A post-download hook: an async callable taking the :class:`DownloadContext`."""
 
 
 async def store(ctx: DownloadContext) -> None:
@@ -181,5 +182,8 @@ async def report_progress(ctx: DownloadContext) -> None:
     ctx.engine._tracker().file_done(ctx.size, cached=ctx.cached)
 
 
-#: The built-in chain: store, record the unit file, create the unit, report progress.
 DEFAULT_HOOKS: tuple[Hook, ...] = (store, record_unit_file, create_unit, report_progress)
+"""The built-in chain, in order: ``store`` (commit to storage, atomically),
+``record_unit_file`` (the catalog record), ``create_unit`` (the content unit and its
+repository), ``report_progress``. A plugin adds its own around them:
+``hooks=[check_signature, *pad.DEFAULT_HOOKS, make_my_model]``."""

@@ -5,7 +5,7 @@ Example::
     repo = generate_repository(None, files=50, corrupt=1, flaky=1)
     async with FaultServer() as srv:
         base = repo.serve(srv, prefix="/sample/")
-        manifest_lines = repo.jsonl_manifest(base)   # DESIGN.md section 7 format
+        manifest_lines = repo.jsonl_manifest(base)   # the JSONL manifest of `sync`
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class SampleRepository:
     def jsonl_manifest(
         self, base_url: str | Sequence[str], *, repository: str | None = None
     ) -> list[dict[str, Any]]:
-        """Manifest entries for the ``sync`` command (DESIGN.md section 7), one per file.
+        """Manifest entries for the ``sync`` command (its JSONL format), one per file.
 
         ``base_url`` is the URL the repository is served under; with several base URLs
         (mirrors) each entry lists them as ``sources`` in that order of priority.

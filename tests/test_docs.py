@@ -1,0 +1,149 @@
+"""The documentation tells the truth: its reference, its links, its changelog, its claims.
+
+The site itself is built strict by ``nox -s docs`` (which also checks the built reference
+page); these tests run with the suite and need none of the documentation tools.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import pulp_aio_download as pad
+from pulp_aio_download.testing import FaultServer
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.glob("*.md"))
+# What the README and the pages may link to: files and folders of this repository.
+MARKDOWN = [ROOT / "README.md", ROOT / "RELIABILITY.md", ROOT / "benchmarks" / "README.md"]
+
+
+def _hook(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"docs_{name}", DOCS / "_hooks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_api_reference_lists_exactly_the_public_names() -> None:
+    reference = _hook("reference")
+    page = (DOCS / "reference.md").read_text(encoding="utf-8")
+    assert reference.MARKER in page
+    generated = reference.reference_markdown()
+    listed = re.findall(r"^::: pulp_aio_download\.(\w+)$", generated, flags=re.MULTILINE)
+    assert sorted(listed) == sorted(pad.__all__)
+    assert len(listed) == len(set(listed))
+    # Every entry sits under a section, and the errors follow the tree from its root.
+    titles = [title for title, _ in reference.grouped()]
+    assert "Other" not in titles, "a public name whose module the reference cannot place"
+    errors = dict(reference.grouped())["Errors"]
+    assert errors[0] == "DownloadError"
+    for name in errors[1:]:
+        assert issubclass(getattr(pad, name), pad.DownloadError)
+
+
+def test_every_public_class_and_function_has_a_docstring() -> None:
+    undocumented = [
+        name
+        for name in pad.__all__
+        if isinstance(getattr(pad, name), type) or callable(getattr(pad, name))
+        if name != "Hook"  # a type alias: its docstring follows it in hooks.py
+        if not (getattr(pad, name).__doc__ or "").strip()
+    ]
+    assert undocumented == []
+
+
+def test_sphinx_roles_become_reference_links_or_code() -> None:
+    text = (
+        "Raises :class:`~pulp_aio_download.errors.ConfigError`, see :meth:`open` and "
+        ":class:`ssl.SSLContext`; a list::"
+    )
+    convert = _hook("sphinx_roles").SphinxRoles().convert
+    assert convert(text) == (
+        "Raises [`ConfigError`][pulp_aio_download.ConfigError], see `open()` and "
+        "`ssl.SSLContext`; a list:"
+    )
+
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("page", [*MARKDOWN, *PAGES], ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_page_sends_readers_outside_the_repository(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    for forbidden in ("DESIGN.md", "STYLE.md", "shared/", "/work/"):
+        assert forbidden not in text, f"{page.name} mentions {forbidden}"
+    for target in _LINK.findall(text):
+        if target.startswith(("http://", "https://", "#", "mailto:")):
+            continue
+        path = (page.parent / target.split("#")[0]).resolve()
+        assert path.is_relative_to(ROOT), f"{page.name} links outside the repository: {target}"
+        assert path.exists(), f"{page.name} links to a missing file: {target}"
+
+
+def test_readme_links_the_documentation_pages() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in ("RELIABILITY.md", "benchmarks/README.md", "docs/index.md", "docs/cli.md"):
+        assert f"]({name}" in readme, f"README.md does not link {name}"
+
+
+def test_readme_first_screen_keeps_its_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first_block = readme.split("```sh\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert [line.split("#")[0].strip() for line in first_block] == [
+        "pip install . && pulp-aio-download demo",
+        "pip install nox && nox -s tests",
+    ]
+
+
+_FRAGMENT = re.compile(r"^\d+\.(feature|bugfix|removal|deprecation|doc|misc)(\.\d+)?$")
+
+
+def test_changelog_fragments_are_named_issue_dot_type() -> None:
+    fragments = [p for p in (ROOT / "CHANGES").iterdir() if not p.name.startswith(".")]
+    assert fragments, "CHANGES/ holds the unreleased entries"
+    for fragment in fragments:
+        assert _FRAGMENT.match(fragment.name), f"CHANGES/{fragment.name}: not ISSUE.TYPE"
+        assert fragment.read_text(encoding="utf-8").strip(), f"CHANGES/{fragment.name} is empty"
+    changes = (ROOT / "CHANGES.md").read_text(encoding="utf-8")
+    assert _hook("changelog").START in changes
+
+
+def test_download_sync_without_config_leaves_a_temporary_directory_as_documented(
+    threaded_server: FaultServer,
+) -> None:
+    """docs/getting-started.md: what ``download_sync(url)`` with no config leaves behind."""
+    data = b"what the docs promise\n" * 100
+    url = threaded_server.add("/promise.bin", data)
+    sha256 = hashlib.sha256(data).hexdigest()
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.glob("pulp-aio-download-*"))
+    first = pad.download_sync(url, expected_digests={"sha256": sha256})
+    second = pad.download_sync(url, expected_digests={"sha256": sha256})
+    made = set(temp.glob("pulp-aio-download-*")) - before
+    try:
+        assert first.path is not None and second.path is not None
+        roots = {first.path.parents[1], second.path.parents[1]}
+        assert roots == made and len(made) == 2  # one new directory per call
+        assert not second.cached  # nothing is shared between the calls
+        for root in roots:
+            assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [
+                ".staging",
+                sha256[:2],
+                f"{sha256[:2]}/{sha256[2:]}",
+            ]
+            assert (root / sha256[:2] / sha256[2:]).read_bytes() == data
+    finally:
+        for root in made:
+            shutil.rmtree(root)
