@@ -609,11 +609,20 @@ class DownloadEngine:
         return ctx.result
 
     async def _rollback(self, ctx: DownloadContext) -> None:
-        with contextlib.suppress(Exception):
-            if ctx.newly_recorded and self._catalog is not None:
-                await self._catalog.forget_location(ctx.sha256)
-            if ctx.newly_stored:
+        """Undo what the hook chain of a failed download stored and recorded: the catalog
+        first, so that no record ever names an artifact already removed."""
+        if ctx.undo_log and self._catalog is not None:
+            try:
+                await self._catalog.undo(ctx.undo_log)
+            except Exception as exc:
+                log.warning("%s: could not undo the catalog writes: %s", ctx.url, exc)
+            ctx.undo_log.clear()
+        if ctx.newly_stored:
+            try:
                 await self.storage.delete(ctx.sha256)
+            except Exception as exc:
+                log.warning("%s: could not remove artifact %s: %s", ctx.url, ctx.sha256, exc)
+            ctx.newly_stored = False
 
     async def download_many(
         self,

@@ -7,8 +7,11 @@ validated, or once a cached artifact is found. A plugin adds its own around the 
     hooks = [check_signature, *pad.DEFAULT_HOOKS, make_my_model]
 
 A hook that raises fails the download with :class:`HookError`; what the chain had stored or
-recorded for that download is rolled back (a newly stored artifact is removed, a newly
-recorded location forgotten), so nothing is left stored or recorded.
+recorded for that download is rolled back: a unit file, unit or repository association it
+created is deleted, one that existed before gets back exactly what it had (its sources,
+digests, verification time, metadata, links), and an artifact it stored is removed, so a
+failed download leaves nothing behind. (An artifact that replaced a damaged one stays: its
+bytes are validated.)
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .models import ContentUnit, DownloadRequest, DownloadResult, Source, UnitFile
 
@@ -58,6 +61,10 @@ class DownloadContext:
         unit: the :class:`ContentUnit` once created.
         previous: the catalog's unit file as the engine read it before the hook chain
             (set for cached hits; None when unknown).
+        newly_stored: True when :func:`store` published the artifact under a key that
+            held nothing (a rollback removes it).
+        undo_log: the catalog writes of the chain, for the rollback
+            (:meth:`Catalog.undo`).
     """
 
     request: DownloadRequest
@@ -74,7 +81,7 @@ class DownloadContext:
     result: DownloadResult | None = None
     unit: ContentUnit | None = None
     newly_stored: bool = False
-    newly_recorded: bool = False
+    undo_log: list[Any] = field(default_factory=list)
     previous: UnitFile | None = None
 
     @property
@@ -130,8 +137,6 @@ async def record_unit_file(ctx: DownloadContext) -> None:
     catalog = ctx.engine.catalog
     if catalog is None or ctx.stored is None:
         return
-    # The location is new exactly when the artifact is: rollback forgets it only then.
-    ctx.newly_recorded = ctx.newly_stored
     request = ctx.request
     sources = tuple(
         s
@@ -149,7 +154,8 @@ async def record_unit_file(ctx: DownloadContext) -> None:
             location=ctx.stored.location,
             sources=sources,
             verified_at=None if ctx.cached else datetime.now(timezone.utc),
-        )
+        ),
+        undo_log=ctx.undo_log,
     )
 
 
@@ -172,7 +178,9 @@ async def create_unit(ctx: DownloadContext) -> None:
     spec = ctx.request.unit
     if catalog is None or spec is None:
         return
-    ctx.unit = await catalog.save_unit(spec, ctx.sha256, ctx.request.repository)
+    ctx.unit = await catalog.save_unit(
+        spec, ctx.sha256, ctx.request.repository, undo_log=ctx.undo_log
+    )
     if ctx.result is not None:
         ctx.result = dataclasses.replace(ctx.result, unit=ctx.unit)
 

@@ -11,6 +11,7 @@ PostgreSQL, fixed-width ISO 8601 text in SQLite (so that text order is time orde
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -32,6 +33,9 @@ __all__ = [
     "Migration",
     "Row",
     "Tx",
+    "Undo",
+    "UnitFileUndo",
+    "UnitUndo",
     "claim",
     "ddl",
     "forget_location",
@@ -43,13 +47,16 @@ __all__ = [
     "mark_verified",
     "migrate",
     "record_unit_file",
+    "record_unit_file_undoable",
     "release",
     "repository_units",
     "save_health",
     "save_remote",
     "save_unit",
+    "save_unit_undoable",
     "sqlite_placeholders",
     "to_datetime",
+    "undo",
     "unit_file_page",
     "utcnow",
 ]
@@ -312,8 +319,38 @@ _UNIT_FILE_COLUMNS = "sha256, size, digests, location, created_at, verified_at"
 _SOURCE_COLUMNS = "url, priority, weight, remote"
 
 
+@dataclass(frozen=True, slots=True)
+class UnitFileUndo:
+    """What one :func:`record_unit_file` changed, for :func:`undo`.
+
+    ``columns`` holds the old values of the columns it changed (empty when the row is
+    new: then ``created`` is True and undoing deletes the record); ``sources`` the old
+    ``(url, priority, weight, remote)`` of the sources it updated, ``added`` the URLs of
+    those it added.
+    """
+
+    sha256: str
+    created: bool
+    columns: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    sources: tuple[Row, ...] = ()
+    added: tuple[str, ...] = ()
+
+
 async def record_unit_file(tx: Tx, unit_file: UnitFile) -> UnitFile:
     """Insert or merge ``unit_file`` (see :meth:`Catalog.record_unit_file`)."""
+    return (await _record_unit_file(tx, unit_file, want_undo=False))[0]
+
+
+async def record_unit_file_undoable(tx: Tx, unit_file: UnitFile) -> tuple[UnitFile, Undo]:
+    """:func:`record_unit_file`, and what it takes to put the record back as it was."""
+    record, item = await _record_unit_file(tx, unit_file, want_undo=True)
+    assert item is not None
+    return record, item
+
+
+async def _record_unit_file(
+    tx: Tx, unit_file: UnitFile, *, want_undo: bool
+) -> tuple[UnitFile, UnitFileUndo | None]:
     sha256 = _sha256(unit_file.sha256)
     digests = normalize_digests(unit_file.digests, where="UnitFile.digests")
     if digests.setdefault("sha256", sha256) != sha256:
@@ -333,6 +370,7 @@ async def record_unit_file(tx: Tx, unit_file: UnitFile) -> UnitFile:
         created_at,
         verified_at,
     )
+    changed: dict[str, Any] = {}
     if inserted is None:
         old = await tx.fetchone(
             "SELECT size, digests, location, verified_at FROM unit_files WHERE sha256 = $1"
@@ -340,15 +378,35 @@ async def record_unit_file(tx: Tx, unit_file: UnitFile) -> UnitFile:
             sha256,
         )
         assert old is not None  # the row exists: the insert conflicted with it
+        old_verified = to_datetime(old[3])
         merged = {**_loads(old[1]), **digests}
-        await tx.execute(
-            "UPDATE unit_files SET size = $2, digests = $3, location = $4, verified_at = $5 "
-            "WHERE sha256 = $1",
-            sha256,
-            size if size is not None else old[0],
-            _dumps(merged, "UnitFile.digests"),
-            unit_file.location if unit_file.location is not None else old[2],
-            verified_at if verified_at is not None else to_datetime(old[3]),
+        new = {
+            "size": size if size is not None else old[0],
+            "digests": _dumps(merged, "UnitFile.digests"),
+            "location": unit_file.location if unit_file.location is not None else old[2],
+            "verified_at": verified_at if verified_at is not None else old_verified,
+        }
+        before = {
+            "size": old[0],
+            "digests": _dumps(_loads(old[1]), "UnitFile.digests"),
+            "location": old[2],
+            "verified_at": old_verified,
+        }
+        changed = {name: before[name] for name in new if new[name] != before[name]}
+        if changed:
+            await tx.execute(
+                "UPDATE unit_files SET size = $2, digests = $3, location = $4, verified_at = $5 "
+                "WHERE sha256 = $1",
+                sha256,
+                new["size"],
+                new["digests"],
+                new["location"],
+                new["verified_at"],
+            )
+    old_sources: list[Row] = []
+    if inserted is None and unit_file.sources and want_undo:
+        old_sources = await tx.fetchall(
+            f"SELECT {_SOURCE_COLUMNS} FROM unit_file_sources WHERE sha256 = $1", sha256
         )
     for source in unit_file.sources:
         await tx.execute(
@@ -365,7 +423,19 @@ async def record_unit_file(tx: Tx, unit_file: UnitFile) -> UnitFile:
         )
     stored = await get_unit_file(tx, sha256)
     assert stored is not None
-    return stored
+    if not want_undo:
+        return stored, None
+    if inserted is not None:
+        return stored, UnitFileUndo(sha256, created=True)
+    known = {row[0]: row for row in old_sources}
+    urls = dict.fromkeys(_clean_url(s.url) for s in unit_file.sources)
+    return stored, UnitFileUndo(
+        sha256,
+        created=False,
+        columns=changed,
+        sources=tuple(known[url] for url in urls if url in known),
+        added=tuple(url for url in urls if url not in known),
+    )
 
 
 def _unit_file(row: Row, sources: Sequence[Row]) -> UnitFile:
@@ -443,10 +513,43 @@ async def forget_location(tx: Tx, sha256: str) -> None:
 # -- content units and repositories ----------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class UnitUndo:
+    """What one :func:`save_unit` changed, for :func:`undo`.
+
+    ``created``: the unit is new (undoing deletes it, its links and associations).
+    Otherwise ``metadata`` is its old metadata JSON when the save changed it, ``path`` the
+    relative path the save linked (``old_link`` the sha256 linked there before, None when
+    there was none) and ``repository`` the association the save added.
+    """
+
+    unit_id: int
+    created: bool
+    metadata: str | None = None
+    path: str | None = None
+    old_link: str | None = None
+    repository: str | None = None
+
+
 async def save_unit(
     tx: Tx, spec: UnitSpec, sha256: str | None, repository: str | None
 ) -> ContentUnit:
     """Create or merge a content unit (see :meth:`Catalog.save_unit`)."""
+    return (await _save_unit(tx, spec, sha256, repository, want_undo=False))[0]
+
+
+async def save_unit_undoable(
+    tx: Tx, spec: UnitSpec, sha256: str | None, repository: str | None
+) -> tuple[ContentUnit, Undo]:
+    """:func:`save_unit`, and what it takes to put the unit back as it was."""
+    unit, item = await _save_unit(tx, spec, sha256, repository, want_undo=True)
+    assert item is not None
+    return unit, item
+
+
+async def _save_unit(
+    tx: Tx, spec: UnitSpec, sha256: str | None, repository: str | None, *, want_undo: bool
+) -> tuple[ContentUnit, UnitUndo | None]:
     if sha256 is not None:
         sha256 = _sha256(sha256)
     if repository is not None and (not isinstance(repository, str) or not repository):
@@ -461,6 +564,7 @@ async def save_unit(
         metadata,
         now,
     )
+    old_metadata: str | None = None
     if inserted is not None:
         unit_id = int(inserted[0])
     else:
@@ -474,29 +578,118 @@ async def save_unit(
         old = _loads(row[1])
         merged = {**old, **spec.metadata}
         if merged != old:
+            old_metadata = _dumps(old, "UnitSpec.metadata")
             await tx.execute(
                 "UPDATE units SET metadata = $2 WHERE id = $1",
                 unit_id,
                 _dumps(merged, "UnitSpec.metadata"),
             )
+    path = spec.relative_path or spec.key
+    old_link: Row | None = None
     if sha256 is not None:
+        if inserted is None and want_undo:
+            old_link = await tx.fetchone(
+                "SELECT sha256 FROM unit_links WHERE unit_id = $1 AND relative_path = $2",
+                unit_id,
+                path,
+            )
         await tx.execute(
             "INSERT INTO unit_links (unit_id, relative_path, sha256) VALUES ($1, $2, $3) "
             "ON CONFLICT (unit_id, relative_path) DO UPDATE SET sha256 = excluded.sha256",
             unit_id,
-            spec.relative_path or spec.key,
+            path,
             sha256,
         )
+    added = None
     if repository is not None:
-        await tx.execute(
+        added = await tx.fetchone(
             "INSERT INTO repository_units (repository, unit_id, added_at) VALUES ($1, $2, $3) "
-            "ON CONFLICT (repository, unit_id) DO NOTHING",
+            "ON CONFLICT (repository, unit_id) DO NOTHING RETURNING unit_id",
             repository,
             unit_id,
             now,
         )
-    units = await _units(tx, "u.id = $1", unit_id)
-    return units[0]
+    unit = (await _units(tx, "u.id = $1", unit_id))[0]
+    if not want_undo:
+        return unit, None
+    if inserted is not None:
+        return unit, UnitUndo(unit_id, created=True)
+    linked = old_link[0] if old_link is not None else None
+    return unit, UnitUndo(
+        unit_id,
+        created=False,
+        metadata=old_metadata,
+        path=path if sha256 is not None and linked != sha256 else None,
+        old_link=linked,
+        repository=repository if added is not None else None,
+    )
+
+
+Undo = UnitFileUndo | UnitUndo
+"""One write's undo record (made by the write, read only by :func:`undo`)."""
+
+
+async def undo(tx: Tx, undos: Sequence[Undo]) -> None:
+    """Put back what the writes behind ``undos`` changed, latest first."""
+    for item in reversed(undos):
+        if isinstance(item, UnitUndo):
+            await _undo_unit(tx, item)
+        else:
+            await _undo_unit_file(tx, item)
+
+
+async def _undo_unit_file(tx: Tx, item: UnitFileUndo) -> None:
+    if item.created:
+        # Its sources go with it (ON DELETE CASCADE).
+        await tx.execute("DELETE FROM unit_files WHERE sha256 = $1", item.sha256)
+        return
+    for name, value in item.columns.items():
+        # The names come from record_unit_file's own column list, never from input.
+        await tx.execute(f"UPDATE unit_files SET {name} = $2 WHERE sha256 = $1", item.sha256, value)
+    for url in item.added:
+        await tx.execute(
+            "DELETE FROM unit_file_sources WHERE sha256 = $1 AND url = $2", item.sha256, url
+        )
+    for url, priority, weight, remote in item.sources:
+        await tx.execute(
+            "UPDATE unit_file_sources SET priority = $3, weight = $4, remote = $5 "
+            "WHERE sha256 = $1 AND url = $2",
+            item.sha256,
+            url,
+            priority,
+            weight,
+            remote,
+        )
+
+
+async def _undo_unit(tx: Tx, item: UnitUndo) -> None:
+    if item.created:
+        # Its links and repository associations go with it (ON DELETE CASCADE).
+        await tx.execute("DELETE FROM units WHERE id = $1", item.unit_id)
+        return
+    if item.metadata is not None:
+        await tx.execute(
+            "UPDATE units SET metadata = $2 WHERE id = $1", item.unit_id, item.metadata
+        )
+    if item.path is not None and item.old_link is None:
+        await tx.execute(
+            "DELETE FROM unit_links WHERE unit_id = $1 AND relative_path = $2",
+            item.unit_id,
+            item.path,
+        )
+    elif item.path is not None:
+        await tx.execute(
+            "UPDATE unit_links SET sha256 = $3 WHERE unit_id = $1 AND relative_path = $2",
+            item.unit_id,
+            item.path,
+            item.old_link,
+        )
+    if item.repository is not None:
+        await tx.execute(
+            "DELETE FROM repository_units WHERE repository = $1 AND unit_id = $2",
+            item.repository,
+            item.unit_id,
+        )
 
 
 async def _units(tx: Tx, where: str, *args: Any) -> list[ContentUnit]:

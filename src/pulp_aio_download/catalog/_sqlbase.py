@@ -34,8 +34,15 @@ class SQLCatalog(Catalog):
         """Run ``op`` in a write transaction; return once it is committed."""
 
     # -- unit files -----------------------------------------------------------------------------
-    async def record_unit_file(self, unit_file: UnitFile) -> UnitFile:
-        return await self._write(lambda tx: _sql.record_unit_file(tx, unit_file))
+    async def record_unit_file(
+        self, unit_file: UnitFile, *, undo_log: list[Any] | None = None
+    ) -> UnitFile:
+        if undo_log is None:
+            return await self._write(lambda tx: _sql.record_unit_file(tx, unit_file))
+        # Logged only once committed (a write may run again, or fail at commit).
+        record, entry = await self._write(lambda tx: _sql.record_unit_file_undoable(tx, unit_file))
+        undo_log.append(entry)
+        return record
 
     async def get_unit_file(self, sha256: str) -> UnitFile | None:
         return await self._read(lambda tx: _sql.get_unit_file(tx, sha256))
@@ -53,9 +60,25 @@ class SQLCatalog(Catalog):
 
     # -- content units and repositories ---------------------------------------------------------
     async def save_unit(
-        self, spec: UnitSpec, sha256: str | None, repository: str | None = None
+        self,
+        spec: UnitSpec,
+        sha256: str | None,
+        repository: str | None = None,
+        *,
+        undo_log: list[Any] | None = None,
     ) -> ContentUnit:
-        return await self._write(lambda tx: _sql.save_unit(tx, spec, sha256, repository))
+        if undo_log is None:
+            return await self._write(lambda tx: _sql.save_unit(tx, spec, sha256, repository))
+        unit, entry = await self._write(
+            lambda tx: _sql.save_unit_undoable(tx, spec, sha256, repository)
+        )
+        undo_log.append(entry)
+        return unit
+
+    async def undo(self, undo_log: Sequence[Any]) -> None:
+        entries = list(undo_log)
+        if entries:
+            await self._write(lambda tx: _sql.undo(tx, entries))
 
     async def get_unit(self, type: str, key: str) -> ContentUnit | None:
         return await self._read(lambda tx: _sql.get_unit(tx, type, key))

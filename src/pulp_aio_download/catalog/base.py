@@ -44,12 +44,17 @@ class Catalog(abc.ABC):
 
     # -- unit files ---------------------------------------------------------------------
     @abc.abstractmethod
-    async def record_unit_file(self, unit_file: UnitFile) -> UnitFile:
+    async def record_unit_file(
+        self, unit_file: UnitFile, *, undo_log: list[Any] | None = None
+    ) -> UnitFile:
         """Insert or update the unit file of ``unit_file.sha256``.
 
         Size, digests and location are set (a non-None location replaces a None one);
         sources are *merged* with the recorded ones (same URL: the new priority, weight and
         remote win). Returns the record as stored.
+
+        With ``undo_log``, once the write is committed an entry is appended to it from
+        which :meth:`undo` puts the record back exactly as it was before.
         """
 
     @abc.abstractmethod
@@ -71,11 +76,32 @@ class Catalog(abc.ABC):
     # -- content units and repositories --------------------------------------------------
     @abc.abstractmethod
     async def save_unit(
-        self, spec: UnitSpec, sha256: str | None, repository: str | None = None
+        self,
+        spec: UnitSpec,
+        sha256: str | None,
+        repository: str | None = None,
+        *,
+        undo_log: list[Any] | None = None,
     ) -> ContentUnit:
         """Create or find the unit ``(spec.type, spec.key)``, merge ``spec.metadata``, link
         ``sha256`` under ``spec.relative_path`` (or the key when None) and associate it with
-        ``repository``. Idempotent."""
+        ``repository``. Idempotent.
+
+        With ``undo_log``, once the write is committed an entry is appended to it from
+        which :meth:`undo` puts the unit, its link and its associations back as they were.
+        """
+
+    @abc.abstractmethod
+    async def undo(self, undo_log: Sequence[Any]) -> None:
+        """Undo the writes whose entries ``undo_log`` holds (latest first, in one
+        transaction): a record or unit they created is deleted with its sources, links and
+        associations; one that existed gets back the values, sources, link and
+        associations it had. What other writers changed meanwhile is left alone, except
+        where they changed the very same values.
+
+        The engine calls it when a hook fails after the built-in hooks recorded the
+        download, so that a failed download leaves nothing behind.
+        """
 
     @abc.abstractmethod
     async def get_unit(self, type: str, key: str) -> ContentUnit | None:
