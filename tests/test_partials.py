@@ -17,11 +17,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import pulp_aio_download as pad
+from plugins.nginx import NginxServer
 from pulp_aio_download.partials import checkpoint_interval, partial_key
 from pulp_aio_download.testing import Fault, FaultServer
 
@@ -165,6 +167,39 @@ def test_kill_9_of_get_then_rerun_resumes_with_range(
     assert total - len(data) <= checkpoint_interval(len(data)) + CHUNK + 1 * MiB
     assert rerun.stdout.strip().endswith(stored(data_dir, data).name)
     assert "continuing a partial download at byte" in rerun.stderr
+    assert_clean(data_dir)
+
+
+def test_kill_9_of_get_against_nginx_then_rerun_resumes(
+    nginx: Callable[..., NginxServer], tmp_path: Path
+) -> None:
+    """The same with a real third-party server: Debian's nginx, throttled by limit_rate."""
+    www = tmp_path / "www"
+    www.mkdir()
+    data = os.urandom(SIZE)
+    (www / "big.iso").write_bytes(data)
+    server = nginx(www, rate=RATE)
+    url = f"{server.base_url}/big.iso"
+    data_dir = tmp_path / "data"
+    args = ("--sha256", sha256(data), "--size", str(len(data)))
+    process = start_get(url, data_dir, *args)
+    wait_for_partials(process, data_dir)
+    assert stop(process, signal.SIGKILL) == -signal.SIGKILL
+    (meta,) = sidecars(data_dir).values()
+    kept = length(meta)
+    assert isinstance(meta["validator"], str) and meta["validator"].startswith('"')  # ETag
+    (first,) = server.wait_logged(1)  # logged once the dead client's connection closed
+
+    rerun = run_get(url, data_dir, *args)
+    assert rerun.returncode == 0, rerun.stderr
+    first, second = server.wait_logged(2)
+    assert (first["status"], first["range"]) == (200, "")
+    assert (second["status"], second["range"]) == (206, f"bytes={kept}-")
+    assert second["if_range"] == meta["validator"]
+    assert second["body_bytes"] == len(data) - kept
+    served = int(first["body_bytes"]) + int(second["body_bytes"])  # type: ignore[call-overload]
+    assert served - len(data) <= checkpoint_interval(len(data)) + CHUNK + 1 * MiB
+    stored(data_dir, data)
     assert_clean(data_dir)
 
 

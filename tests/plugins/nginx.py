@@ -3,7 +3,8 @@
 Fixture:
     nginx (function): ``nginx(root)`` starts Debian's nginx serving ``root`` on its own
         loopback port, with its own pid file, error log and access log in a temporary
-        directory; every server started is stopped when the test ends.
+        directory; every server started is stopped when the test ends. ``nginx(root,
+        rate=N)`` sends every response at most at N bytes/s (``limit_rate``).
 
 The binary comes from the Debian ``nginx`` package (``.ci/install-nginx.sh`` installs it);
 without it the test fails (it is never skipped). The packaged service is never touched.
@@ -11,6 +12,7 @@ without it the test fails (it is never skipped). The packaged service is never t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -34,7 +36,11 @@ pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
 events {{ worker_connections 256; }}
 http {{
+    log_format probe escape=json
+        '{{"uri":"$uri","status":$status,"range":"$http_range",'
+        '"if_range":"$http_if_range","body_bytes":$body_bytes_sent}}';
     access_log {tmp}/access.log;
+    access_log {tmp}/probe.log probe;
     default_type application/octet-stream;
     types {{ }}
     client_body_temp_path {tmp}/client_body;
@@ -45,7 +51,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {root};
-        location / {{ }}
+        location / {{ {limit} }}
     }}
 }}
 """
@@ -85,6 +91,24 @@ class NginxServer:
             out.append(f"{method} {path} {rest.split()[0]}")
         return out
 
+    def entries(self) -> list[dict[str, object]]:
+        """Every request logged so far as a dict: ``uri``, ``status``, ``range`` and
+        ``if_range`` (the request headers, ``""`` when absent), ``body_bytes`` (sent)."""
+        log = self.tmp / "probe.log"
+        if not log.exists():
+            return []
+        return [json.loads(line) for line in log.read_text().splitlines() if line]
+
+    def wait_logged(self, count: int, timeout: float = 10.0) -> list[dict[str, object]]:
+        """:meth:`entries` once there are ``count`` (nginx logs a request when it is done
+        with it, a moment after a killed client's connection is closed)."""
+        deadline = time.monotonic() + timeout
+        while len(found := self.entries()) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nginx logged {len(found)} requests, wanted {count}")
+            time.sleep(0.02)  # polling the log, not synchronisation by sleep
+        return found
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGQUIT)
@@ -104,13 +128,16 @@ def _free_port() -> int:
         return port
 
 
-def _start(binary: str, root: Path, tmp: Path) -> NginxServer:
+def _start(binary: str, root: Path, tmp: Path, rate: int | None = None) -> NginxServer:
     tmp.mkdir(parents=True)
     port = _free_port()
     # As root, nginx would switch its worker to "nobody", who may not read a test's files.
     user = "user root;" if os.geteuid() == 0 else ""
     config = tmp / "nginx.conf"
-    config.write_text(_CONFIG.format(user=user, tmp=tmp, port=port, root=root.resolve()))
+    limit = f"limit_rate {rate};" if rate else ""
+    config.write_text(
+        _CONFIG.format(user=user, tmp=tmp, port=port, root=root.resolve(), limit=limit)
+    )
     process = subprocess.Popen(
         [binary, "-p", str(tmp), "-e", f"{tmp}/error.log", "-c", str(config)],
         stdin=subprocess.DEVNULL,
@@ -134,16 +161,17 @@ def _start(binary: str, root: Path, tmp: Path) -> NginxServer:
 
 
 @pytest.fixture
-def nginx(tmp_path: Path) -> Iterator[Callable[[Path], NginxServer]]:
-    """``nginx(root)``: a started nginx serving ``root``; stopped after the test."""
+def nginx(tmp_path: Path) -> Iterator[Callable[..., NginxServer]]:
+    """``nginx(root, rate=None)``: a started nginx serving ``root``; stopped after the
+    test."""
     binary = find_nginx()
     if binary is None:
         pytest.fail("nginx is not installed: run sh .ci/install-nginx.sh")
     started: list[NginxServer] = []
 
-    def start(root: Path) -> NginxServer:
+    def start(root: Path, rate: int | None = None) -> NginxServer:
         assert binary is not None
-        server = _start(binary, root, tmp_path / f"nginx-{len(started)}")
+        server = _start(binary, root, tmp_path / f"nginx-{len(started)}", rate)
         started.append(server)
         return server
 
