@@ -94,6 +94,7 @@ def _instances() -> list[pad.DownloadError]:
     made: list[pad.DownloadError] = [
         errors.DownloadError("plain", url=URL),
         errors.ConfigError("bad", url=URL),
+        errors.ManifestError("no url", line=3, url="manifest.jsonl"),
         errors.ValidationError("invalid", url=URL),
         errors.DigestMismatch(algorithm="sha256", expected="aa", actual="bb", url=URL),
         errors.SizeMismatch(expected=1, actual=2, url=URL),

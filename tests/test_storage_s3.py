@@ -168,12 +168,14 @@ async def test_put_with_wrong_size_stores_nothing(
     assert await list_keys(endpoint, bucket) == []
 
 
-async def test_commit_is_idempotent(storage: S3Storage, s3_bucket: tuple[str, str]) -> None:
+async def test_commit_replaces_a_damaged_object(
+    storage: S3Storage, s3_bucket: tuple[str, str]
+) -> None:
     endpoint, bucket = s3_bucket
     data = b"same content" * 1000
     first, sha = stage(storage, data)
     stored1 = await storage.commit(first, sha, len(data))
-    # Mark the stored object so that a second upload would be visible.
+    # Damage the stored object: a validated commit of the same key must heal it.
     async with s3_client(endpoint) as client:
         await client.put_object(Bucket=bucket, Key=storage.key_of(sha), Body=b"marker")
 
@@ -182,7 +184,7 @@ async def test_commit_is_idempotent(storage: S3Storage, s3_bucket: tuple[str, st
 
     assert stored2.location == stored1.location
     assert not second.exists()
-    assert await read_all(storage, sha) == b"marker"  # not uploaded again
+    assert await read_all(storage, sha) == data
     assert await list_keys(endpoint, bucket) == [storage.key_of(sha)]
 
 
