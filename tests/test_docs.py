@@ -76,6 +76,18 @@ def test_sphinx_roles_become_reference_links_or_code() -> None:
     )
 
 
+def test_cli_reference_has_the_options_of_every_command() -> None:
+    cli_options = _hook("cli_options")
+    page = (DOCS / "cli.md").read_text(encoding="utf-8")
+    documented = set(cli_options.MARKER.findall(page))
+    assert documented == {"common", *cli_options.commands()}
+    sync = cli_options.options_table("sync")
+    for option in ("`MANIFEST`", "`--progress bar\\|json\\|none`", "`--json`"):
+        assert option in sync
+    assert "--data-dir" in cli_options.options_table("common")
+    assert "--data-dir" not in sync  # the common options have their own table
+
+
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 

@@ -18,8 +18,9 @@ INIT = ROOT / "src" / "pulp_aio_download" / "__init__.py"
 MARKER = "<!-- api -->"
 PAGE = "reference.md"
 
-# Sections in reading order: (module of the definition, title). A module not listed here
-# gets a section of its own after these, titled by its docstring's first line.
+# Sections in reading order: (module of the definition, title); modules with the same title
+# share a section. A module not listed here gets a section of its own after these, titled
+# by its docstring's first line.
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("engine", "The engine"),
     ("sync", "Sync helpers"),
@@ -29,6 +30,9 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("hooks", "Hooks"),
     ("storage", "Storage"),
     ("catalog", "Catalog"),
+    ("manifest", "Reading manifests, Metalink and PULP_MANIFEST"),
+    ("metalink", "Reading manifests, Metalink and PULP_MANIFEST"),
+    ("pulp_manifest", "Reading manifests, Metalink and PULP_MANIFEST"),
     ("errors", "Errors"),
     ("_version", "Version"),
 )
@@ -61,7 +65,7 @@ def _section_title(module: str) -> str:
         if name == module:
             return title
     imported = importlib.import_module(f"pulp_aio_download.{module}")
-    doc = (imported.__doc__ or module).strip().splitlines()[0].rstrip(".")
+    doc = (imported.__doc__ or module).strip().splitlines()[0].rstrip(".").replace("`", "")
     return doc.split(":")[0] if ":" in doc else doc
 
 
@@ -89,14 +93,16 @@ def grouped() -> list[tuple[str, list[str]]]:
         groups.setdefault(modules.get(name, "other"), []).append(name)
     order = [m for m, _ in SECTIONS if m in groups]
     order += sorted(m for m in groups if m not in order)
-    out = []
+    sections: dict[str, list[str]] = {}
     for module in order:
-        names = groups[module]
-        if module == "errors":
-            names = _error_order(names)
-        elif module != "other":
-            names = sorted(names, key=str.lower)
         title = "Other" if module == "other" else _section_title(module)
+        sections.setdefault(title, []).extend(groups[module])
+    out = []
+    for title, names in sections.items():
+        if title == "Errors":
+            names = _error_order(names)
+        elif title != "Other":
+            names = sorted(names, key=str.lower)
         out.append((title, names))
     return out
 

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     get = sub.add_parser("get", help="download one file and print its stored location")
-    get.add_argument("url")
+    get.add_argument("url", help="an http://, https:// or file:// URL")
     get.add_argument("--sha256", help="expected sha256 (hex)")
     get.add_argument("--size", type=int, help="expected size in bytes")
     get.add_argument("-o", "--output", type=Path, help="also copy the file here")
@@ -149,10 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     csub = catalog.add_subparsers(dest="catalog_command", metavar="WHAT")
     csub.required = True
     show = csub.add_parser("show", help="the unit file of a sha256")
-    show.add_argument("sha256")
+    show.add_argument("sha256", help="the sha256 of the file (hex, any case)")
     _common(show)
     units = csub.add_parser("units", help="the units of a repository")
-    units.add_argument("repository")
+    units.add_argument("repository", help="the name of the repository")
     _common(units)
 
     demo = sub.add_parser("demo", help="mirror a generated sample repository, offline")
