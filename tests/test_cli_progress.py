@@ -7,11 +7,14 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pexpect
+import pyte
 
 from pulp_aio_download.cli_progress import ProgressBar, plain_line
 from pulp_aio_download.models import ActiveTransfer, ProgressReport
@@ -37,13 +40,13 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def run_in_pty(*args: str) -> tuple[int, str]:
+def run_in_pty(*args: str, columns: int = 140) -> tuple[int, str]:
     """Run the CLI with stdin/stdout/stderr on a pseudo-terminal; (exit code, output)."""
     child = pexpect.spawn(
         sys.executable,
         ["-m", "pulp_aio_download", *args],
         env=_env(),
-        dimensions=(40, 140),
+        dimensions=(40, columns),
         timeout=120,
         encoding="utf-8",
     )
@@ -77,7 +80,7 @@ def test_json_progress_lines_parse_and_add_up(threaded_server: FaultServer, tmp_
     assert lines, "no progress line"
     keys = {
         "message", "code", "total", "done", "failed", "cached", "retried",
-        "bytes_total", "bytes_done", "state", "elapsed", "rate",
+        "bytes_total", "bytes_done", "bytes_transferred", "state", "elapsed", "rate",
     }  # fmt: skip
     assert all(set(line) == keys for line in lines)
     assert all(line["code"] == "download" and line["total"] == 61 for line in lines)
@@ -87,7 +90,7 @@ def test_json_progress_lines_parse_and_add_up(threaded_server: FaultServer, tmp_
     assert final["state"] == "failed"
     assert final["done"] + final["failed"] == final["total"] == 61
     assert (final["done"], final["failed"]) == (60, 1)
-    assert final["bytes_done"] == final["bytes_total"] == good_bytes
+    assert final["bytes_done"] == final["bytes_total"] == final["bytes_transferred"] == good_bytes
     done = [line["done"] for line in lines]
     assert done == sorted(done)
     # The human summary goes to stderr, so stdout stays machine-readable.
@@ -144,9 +147,13 @@ def test_summary_lists_each_failure_on_one_line(
     proc = run_cli("sync", str(manifest), "--progress", "none", "--data-dir", d)
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("5 files: 3 done (0 already stored, 0 retried), 2 failed;")
-    assert " in " in lines[0] and "/s)" in lines[0]
-    assert lines[1] == f"FAILED {corrupt}: sha256 mismatch: expected {sha}, got " + lines[1][-64:]
+    # The corrupt file was tried 3 times (the default policy): it counts as retried.
+    assert lines[0].startswith("5 files: 3 done (0 already stored), 2 failed, 1 retried;")
+    assert " transferred in " in lines[0] and "/s)" in lines[0]
+    got = lines[1].removesuffix("; gave up after 3 attempts")[-64:]
+    assert lines[1] == (
+        f"FAILED {corrupt}: sha256 mismatch: expected {sha}, got {got}; gave up after 3 attempts"
+    )
     assert lines[2].startswith(f"FAILED {missing}: ") and "404" in lines[2]
     assert len(lines) == 3
 
@@ -158,6 +165,7 @@ def test_summary_lists_each_failure_on_one_line(
     assert summary["elapsed"] > 0 and summary["rate"] == 0
     assert [f["url"] for f in summary["failures"]] == [corrupt, missing]
     assert [f["error"] for f in summary["failures"]] == ["DigestMismatch", "HTTPStatusError"]
+    assert [f["attempts"] for f in summary["failures"]] == [3, 1]
     assert all("\n" not in f["reason"] for f in summary["failures"])
 
 
@@ -197,6 +205,7 @@ def _report(**kw: object) -> ProgressReport:
         elapsed=2.0,
     )  # fmt: skip
     values.update(kw)
+    values.setdefault("bytes_transferred", values["bytes_done"])
     return ProgressReport(**values)  # type: ignore[arg-type]
 
 
@@ -258,3 +267,167 @@ def test_status_line_on_a_terminal_without_rich() -> None:
     assert text.count("\r") == 3 and text.endswith("failed in 2s\n")
     second = text.split("\r")[2]
     assert second.startswith("Downloading 10 files: 5/10") and second.endswith(" ")
+
+
+# -- issue 11 item 8: reports that agree ----------------------------------------------------
+
+FAST_REMOTES = "[remotes.default.retry]\nattempts = 3\nbackoff = 0.01\nmax_backoff = 0.05\n"
+
+
+def _fast_remotes(tmp_path: Path) -> str:
+    path = tmp_path / "remotes.toml"
+    path.write_text(FAST_REMOTES)
+    return str(path)
+
+
+def _summary_counts(line: str) -> dict[str, str]:
+    """``'5 files: 3 done (1 already stored), 2 failed, 1 retried; ...'`` → the numbers."""
+    words = line.replace(",", " ").replace("(", " ").replace(")", " ").replace(";", " ").split()
+    return {
+        word: words[i - 1] for i, word in enumerate(words) if word in ("done", "failed", "retried")
+    }
+
+
+def test_summary_and_progress_agree_on_retried_and_rate(
+    threaded_server: FaultServer, tmp_path: Path
+) -> None:
+    manifest, entries = _manifest(threaded_server, tmp_path, 4)
+    flaky_data = b"flaky" * 1000
+    flaky = threaded_server.add("/flaky", flaky_data, faults=[Fault(status=503)])
+    down = threaded_server.add("/down", b"never", faults=Fault(status=503))
+    with manifest.open("a") as f:
+        sha = hashlib.sha256(flaky_data).hexdigest()
+        f.write(json.dumps({"url": flaky, "sha256": sha, "size": len(flaky_data)}) + "\n")
+        f.write(json.dumps({"url": down}) + "\n")
+    d = str(tmp_path / "d")
+    remotes = _fast_remotes(tmp_path)
+    args = ("sync", str(manifest), "--progress", "json", "--data-dir", d, "--remotes", remotes)
+    proc = run_cli(*args)
+    assert proc.returncode == 1, proc.stderr
+    final = json.loads(proc.stdout.splitlines()[-1])
+    summary, failure = proc.stderr.splitlines()[-2:]
+    # Retried: files whose source needed more than one attempt, done (flaky) or failed (down).
+    assert final["retried"] == 2
+    assert _summary_counts(summary) == {"done": "5", "failed": "1", "retried": "2"}
+    assert failure == f"FAILED {down}: HTTP 503 Service Unavailable; gave up after 3 attempts"
+    assert threaded_server.stats("/down").requests == 3
+    transferred = sum(e["size"] for e in entries) + len(flaky_data)
+    assert final["bytes_transferred"] == final["bytes_done"] == transferred
+
+    # Everything is stored now: a re-run transfers nothing, so its rate is 0, not the speed
+    # of reading the store.
+    proc = run_cli(*args)
+    assert proc.returncode == 1, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    final = lines[-1]
+    assert final["cached"] == 5 and final["bytes_done"] == transferred
+    assert all(line["rate"] == 0 and line["bytes_transferred"] == 0 for line in lines)
+    summary = proc.stderr.splitlines()[-2]
+    assert _summary_counts(summary) == {"done": "5", "failed": "1", "retried": "1"}
+    assert "; 0 B transferred in " in summary and summary.endswith(" s (0 B/s)")
+
+
+def test_one_file_is_one_file(threaded_server: FaultServer, tmp_path: Path) -> None:
+    manifest, _ = _manifest(threaded_server, tmp_path, 1)
+    d = str(tmp_path / "d")
+    proc = run_cli("sync", str(manifest), "--progress", "json", "--data-dir", d)
+    assert proc.returncode == 0, proc.stderr
+    assert {json.loads(line)["message"] for line in proc.stdout.splitlines()} == {
+        "Downloading 1 file"
+    }
+    assert proc.stderr.startswith("1 file: 1 done (0 already stored), 0 failed, 0 retried;")
+    proc = run_cli("sync", str(manifest), "--progress", "bar", "--data-dir", d)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("Downloading 1 file: 1/1 file (1 already stored), ")
+    assert "files" not in proc.stderr + proc.stdout
+
+
+def _screen_rows(output: str, columns: int) -> list[str]:
+    """What a terminal of ``columns`` columns shows after ``output``, row by row."""
+    screen = pyte.Screen(columns, 40)
+    pyte.Stream(screen).feed(output)
+    return [row.rstrip() for row in screen.display if row.strip()]
+
+
+def test_bar_fits_80_columns_with_failures_in_binary_units(
+    threaded_server: FaultServer, tmp_path: Path
+) -> None:
+    # Wide counts (300 files, 1 failed) and some slow files, so frames are drawn mid-run.
+    manifest, entries = _manifest(threaded_server, tmp_path, 300)
+    for entry in entries[:6]:
+        threaded_server.set_faults(urlsplit(entry["url"]).path, Fault(trickle=4000))
+    bad = threaded_server.add("/repo/bad", b"", faults=Fault(status=404))
+    with manifest.open("a") as f:
+        f.write(json.dumps({"url": bad}) + "\n")
+    code, output = run_in_pty(
+        "sync", str(manifest), "--data-dir", str(tmp_path / "d"), "--concurrency", "4",
+        columns=80,
+    )  # fmt: skip
+    assert code == 1, output
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
+    frames = [line for line in re.split(r"\r\n|\r|\n", plain) if "Downloading" in line]
+    assert len(frames) > 2, plain  # the live display drew while running, then the end
+    for line in frames:
+        # The whole overall row on one line of at most 80 columns: counts, bytes, rate.
+        assert len(line) <= 80 and "/301 files" in line and "/s" in line, line
+    assert any("1 failed" in line and "MiB" in line for line in frames)
+    rows = _screen_rows(output, 80)
+    overall = [row for row in rows if "Downloading" in row]
+    assert len(overall) == 1, rows
+    assert re.search(r" 301/301 files 1 failed \d+\.\d/1\.9 MiB \d+\.\d MiB/s$", overall[0])
+    # One unit system: binary, as the summary.
+    assert not re.search(r"\d ?(kB|MB|GB)\b", plain), plain
+    assert "; 1.9 MiB transferred in " in plain
+
+
+def test_verbose_shows_each_retry_and_resume(threaded_server: FaultServer, tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    url = threaded_server.add(
+        "/cut.bin", data, faults=[Fault(truncate_at=100_000)], auth=("alice", "s3cr3t-pw")
+    )
+    flaky = threaded_server.add("/flaky.bin", b"flaky" * 10, faults=[Fault(status=503)])
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        json.dumps({"url": url.replace("http://", "http://alice:s3cr3t-pw@"), "size": len(data)})
+        + "\n"
+        + json.dumps({"url": flaky})
+        + "\n"
+    )
+    proc = run_cli(
+        "sync", str(manifest), "-v", "--progress", "none", "--data-dir", str(tmp_path / "d"),
+        "--remotes", _fast_remotes(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "s3cr3t-pw" not in proc.stdout + proc.stderr
+    info = [line for line in proc.stderr.splitlines() if " INFO " in line]
+    retries = [line for line in info if "retrying in" in line]
+    resumes = [line for line in info if "resumes at byte" in line]
+    assert len(retries) == 2 and len(resumes) == 1, info
+    cut = next(line for line in retries if url in line)
+    assert f"{url}: attempt 1 of 3 failed (ConnectionFailed: " in cut
+    assert f"{flaky}: attempt 1 of 3 failed (HTTPStatusError: HTTP 503" in "".join(retries)
+    assert f"{url}: attempt 2 of 3 resumes at byte 100000 (after ConnectionFailed: " in resumes[0]
+
+
+def test_get_shows_progress(threaded_server: FaultServer, tmp_path: Path) -> None:
+    data = os.urandom(200_000)
+    url = threaded_server.add("/one.bin", data, faults=[Fault(trickle=400_000), None])
+    sha = hashlib.sha256(data).hexdigest()
+    d = str(tmp_path / "d")
+    proc = run_cli("get", url, "--sha256", sha, "--progress", "json", "--data-dir", d)
+    assert proc.returncode == 0, proc.stderr
+    reports = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert reports and reports[-1]["state"] == "completed"
+    assert (reports[-1]["done"], reports[-1]["total"]) == (1, 1)
+    assert reports[-1]["bytes_done"] == reports[-1]["bytes_transferred"] == len(data)
+    assert any(r["state"] == "running" and 0 < r["bytes_done"] < len(data) for r in reports)
+    # stdout carries only the JSON lines; the stored location goes to stderr.
+    stored = Path(proc.stderr.strip())
+    assert stored.read_bytes() == data
+    code, output = run_in_pty("get", url, "--sha256", sha, "--data-dir", str(tmp_path / "e"))
+    assert code == 0, output
+    assert ESC in output and "1/1 file" in output
+    assert output.rstrip().splitlines()[-1].endswith(sha[2:])  # the location, last
+    proc = run_cli("get", url, "--sha256", sha, "--progress", "none", "--data-dir", d)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert Path(proc.stdout.strip()) == stored

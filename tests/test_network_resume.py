@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
+
+import pytest
 
 import pulp_aio_download as pad
 from pulp_aio_download.testing import Fault, FaultServer
@@ -49,6 +52,24 @@ async def test_cut_mid_body_is_resumed_with_range(
     assert fault_server.stats("/a").statuses == [200, 206]
     # Only the missing bytes were sent again.
     assert fault_server.stats("/a").bytes_sent == len(data)
+
+
+async def test_each_retry_and_resume_is_one_info_line(
+    fault_server: FaultServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = os.urandom(300_000)
+    url = fault_server.add("/cut", data, faults=[Fault(truncate_at=100_000)])
+    caplog.set_level(logging.INFO, logger="pulp_aio_download")  # what -v shows
+    await fetch(tmp_path, url, data)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    retry, resume = (
+        [line for line in lines if "retrying in" in line],
+        [line for line in lines if "resumes at byte" in line],
+    )
+    assert len(retry) == 1 and len(resume) == 1, lines
+    assert retry[0].startswith(f"{url}: attempt 1 of 3 failed (ConnectionFailed: ")
+    assert resume[0].startswith(f"{url}: attempt 2 of 3 resumes at byte 100000 (after ")
+    assert "ConnectionFailed: " in resume[0]
 
 
 async def test_resume_with_last_modified_validator(

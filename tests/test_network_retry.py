@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import pickle
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -125,15 +126,48 @@ async def test_each_attempt_logged_with_reason_and_delay(
     fault_server: FaultServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = fault_server.add("/a", b"ok", faults=[Fault(status=503), Fault(truncate_at=0)])
-    caplog.set_level(logging.DEBUG, logger="pulp_aio_download")
+    caplog.set_level(logging.INFO, logger="pulp_aio_download")  # what -v shows
     async with engine(tmp_path) as e:
         await e.download(url)
-    lines = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
-    assert len(lines) == 2
-    assert "attempt 1/4 failed" in lines[0] and "HTTP 503" in lines[0]
-    assert "attempt 2/4 failed" in lines[1]
+    records = [r for r in caplog.records if "retrying in" in r.getMessage()]
+    assert [r.levelno for r in records] == [logging.INFO, logging.INFO]
+    lines = [r.getMessage() for r in records]
+    assert lines[0].startswith(f"{url}: attempt 1 of 4 failed (HTTPStatusError: HTTP 503")
+    assert lines[1].startswith(f"{url}: attempt 2 of 4 failed (ConnectionFailed: ")
     for line in lines:
         assert line.rstrip().endswith(" s")
+        assert line.count(url) == 1  # the reason does not repeat the URL
+
+
+async def test_final_failure_says_how_many_attempts(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    url = fault_server.add("/down", b"never", faults=Fault(status=503))
+    gone = fault_server.add("/gone", b"never", faults=Fault(status=404))
+    async with engine(tmp_path) as e:
+        with pytest.raises(pad.HTTPStatusError) as info:
+            await e.download(url)
+        with pytest.raises(pad.HTTPStatusError) as not_retried:
+            await e.download(gone)
+    assert fault_server.stats("/down").requests == FAST.attempts == 4
+    assert info.value.attempts == 4
+    assert str(info.value) == f"HTTP 503 Service Unavailable; gave up after 4 attempts ({url})"
+    # A failure that is not retried was one attempt, and says nothing about attempts.
+    assert not_retried.value.attempts == 1 and "attempt" not in str(not_retried.value)
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert copy.attempts == 4 and str(copy) == str(info.value)
+
+
+async def test_all_sources_failed_counts_every_attempt(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    first = fault_server.add("/m1", b"x", faults=Fault(status=503))
+    second = fault_server.add("/m2", b"x", faults=Fault(status=404))
+    async with engine(tmp_path) as e:
+        with pytest.raises(pad.AllSourcesFailed) as info:
+            await e.download(pad.DownloadRequest(sources=[first, second]))
+    assert info.value.attempts == 5  # 4 at the mirror answering 503, 1 at the 404
+    assert f"gave up after 4 attempts ({first})" in str(info.value)
 
 
 async def test_slot_given_back_while_sleeping(fault_server: FaultServer, tmp_path: Path) -> None:

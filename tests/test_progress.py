@@ -14,7 +14,7 @@ import pytest
 
 import pulp_aio_download as pad
 from pulp_aio_download.models import ProgressReport
-from pulp_aio_download.progress import ProgressTracker
+from pulp_aio_download.progress import ProgressTracker, was_retried
 from pulp_aio_download.testing import Fault, FaultServer
 
 
@@ -123,6 +123,45 @@ async def test_retries_are_counted(fault_server: FaultServer, tmp_path: Path) ->
     # Loose download() calls report at engine close.
     assert len(rec.final) == 1
     assert (rec.final[0].done, rec.final[0].retried, rec.final[0].total) == (1, 1, 1)
+
+
+async def test_retried_means_files_and_rate_means_transfers(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    good = _requests(fault_server, 5)
+    flaky_data = b"flaky" * 400
+    flaky = fault_server.add("/flaky", flaky_data, faults=[Fault(status=503), Fault(status=503)])
+    down = fault_server.add("/down", b"never", faults=Fault(status=503))
+    requests = [
+        *good,
+        pad.DownloadRequest(
+            flaky, expected_digests={"sha256": hashlib.sha256(flaky_data).hexdigest()}
+        ),
+        pad.DownloadRequest(down),
+    ]
+    rec = Recorder()
+    fast = pad.RemoteConfig(retry=pad.RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.02))
+    config = pad.EngineConfig(data_dir=tmp_path / "d", remotes=[fast], progress=rec)
+    async with pad.DownloadEngine(config) as engine:
+        outcomes = await engine.download_many(requests, return_exceptions=True)
+        first = rec.final[-1]
+        again = await engine.download_many(requests, return_exceptions=True)
+        second = rec.final[-1]
+    # Retried counts files (the flaky one, 3 attempts; the one that failed after 3), not
+    # retries (4), and every outcome says so the same way.
+    assert fault_server.stats("/flaky").requests == 3  # then served by the store
+    assert fault_server.stats("/down").requests == 6  # 3 attempts in each run
+    assert [was_retried(o) for o in outcomes] == [False] * 5 + [True, True]
+    assert (first.done, first.failed, first.retried) == (6, 1, 2)
+    transferred = sum(r.expected_size or 0 for r in good) + len(flaky_data)
+    assert first.bytes_done == first.bytes_transferred == transferred
+    assert first.rate == pytest.approx(transferred / first.elapsed)
+    # The re-run is served from the store: bytes done, none transferred, no rate.
+    assert [getattr(o, "cached", None) for o in again] == [True] * 6 + [None]
+    assert (second.done, second.cached, second.retried) == (6, 6, 1)
+    assert second.bytes_done == transferred and second.bytes_transferred == 0
+    assert second.rate == 0 and second.to_json()["rate"] == 0
+    assert all(r.rate == 0 for r in rec.reports[rec.reports.index(first) + 1 :])
 
 
 async def test_active_transfers_are_listed_while_streaming(

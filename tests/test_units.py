@@ -108,6 +108,56 @@ async def test_unit_file_records_everything(fault_server: FaultServer, tmp_path:
     assert record.sources == (pad.Source(url, priority=5, weight=2.5, remote="mirror"),)
     assert record.created_at is not None and before <= record.created_at <= after
     assert record.verified_at is not None and before <= record.verified_at <= after
+    # Created when its bytes were verified, so never verified before it was created.
+    assert record.created_at <= record.verified_at
+
+
+async def test_verified_at_never_precedes_created_at(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    files = [os.urandom(20_000 + i) for i in range(60)]
+    requests = [
+        pad.DownloadRequest(
+            fault_server.add(f"/many/{i}", data), expected_digests={"sha256": sha256(data)}
+        )
+        for i, data in enumerate(files)
+    ]
+    async with pad.DownloadEngine(engine_config(tmp_path)) as engine:
+        await engine.download_many(requests)  # group commits: writes wait for each other
+        assert engine.catalog is not None
+        downloaded = [r async for r in engine.catalog.unit_files()]
+        await engine.verify()
+        verified = [r async for r in engine.catalog.unit_files()]
+    assert len(downloaded) == len(verified) == len(files)
+    for record in downloaded + verified:
+        assert record.created_at is not None and record.verified_at is not None
+        assert record.created_at <= record.verified_at, record
+    # The raw rows (what another tool reads) agree.
+    with sqlite3.connect(db_path(tmp_path)) as db:
+        rows = db.execute("SELECT created_at, verified_at FROM unit_files").fetchall()
+    assert all(
+        datetime.fromisoformat(created) <= datetime.fromisoformat(verified)
+        for created, verified in rows
+    )
+
+
+async def test_repository_without_unit_is_refused_before_any_request(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    data = b"a file, and a repository with no unit to put it in"
+    url = fault_server.add("/orphan.bin", data)
+    with pytest.raises(pad.ConfigError, match=r"repository='repo' needs unit=UnitSpec"):
+        pad.DownloadRequest(url, repository="repo")
+    async with pad.DownloadEngine(engine_config(tmp_path)) as engine:
+        with pytest.raises(pad.ConfigError, match="needs unit="):
+            await engine.download(url, expected_digests={"sha256": sha256(data)}, repository="r")
+        with pytest.raises(pad.ConfigError, match="needs unit="):
+            await engine.download_many([pad.DownloadRequest(url, repository="r")])
+        with pytest.raises(pad.ConfigError, match="needs unit="):
+            await engine.register(url, expected_digests={"sha256": sha256(data)}, repository="r")
+        assert engine.catalog is not None
+        assert await engine.catalog.get_unit_file(sha256(data)) is None
+    assert fault_server.stats("/orphan.bin").requests == 0
 
 
 async def test_request_remote_is_recorded_per_source(

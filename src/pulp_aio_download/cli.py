@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--size", type=int, help="expected size in bytes")
     get.add_argument("-o", "--output", type=Path, help="also copy the file here")
     get.add_argument("--remote", help="name of a remote from --remotes")
+    get.add_argument(
+        "--progress", choices=("bar", "json", "none"), default=None, help="as for sync"
+    )
     _common(get)
 
     sync = sub.add_parser(
@@ -309,19 +312,32 @@ def _json_progress(out: TextIO) -> Any:
 
 
 class BatchSummary:
-    """Counts a batch's outcomes as they arrive (nothing else is kept), for the summary."""
+    """Counts a batch's outcomes as they arrive (nothing else is kept), for the summary.
+
+    ``retried`` and ``bytes`` mean what they mean in the progress reports: files whose
+    source needed more than one attempt (done or failed), and bytes transferred (files
+    the store already had count for nothing, and so for the rate).
+    """
 
     def __init__(self, requests: Sequence[DownloadRequest]) -> None:
         self.requests = requests
         self.done = self.cached = self.retried = self.bytes = 0
-        self.failures: list[tuple[int, dict[str, str]]] = []
+        self.failures: list[tuple[int, dict[str, Any]]] = []
 
     def add(self, index: int, outcome: Any) -> None:
         from .errors import DownloadError
+        from .progress import was_retried
 
+        if was_retried(outcome):
+            self.retried += 1
         if isinstance(outcome, DownloadError):
             url = self.requests[index].url
-            failure = {"url": url, "error": type(outcome).__name__, "reason": _reason(outcome, url)}
+            failure = {
+                "url": url,
+                "error": type(outcome).__name__,
+                "reason": _reason(outcome, url),
+                "attempts": outcome.attempts,
+            }
             self.failures.append((index, failure))
             return
         self.done += 1
@@ -329,8 +345,6 @@ class BatchSummary:
             self.cached += 1
         else:
             self.bytes += outcome.size
-        if outcome.attempts > 1:
-            self.retried += 1
 
     def to_json(self, elapsed: float) -> dict[str, Any]:
         return {
@@ -367,11 +381,12 @@ def _reason(error: BaseException, url: str | None) -> str:
 def print_summary(summary: dict[str, Any], out: TextIO) -> None:
     """The human summary: one line of counts, then one line per failure."""
     from .cli_progress import human_bytes
+    from .progress import plural
 
     out.write(
-        f"{summary['files']} files: {summary['done']} done "
-        f"({summary['cached']} already stored, {summary['retried']} retried), "
-        f"{summary['failed']} failed; {human_bytes(summary['bytes'])} in "
+        f"{plural(summary['files'], 'file')}: {summary['done']} done "
+        f"({summary['cached']} already stored), {summary['failed']} failed, "
+        f"{summary['retried']} retried; {human_bytes(summary['bytes'])} transferred in "
         f"{summary['elapsed']:.2f} s ({human_bytes(summary['rate'])}/s)\n"
     )
     for failure in summary["failures"]:
@@ -392,26 +407,39 @@ async def _cmd_get(args: argparse.Namespace) -> int:
         local = Path(unquote(urlsplit(args.url).path))
         resolved = await asyncio.get_running_loop().run_in_executor(None, local.resolve)
         roots.append(resolved.parent)
-    config = engine_config(args, allowed_file_roots=roots)
     digests = {"sha256": args.sha256} if args.sha256 else {}
-    async with DownloadEngine(config) as engine:
-        try:
-            request = engine._make_request(
-                args.url,
-                {"expected_digests": digests, "expected_size": args.size, "remote": args.remote},
-            )
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
-        try:
-            result = await engine.download(request)
-        except DownloadError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+    display = _Progress(_progress_mode(args.progress, sys.stderr))
+    try:
+        config = engine_config(args, allowed_file_roots=roots, progress=display.callback)
+        async with DownloadEngine(config) as engine:
+            try:
+                request = engine._make_request(
+                    args.url,
+                    {
+                        "expected_digests": digests,
+                        "expected_size": args.size,
+                        "remote": args.remote,
+                    },
+                )
+            except ConfigError as exc:
+                raise UsageError(str(exc)) from None
+            try:
+                result = await engine.download(request)
+            except DownloadError as exc:
+                error: DownloadError | None = exc
+            else:
+                error = None
+    finally:
+        display.close()  # the engine sent its final report when it closed
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if args.output is not None and result.path is not None:
         await asyncio.get_running_loop().run_in_executor(
             None, shutil.copyfile, result.path, args.output
         )
-    print(result.path if result.path is not None else result.location)
+    # With --progress json, stdout carries only the JSON lines (as for sync).
+    print(result.path if result.path is not None else result.location, file=display.summary_stream)
     return 0
 
 
@@ -428,12 +456,12 @@ async def run_sync(
 
     display = _Progress(progress)
     extra: dict[str, Any] = {} if hooks is None else {"hooks": hooks}
-    config = engine_config(
-        args, progress=display.callback, allowed_file_roots=list(extra_roots), **extra
-    )
     started = time.monotonic()
     summary = BatchSummary(requests)
     try:
+        config = engine_config(
+            args, progress=display.callback, allowed_file_roots=list(extra_roots), **extra
+        )
         async with DownloadEngine(config) as engine:
             # Outcomes are counted as they come: memory does not grow with the batch.
             await engine.download_each(requests, summary.add)

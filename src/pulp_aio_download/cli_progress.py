@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .progress import plural
+
 if TYPE_CHECKING:
     from .models import ProgressReport
 
@@ -51,7 +53,7 @@ def _eta(report: ProgressReport) -> float | None:
 
 def plain_line(report: ProgressReport) -> str:
     """One line describing ``report``, without escape codes."""
-    parts = [f"{report.done + report.failed}/{report.total} files"]
+    parts = [f"{report.done + report.failed}/{plural(report.total, 'file')}"]
     extra = []
     if report.cached:
         extra.append(f"{report.cached} already stored")
@@ -120,45 +122,81 @@ class _StatusLine:
         self.stream.flush()
 
 
+def _rate_text(speed: float | None) -> str:
+    return "" if speed is None else f"{human_bytes(speed)}/s"
+
+
 class _RichBar:
+    """Rich's live display, in binary units (as the summary), one line per row at any
+    width: every column is cut (with an ellipsis) rather than wrapped, and the bar shrinks
+    first. The overall row shows the engine's own rate (bytes transferred, files served by
+    the store count for nothing) and the ETA derived from it."""
+
     def __init__(self, stream: TextIO, max_active: int) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
             Progress,
+            ProgressColumn,
+            Task,
             TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
         )
+        from rich.table import Column
+        from rich.text import Text
+
+        def cut() -> Column:
+            return Column(no_wrap=True, overflow="ellipsis")
+
+        # Rich narrows only the columns that may wrap: the bar, then the description, whose
+        # text is cut with an ellipsis instead of wrapping.
+        class Description(ProgressColumn):
+            def render(self, task: Task) -> Text:
+                return Text(task.description, style="bold", no_wrap=True, overflow="ellipsis")
+
+        class Rate(ProgressColumn):
+            def render(self, task: Task) -> Text:
+                text = task.fields.get("rate") or _rate_text(task.finished_speed or task.speed)
+                return Text(text, style="progress.data.speed")
+
+        class Eta(ProgressColumn):
+            def render(self, task: Task) -> Text:
+                eta = task.fields.get("eta")
+                if eta is None:
+                    remaining = task.time_remaining
+                    eta = "" if remaining is None else format_duration(remaining)
+                return Text(eta, style="progress.remaining")
 
         self.max_active = max_active
         self.progress = Progress(
-            TextColumn("{task.description}", style="bold"),
-            BarColumn(),
-            TextColumn("{task.fields[files]}"),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
+            Description(),
+            BarColumn(bar_width=None),
+            TextColumn("{task.fields[files]}", table_column=cut()),
+            DownloadColumn(binary_units=True, table_column=cut()),
+            Rate(table_column=cut()),
+            Eta(table_column=cut()),
             console=Console(file=stream),
             refresh_per_second=8,
         )
-        self.overall = self.progress.add_task("Starting", total=None, files="")
+        self.overall = self.progress.add_task("Starting", total=None, files="", rate="", eta="")
         self.tasks: dict[str, Any] = {}
         self.progress.start()
 
     def update(self, report: ProgressReport) -> None:
         progress = self.progress
-        files = f"{report.done + report.failed}/{report.total} files"
+        files = f"{report.done + report.failed}/{plural(report.total, 'file')}"
         if report.failed:
             files += f" [red]{report.failed} failed[/]"
         total = max(report.bytes_total, report.bytes_done) if report.bytes_total else None
+        eta = _eta(report) if report.state == "running" else None
         progress.update(
             self.overall,
             description=report.message,
             total=total,
             completed=report.bytes_done,
             files=files,
+            rate=_rate_text(report.rate),
+            eta=format_duration(eta) if eta is not None else "",
         )
         current = {t.url: t for t in report.active[: self.max_active]}
         for url in list(self.tasks):

@@ -45,7 +45,7 @@ from .models import (
     VerifyReport,
 )
 from .partials import PartialStore
-from .progress import ProgressTracker, batch_tracker
+from .progress import ProgressTracker, batch_tracker, plural, was_retried
 from .selection import order_sources
 from .transfer import fetch_source
 from .transports.base import Response
@@ -373,8 +373,8 @@ class DownloadEngine:
         tracker.add(1, request.expected_size)
         try:
             return await self._single_flight(request)
-        except DownloadError:
-            tracker.file_failed()
+        except DownloadError as exc:
+            tracker.file_failed(retried=was_retried(exc))
             raise
 
     async def _single_flight(self, request: DownloadRequest) -> DownloadResult:
@@ -665,7 +665,7 @@ class DownloadEngine:
         items = [self._make_request(r, {}) for r in requests]
         tracker = ProgressTracker(
             self.config.progress,
-            message=f"Downloading {len(items)} files",
+            message=f"Downloading {plural(len(items), 'file')}",
             interval=self.config.progress_interval,
         )
         tracker.plan(len(items), sum(r.expected_size or 0 for r in items))

@@ -54,6 +54,11 @@ def _rebuild(cls: type[DownloadError], kwargs: dict[str, Any]) -> DownloadError:
 class DownloadError(Exception):
     """Base class of every failure of a download.
 
+    ``attempts`` is how many attempts were made at the source that failed (0 when the
+    failure came before any attempt, e.g. a :class:`ConfigError`); after more than one the
+    message ends with ``"gave up after N attempts"``. An :class:`AllSourcesFailed` counts
+    the attempts at every source it tried.
+
     Args:
         message: what happened, in one sentence.
         url: the URL concerned, if any; credentials are removed before it is stored.
@@ -62,7 +67,16 @@ class DownloadError(Exception):
     def __init__(self, message: str, *, url: str | None = None) -> None:
         self.url = redact_url(url) if url is not None else None
         self.message = message
+        self.attempts = 0
         super().__init__(self._format())
+
+    def gave_up_after(self, attempts: int) -> None:
+        """Record that the download gave up after ``attempts`` attempts (said in the message
+        when there was more than one). Called once, by the engine, before it raises."""
+        self.attempts = attempts
+        if attempts > 1:
+            self.message = f"{self.message}; gave up after {attempts} attempts"
+            self.args = (self._format(),)
 
     def _format(self) -> str:
         if self.url and self.url not in self.message:
@@ -73,7 +87,8 @@ class DownloadError(Exception):
         return {"message": self.message, "url": self.url}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self._kwargs()))
+        # The message already says how many attempts were made; the count is state.
+        return (_rebuild, (type(self), self._kwargs()), {"attempts": self.attempts})
 
 
 class ConfigError(DownloadError, ValueError):
@@ -261,6 +276,7 @@ class AllSourcesFailed(DownloadError):
             lines = "; ".join(str(e) for e in self.errors) or "no source to try"
             message = f"all {len(self.errors)} sources failed: {lines}"
         super().__init__(message, url=url)
+        self.attempts = sum(e.attempts for e in self.errors)
 
     def _kwargs(self) -> dict[str, Any]:
         return {"errors": self.errors, **super()._kwargs()}

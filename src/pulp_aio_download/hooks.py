@@ -146,6 +146,9 @@ async def record_unit_file(ctx: DownloadContext) -> None:
     )
     if _already_recorded(ctx.previous, ctx, sources):
         return  # a cached hit the catalog knows entirely: no write (re-syncs stay cheap)
+    # A new record is created when its bytes were verified, not later (the write may wait
+    # for a group commit): created_at never comes after verified_at.
+    now = datetime.now(timezone.utc)
     await catalog.record_unit_file(
         UnitFile(
             sha256=ctx.sha256,
@@ -153,7 +156,8 @@ async def record_unit_file(ctx: DownloadContext) -> None:
             digests=dict(ctx.digests),
             location=ctx.stored.location,
             sources=sources,
-            verified_at=None if ctx.cached else datetime.now(timezone.utc),
+            created_at=now,
+            verified_at=None if ctx.cached else now,
         ),
         undo_log=ctx.undo_log,
     )
@@ -187,7 +191,7 @@ async def create_unit(ctx: DownloadContext) -> None:
 
 async def report_progress(ctx: DownloadContext) -> None:
     """Count the file as done in the current progress report."""
-    ctx.engine._tracker().file_done(ctx.size, cached=ctx.cached)
+    ctx.engine._tracker().file_done(ctx.size, cached=ctx.cached, retried=ctx.attempts > 1)
 
 
 DEFAULT_HOOKS: tuple[Hook, ...] = (store, record_unit_file, create_unit, report_progress)

@@ -194,7 +194,7 @@ class DownloadRequest:
     content unit it belongs to and the repository to put that unit in.
 
     ``url`` is shorthand for one :class:`Source`; ``remote`` is the default remote of sources
-    that name none.
+    that name none. ``repository`` needs ``unit`` (a repository holds units, not files).
 
     Example::
 
@@ -236,6 +236,11 @@ class DownloadRequest:
             raise ConfigError(f"unit must be a UnitSpec, got {unit!r}")
         if repository is not None and (not isinstance(repository, str) or not repository):
             raise ConfigError(f"repository must be a non-empty string, got {repository!r}")
+        if repository is not None and unit is None:
+            raise ConfigError(
+                f"repository={repository!r} needs unit=UnitSpec(...): a repository holds "
+                "content units, and this request names none"
+            )
         _set(self, "sources", tuple(all_sources))
         _set(self, "expected_digests", digests)
         _set(self, "expected_size", expected_size)
@@ -366,6 +371,10 @@ class ProgressReport:
 
     ``state`` is ``"running"``, ``"completed"`` or ``"failed"`` (the last report of a batch
     in which something failed). ``bytes_total`` counts only files whose size is known.
+    ``bytes_done`` counts every finished or streaming byte, also of files the store already
+    had (``cached``); ``bytes_transferred`` only those that came over the network, and
+    :attr:`rate` is computed from it. ``retried`` counts the finished files whose source
+    needed more than one attempt (see :func:`.progress.was_retried`).
     ``active`` lists the transfers streaming at that moment (not part of :meth:`to_json`).
     """
 
@@ -381,11 +390,13 @@ class ProgressReport:
     retried: int = 0
     elapsed: float = 0.0
     active: tuple[ActiveTransfer, ...] = ()
+    bytes_transferred: int = 0
 
     @property
     def rate(self) -> float:
-        """Mean bytes per second since the start."""
-        return self.bytes_done / self.elapsed if self.elapsed > 0 else 0.0
+        """Mean bytes transferred per second since the start (files served from the store
+        count for nothing)."""
+        return self.bytes_transferred / self.elapsed if self.elapsed > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -398,6 +409,7 @@ class ProgressReport:
             "retried": self.retried,
             "bytes_total": self.bytes_total,
             "bytes_done": self.bytes_done,
+            "bytes_transferred": self.bytes_transferred,
             "state": self.state,
             "elapsed": round(self.elapsed, 3),
             "rate": round(self.rate, 1),

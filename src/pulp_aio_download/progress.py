@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .models import ActiveTransfer, ProgressReport
+from .errors import AllSourcesFailed, DownloadError
+from .models import ActiveTransfer, DownloadResult, ProgressReport
 
-__all__ = ["ProgressTracker", "batch_tracker"]
+__all__ = ["ProgressTracker", "batch_tracker", "plural", "was_retried"]
 
 #: The tracker of the batch (download_many, verify) the current task belongs to.
 batch_tracker: contextvars.ContextVar[ProgressTracker | None] = contextvars.ContextVar(
@@ -34,6 +35,22 @@ MAX_ACTIVE_LISTED = 64
 
 class _Writer(Protocol):
     size: int
+
+
+def was_retried(outcome: DownloadResult | DownloadError) -> bool:
+    """Whether a finished download counts as *retried*: its source needed more than one
+    attempt (for a failure over several sources: some source did).
+
+    The one meaning of ``retried`` in :class:`ProgressReport` and in the CLI's summaries.
+    """
+    if isinstance(outcome, AllSourcesFailed):
+        return any(was_retried(error) for error in outcome.errors)
+    return outcome.attempts > 1
+
+
+def plural(count: int, noun: str) -> str:
+    """``plural(1, "file")`` → ``'1 file'``; ``plural(2, "file")`` → ``'2 files'``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 class ProgressTracker:
@@ -70,6 +87,7 @@ class ProgressTracker:
         self.retried = 0
         self.bytes_total = 0
         self._bytes_finished = 0
+        self._bytes_fetched = 0
         self._bytes_shown = 0
         self._planned = 0
         self._active: dict[_Writer, None] = {}
@@ -110,24 +128,34 @@ class ProgressTracker:
         """The transfer into ``writer`` stopped (finished, failed or paused to retry)."""
         self._active.pop(writer, None)
 
-    def file_done(self, size: int, *, cached: bool = False) -> None:
+    def file_done(self, size: int, *, cached: bool = False, retried: bool = False) -> None:
+        """A file finished: ``cached`` when the store served it (nothing transferred),
+        ``retried`` as :func:`was_retried` says."""
         self.done += 1
         self._bytes_finished += size
         if cached:
             self.cached += 1
+        else:
+            self._bytes_fetched += size
+        if retried:
+            self.retried += 1
         self._maybe_emit()
 
-    def file_failed(self) -> None:
+    def file_failed(self, *, retried: bool = False) -> None:
         self.failed += 1
+        if retried:
+            self.retried += 1
         self._maybe_emit()
-
-    def retry(self) -> None:
-        self.retried += 1
 
     @property
     def bytes_done(self) -> int:
         """Bytes of finished files plus the bytes written so far by active transfers."""
         return self._bytes_finished + sum(w.size for w in self._active)
+
+    @property
+    def bytes_transferred(self) -> int:
+        """Like :attr:`bytes_done`, without the files the store served (``cached``)."""
+        return self._bytes_fetched + sum(w.size for w in self._active)
 
     def active(self) -> tuple[ActiveTransfer, ...]:
         """The transfers streaming now (at most ``MAX_ACTIVE_LISTED``)."""
@@ -159,6 +187,7 @@ class ProgressTracker:
         else:
             nbytes = self.bytes_done
             active = ()
+        fetched = min(self.bytes_transferred, nbytes)
         return ProgressReport(
             message=self.message,
             code=self.code,
@@ -167,6 +196,7 @@ class ProgressTracker:
             failed=self.failed,
             bytes_total=self.bytes_total,
             bytes_done=nbytes,
+            bytes_transferred=fetched,
             state=state,
             cached=self.cached,
             retried=self.retried,

@@ -87,6 +87,8 @@ class _Attempt:
         self.key = partial_key(request.sha256, self.url)
         #: the writer continues a partial adopted from an earlier process.
         self.adopted = False
+        self.attempt = 0
+        self.failure: DownloadError | None = None  # why the previous attempt failed
 
     async def new_writer(self, *, adopt: bool = False) -> HashingWriter:
         """A fresh writer; with ``adopt``, continuing this file's partial if one is left."""
@@ -166,7 +168,14 @@ class _Attempt:
             else:
                 reason = self._misfit(resp, offset)
                 if reason is None:
-                    log.debug("%s: resuming at byte %d", self.url, offset)
+                    log.info(
+                        "%s: attempt %d of %d resumes at byte %d (after %s)",
+                        self.url,
+                        self.attempt,
+                        self.remote.retry.attempts,
+                        offset,
+                        _reason(self.failure),
+                    )
                     return resp
                 log.debug("%s: %s, restarting from byte 0", self.url, reason)
                 if resp.status == 200:
@@ -308,6 +317,7 @@ async def fetch_source(
     try:
         while True:
             attempt += 1
+            state.attempt = attempt
             started = time.monotonic()
             retry_after: float | None = None
             try:
@@ -339,21 +349,22 @@ async def fetch_source(
                     engine._observe(host, ok=False, status=getattr(error, "status", None))
                 if not is_retryable_error(policy, error) or attempt >= policy.attempts:
                     keep = _keeps_partial(error)
+                    error.gave_up_after(attempt)
                     raise
                 if isinstance(error, ValidationError):  # bad bytes: start a fresh file
                     await state.new_writer()
                 if isinstance(error, HTTPStatusError):
                     retry_after = error.retry_after
                 delay = backoff_delay(policy, attempt, retry_after=retry_after)
-                log.debug(
-                    "%s: attempt %d/%d failed (%s); retrying in %.2f s",
+                log.info(
+                    "%s: attempt %d of %d failed (%s); retrying in %.2f s",
                     state.url,
                     attempt,
                     policy.attempts,
-                    error,
+                    _reason(error),
                     delay,
                 )
-                tracker.retry()
+                state.failure = error
                 await asyncio.sleep(delay)
                 continue
             engine._observe(host, ok=True, nbytes=size, seconds=time.monotonic() - started)
@@ -391,3 +402,10 @@ def _announced_total(resp: Response) -> int | None:
     if length is None or not length.isdigit() or resp.headers.get("Content-Encoding"):
         return None
     return int(length)
+
+
+def _reason(error: DownloadError | None) -> str:
+    """An error in a log line that already names the URL: its type and message only."""
+    if error is None:
+        return "an interrupted transfer"
+    return f"{type(error).__name__}: {error.message}"
