@@ -374,7 +374,7 @@ def test_bar_fits_80_columns_with_failures_in_binary_units(
     rows = _screen_rows(output, 80)
     overall = [row for row in rows if "Downloading" in row]
     assert len(overall) == 1, rows
-    assert re.search(r" 301/301 files 1 failed \d+\.\d/1\.9 MiB \d+\.\d MiB/s$", overall[0])
+    assert re.search(r" 301/301 files 1 failed \d+\.\d/1\.9 MiB \d+\.\d [KM]iB/s$", overall[0])
     # One unit system: binary, as the summary.
     assert not re.search(r"\d ?(kB|MB|GB)\b", plain), plain
     assert "; 1.9 MiB transferred in " in plain
