@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,26 @@ DEFAULT_RESULTS = HERE / "results" / "latest.json"
 DEFAULT_OUT = HERE.parent / "docs" / "img"
 
 # Our two ways in first, then the peers; colours stay with a tool across the charts.
-TOOL_ORDER = ("pulp-cli", "pulp-lib", "raw-aiohttp", "aria2c", "curl")
+TOOL_ORDER = (
+    "pulp-cli",
+    "pulp-cli-w2",
+    "pulp-cli-w4",
+    "pulp-lib",
+    "raw-aiohttp",
+    "aria2c",
+    "librepo",
+    "pulpcore",
+    "curl",
+)
 COLOURS = {
     "pulp-cli": "#3f51b5",
+    "pulp-cli-w2": "#303f9f",
+    "pulp-cli-w4": "#1a237e",
     "pulp-lib": "#7986cb",
     "raw-aiohttp": "#9e9e9e",
     "aria2c": "#ef6c00",
+    "librepo": "#2e7d32",
+    "pulpcore": "#00838f",
     "curl": "#6d4c41",
 }
 # What a bar does not include, said next to it (see the tool table of benchmarks/README.md).
@@ -37,10 +52,47 @@ CAVEATS = {"raw-aiohttp": "no catalog", "curl": "no digest check"}
 SMALL_FILES = 1000  # a workload with more files than this is charted in files/s
 
 
+@dataclass(frozen=True)
+class Bar:
+    """One tool's bar: throughput from the median wall time, the distance to the slowest
+    (``low``) and fastest (``high``) run, and the median CPU seconds."""
+
+    tool: str
+    value: float
+    low: float
+    high: float
+    cpu: float
+
+
 def workload_title(name: str, info: dict[str, Any]) -> str:
     """``"S: 2,000 files, 31 MiB"``."""
     files, size = info["files"], info["bytes"]
     return f"{name}: {files:,} files, {size / 2**20:,.0f} MiB"
+
+
+def bars(results: dict[str, Any], workload: str) -> tuple[str, list[Bar]]:
+    """The unit and the bars of one workload: the tools that succeeded, in chart order."""
+    info = results["workloads"][workload]
+    rows = results["summary"][workload]
+    per_file = info["files"] > SMALL_FILES
+    unit = "files/s" if per_file else "MB/s"
+    amount = info["files"] if per_file else info["bytes"] / 1e6
+    good = [t for t, row in rows.items() if row["ok"] and row["wall"]]
+    tools = [t for t in TOOL_ORDER if t in good] + sorted(t for t in good if t not in TOOL_ORDER)
+    out = []
+    for tool in tools:
+        row = rows[tool]
+        value = amount / row["wall"]
+        out.append(
+            Bar(
+                tool=tool,
+                value=value,
+                low=value - amount / row["wall_max"],
+                high=amount / row["wall_min"] - value,
+                cpu=row["cpu"],
+            )
+        )
+    return unit, out
 
 
 def draw(results: dict[str, Any], out: Path) -> list[Path]:
@@ -59,18 +111,17 @@ def draw(results: dict[str, Any], out: Path) -> list[Path]:
         f"median of {results['repeat']} (range: fastest-slowest)"
     )
     written = []
-    for workload, rows in results["summary"].items():
+    for workload in results["summary"]:
         info = results["workloads"][workload]
-        per_file = info["files"] > SMALL_FILES
-        tools = [t for t in TOOL_ORDER if t in rows and rows[t]["ok"]]
-        tools += sorted(t for t in rows if t not in tools and rows[t]["ok"])
-        unit = "files/s" if per_file else "MB/s"
-        amount = info["files"] if per_file else info["bytes"] / 1e6
-        values = [amount / rows[t]["wall"] for t in tools]
-        low = [v - amount / rows[t]["wall_max"] for v, t in zip(values, tools, strict=True)]
-        high = [amount / rows[t]["wall_min"] - v for v, t in zip(values, tools, strict=True)]
-        fig, ax = plt.subplots(figsize=(7.5, 3.4), dpi=100)
-        bars = ax.barh(
+        unit, chart = bars(results, workload)
+        if not chart:
+            continue
+        tools = [b.tool for b in chart]
+        values = [b.value for b in chart]
+        low = [b.low for b in chart]
+        high = [b.high for b in chart]
+        fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.45 * len(tools)), dpi=100)
+        drawn = ax.barh(
             tools,
             values,
             xerr=[low, high],
@@ -86,13 +137,13 @@ def draw(results: dict[str, Any], out: Path) -> list[Path]:
             ax.spines[side].set_visible(False)
         top = max(v + h for v, h in zip(values, high, strict=True))
         ax.set_xlim(0, top * 1.45)
-        for bar, tool, value, extra in zip(bars, tools, values, high, strict=True):
-            label = f" {value:,.0f} {unit}, CPU {rows[tool]['cpu']:.2f} s"
-            if tool in CAVEATS:
-                label += f" ({CAVEATS[tool]})"
+        for patch, b in zip(drawn, chart, strict=True):
+            label = f" {b.value:,.0f} {unit}, CPU {b.cpu:.2f} s"
+            if b.tool in CAVEATS:
+                label += f" ({CAVEATS[b.tool]})"
             ax.text(
-                bar.get_width() + extra,
-                bar.get_y() + bar.get_height() / 2,
+                patch.get_width() + b.high,
+                patch.get_y() + patch.get_height() / 2,
                 label,
                 va="center",
                 fontsize=8,

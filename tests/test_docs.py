@@ -6,6 +6,7 @@ page); these tests run with the suite and need none of the documentation tools.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import re
@@ -159,3 +160,96 @@ def test_download_sync_without_config_leaves_a_temporary_directory_as_documented
     finally:
         for root in made:
             shutil.rmtree(root)
+
+
+def test_performance_chart_bars_come_from_the_run_results() -> None:
+    """benchmarks/chart.py: throughput from the median wall, the range from min and max."""
+    spec = importlib.util.spec_from_file_location("bench_chart", ROOT / "benchmarks" / "chart.py")
+    assert spec is not None and spec.loader is not None
+    chart = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = chart
+    spec.loader.exec_module(chart)
+
+    def row(wall: float, low: float, high: float, ok: int = 2) -> dict[str, object]:
+        return {"ok": ok, "wall": wall, "wall_min": low, "wall_max": high, "cpu": wall / 2}
+
+    results = {
+        "workloads": {
+            "S": {"files": 2000, "bytes": 2000 * 16384},
+            "L": {"files": 2, "bytes": 10**9},
+        },
+        "summary": {
+            "S": {"curl": row(0.1, 0.1, 0.1), "pulp-cli": row(2.0, 1.0, 4.0), "zz": row(1, 1, 1)},
+            "L": {"aria2c": row(2.0, 2.0, 2.0), "pulp-lib": row(1.0, 1.0, 1.0, ok=0)},
+        },
+    }
+    unit, bars = chart.bars(results, "S")
+    assert unit == "files/s"
+    assert [b.tool for b in bars] == ["pulp-cli", "curl", "zz"]  # ours first, unknown last
+    cli = bars[0]
+    assert (cli.value, cli.low, cli.high, cli.cpu) == (1000.0, 500.0, 1000.0, 1.0)
+    unit, bars = chart.bars(results, "L")
+    assert unit == "MB/s"
+    assert [(b.tool, b.value) for b in bars] == [("aria2c", 500.0)]  # failed runs left out
+
+
+def _section(page: str, heading: str) -> str:
+    """The text of ``page`` from ``heading`` to the next heading of the same level."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    level = heading.split(" ", 1)[0]
+    start = text.index(heading + "\n")
+    rest = text[start + len(heading) :]
+    ends = [m.start() for m in re.finditer(rf"^{level} ", rest, flags=re.MULTILINE)]
+    return rest[: ends[0]] if ends else rest
+
+
+@pytest.mark.parametrize(
+    ("cls", "heading"),
+    [
+        (pad.EngineConfig, "## EngineConfig"),
+        (pad.RemoteConfig, "## RemoteConfig"),
+        (pad.TLSConfig, "### TLSConfig"),
+        (pad.ProxyConfig, "### ProxyConfig"),
+        (pad.Timeouts, "### Timeouts"),
+        (pad.RetryPolicy, "### RetryPolicy"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else v.__name__,
+)
+def test_configuration_reference_documents_every_field(cls: type, heading: str) -> None:
+    section = _section("configuration.md", heading)
+    missing = [f.name for f in dataclasses.fields(cls) if f"`{f.name}`" not in section]
+    assert missing == [], f"docs/configuration.md {heading} lacks {missing}"
+
+
+def test_configuration_reference_documents_every_remotes_file_key() -> None:
+    from pulp_aio_download import remotes_file as rf
+
+    section = _section("configuration.md", "## The remotes file (TOML)")
+    keys = {*rf._REMOTE_KEYS, *rf._TLS_KEYS, *rf._PROXY_KEYS, *rf._TIMEOUT_KEYS}
+    keys |= {*rf._RETRY_KEYS, *rf._AUTH_KEYS, "password_env"}
+    keys |= {"proxy_username", "proxy_password", "proxy_password_env"}
+    missing = sorted(k for k in keys if f"`{k}`" not in section)
+    missing += [f"[{t}]" for t in rf._SUBTABLES if f"`[remotes.NAME.{t}]`" not in section]
+    assert missing == [], f"the remotes file table lacks {missing}"
+
+
+def test_cli_reference_documents_the_manifest_and_json_keys() -> None:
+    from pulp_aio_download import manifest
+    from pulp_aio_download.cli import summarize
+
+    def keys_of(heading: str) -> set[str]:
+        return set(re.findall(r"^\| `(\w+)`", _section("cli.md", heading), flags=re.MULTILINE))
+
+    schema = keys_of("### The manifest format")
+    assert {*manifest._KEYS, *manifest._UNIT_KEYS, *manifest._SOURCE_KEYS} <= schema
+    report = pad.ProgressReport(
+        message="m", code="download", total=0, done=0, failed=0, bytes_total=0,
+        bytes_done=0, state="running",
+    )  # fmt: skip
+    assert set(report.to_json()) <= keys_of("### Progress")
+    assert set(summarize([], [], 1.0)) <= keys_of("### The summary")
+    record = pad.UnitFile(sha256="0" * 64, size=1, digests={}, location=None)
+    assert set(record.to_json()) <= keys_of("## `catalog`: what is recorded") | {
+        "created_at",
+        "verified_at",
+    }
