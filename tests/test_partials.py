@@ -462,3 +462,43 @@ async def test_small_files_never_make_partials(fault_server: FaultServer, tmp_pa
             await e.download(fault_server.url("/small"), expected_digests={"sha256": sha256(data)})
     assert list((tmp_path / "store" / ".partials").iterdir()) == []
     assert list((tmp_path / "store" / ".staging").iterdir()) == []
+
+
+async def test_a_failed_source_keeps_the_partial_a_gone_file_removes_it(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    data = os.urandom(SIZE)
+    part = await leave_partial(fault_server, tmp_path, "/a.iso", data)
+    kept = length(json.loads(part.with_suffix(".json").read_text()))
+    once = [pad.RemoteConfig(retry=pad.RetryPolicy(attempts=1))]
+    digests = {"sha256": sha256(data)}
+    # Cut again on the only attempt: the source is failing, the bytes are worth keeping.
+    fault_server.set_faults("/a.iso", [Fault(truncate_at=MiB)])
+    async with engine(tmp_path, remotes=once) as e:
+        with pytest.raises(pad.ConnectionFailed):
+            await e.download(fault_server.url("/a.iso"), expected_digests=digests)
+    assert length(json.loads(part.with_suffix(".json").read_text())) == kept + MiB
+    assert part.stat().st_size == kept + MiB
+    # Gone from the server: the partial goes too.
+    fault_server.set_faults("/a.iso", [Fault(status=404)])
+    async with engine(tmp_path, remotes=once) as e:
+        with pytest.raises(pad.HTTPStatusError):
+            await e.download(fault_server.url("/a.iso"), expected_digests=digests)
+    assert list((tmp_path / "store" / ".partials").iterdir()) == []
+    assert list((tmp_path / "store" / ".staging").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"partial_min_size": -1},
+        {"partial_min_size": True},
+        {"partial_max_bytes": 1.5},
+        {"partial_max_bytes": None},
+        {"partial_max_age": -3},
+    ],
+)
+def test_partial_settings_are_validated(settings: dict[str, object]) -> None:
+    (name,) = settings
+    with pytest.raises(pad.ConfigError, match=f"EngineConfig.{name}"):
+        pad.EngineConfig(**settings)  # type: ignore[arg-type]
