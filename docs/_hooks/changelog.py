@@ -9,6 +9,7 @@ fragment, and shown as soon as it lands.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ def unreleased_markdown() -> str:
     start = text.find("## Unreleased")
     if start < 0:
         raise RuntimeError(f"unexpected towncrier draft:\n{text}")
-    return text[start:]
+    # The date towncrier puts in the title is the build's, not a release's.
+    return re.sub(r"^## Unreleased \(.*?\)$", "## Unreleased", text[start:], count=1, flags=re.M)
 
 
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
