@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -161,3 +162,33 @@ async def test_verify_and_repair_with_s3(
 
     again = await engine.verify()
     assert (again.checked, again.ok, again.corrupt, again.missing) == (3, 3, (), ())
+
+
+async def test_interrupted_large_download_resumes_into_s3(
+    s3_bucket: tuple[str, str], fault_server: FaultServer, tmp_path: Path
+) -> None:
+    """The partial lives in local staging beside the S3 staging directory; a new engine
+    continues it with Range and uploads the whole, validated file."""
+    data = os.urandom(6 * 1024 * 1024)
+    sha = hashlib.sha256(data).hexdigest()
+    url = fault_server.add("/big.iso", data, faults=[Fault(trickle=4 * 1024 * 1024)])
+    partials = tmp_path / "staging" / f"pulp-aio-download-partials-{os.getuid()}"
+    part = partials / f"sha256-{sha}.part"
+    async with make_engine(s3_bucket, tmp_path) as first:
+        task = asyncio.ensure_future(first.download(url, expected_digests={"sha256": sha}))
+        while not part.with_suffix(".json").exists():
+            assert not task.done()
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    kept = part.stat().st_size
+    assert kept > 0
+    assert f"{PREFIX}/{artifact_key(sha)}" not in await objects(s3_bucket)
+    async with make_engine(s3_bucket, tmp_path) as second:
+        result = await second.download(url, expected_digests={"sha256": sha})
+    assert fault_server.requests_for("/big.iso")[1].headers["Range"] == f"bytes={kept}-"
+    assert result.location == f"s3://{s3_bucket[1]}/{PREFIX}/{artifact_key(sha)}"
+    assert (await objects(s3_bucket))[f"{PREFIX}/{artifact_key(sha)}"] == data
+    assert list(partials.iterdir()) == []
+    assert staged_files(tmp_path) == []
