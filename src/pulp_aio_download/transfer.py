@@ -178,11 +178,13 @@ class _Attempt:
                     )
                     return resp
                 log.debug("%s: %s, restarting from byte 0", self.url, reason)
+                self.adopted = False  # the bytes are all new from here on
                 if resp.status == 200:
                     await writer.reset()
                     return resp
                 resp.abort()
                 await resp.close()
+            self.adopted = False
             await writer.reset()
         return await self.engine._open(self.source, self.remote, offset=0, validator=None)
 
