@@ -28,6 +28,10 @@ unknown), so at most 0.4 % of a large file is fetched again after a crash beyond
 in flight; smaller files never write a sidecar, take a lock or pay an ``fdatasync``.
 Cancellation (Ctrl-C) writes a last checkpoint at the exact length received.
 
+A request of known size (at least ``partial_min_size``) looks on disk for its partial; one
+of unknown size only when the engine found that partial at start or wrote it itself, so a
+small file never costs a lookup.
+
 Two writers never share a partial: a writer holds ``flock(LOCK_EX)`` on the data file for
 as long as it writes; a partial that is locked is neither adopted nor replaced, and a new
 partial is published with ``os.link`` (which never replaces an existing name).
