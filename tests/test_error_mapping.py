@@ -104,9 +104,12 @@ def _instances() -> list[pad.DownloadError]:
         errors.TLSError("TLS failed: unknown CA", url=URL),
         errors.ProxyError("proxy authentication required (HTTP 407)", url=URL),
         errors.StorageError("disk full", url=URL),
+        errors.CatalogError(
+            "cannot write to the catalog: it is read-only", url=URL, catalog="catalog.sqlite3"
+        ),
         errors.HookError("hook raised", url=URL, hook="check"),
     ]
-    made.append(errors.AllSourcesFailed(made[-6:], url=URL))
+    made.append(errors.AllSourcesFailed(made[-7:], url=URL))
     return made
 
 

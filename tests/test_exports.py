@@ -22,7 +22,7 @@ EXPECTED = {
     "DownloadError", "ConfigError", "ManifestError", "ValidationError", "DigestMismatch",
     "SizeMismatch",
     "HTTPStatusError", "DownloadTimeout", "ConnectionFailed", "TLSError", "ProxyError",
-    "StorageError", "HookError", "AllSourcesFailed",
+    "StorageError", "CatalogError", "HookError", "AllSourcesFailed",
     "__version__",
 }  # fmt: skip
 
@@ -45,6 +45,7 @@ def test_error_tree() -> None:
         pad.DownloadTimeout,
         pad.ConnectionFailed,
         pad.StorageError,
+        pad.CatalogError,
         pad.HookError,
         pad.AllSourcesFailed,
     ):

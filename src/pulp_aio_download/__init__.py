@@ -24,6 +24,7 @@ from .config import TLSConfig as TLSConfig
 from .engine import DownloadEngine as DownloadEngine
 from .engine import EngineStatistics as EngineStatistics
 from .errors import AllSourcesFailed as AllSourcesFailed
+from .errors import CatalogError as CatalogError
 from .errors import ConfigError as ConfigError
 from .errors import ConnectionFailed as ConnectionFailed
 from .errors import DigestMismatch as DigestMismatch
@@ -63,6 +64,7 @@ __all__ = [
     "BasicAuth",
     "BearerTokenAuth",
     "Catalog",
+    "CatalogError",
     "ConfigError",
     "ConnectionFailed",
     "ContentUnit",

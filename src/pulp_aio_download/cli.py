@@ -1,8 +1,10 @@
 """The command line: ``pulp-aio-download`` (also ``python -m pulp_aio_download``).
 
-Exit codes: 0 success, 1 some download/verification failed (listed), 2 bad arguments or
-bad input (named) before anything is downloaded. Heavy modules (aiohttp) are imported only
-when a command runs, so ``--help`` is instant.
+Exit codes: 0 success, 1 some download/verification failed (listed), 2 bad arguments, bad
+input (named), or a data dir, store or catalog that cannot be opened for what the command
+needs, before anything is downloaded. Failures are reported in one line, never a
+traceback. Heavy modules (aiohttp) are imported only when a command runs, so ``--help`` is
+instant.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from .config import EngineConfig
+    from .engine import DownloadEngine
     from .hooks import Hook
     from .models import DownloadRequest, ProgressReport
 
@@ -205,18 +208,25 @@ def _setup_logging(verbose: int) -> None:
     root.setLevel(level)
 
 
-def engine_config(args: argparse.Namespace, **extra: Any) -> EngineConfig:
-    """The :class:`EngineConfig` the common options describe."""
+def engine_config(
+    args: argparse.Namespace, *, read_only: bool = False, **extra: Any
+) -> EngineConfig:
+    """The :class:`EngineConfig` the common options describe.
+
+    ``read_only`` (commands that only read): the local store and the SQLite or PostgreSQL
+    catalog are opened for reading only, so the command works on a read-only data dir.
+    """
     from .config import EngineConfig
     from .errors import ConfigError
 
     data_dir: Path = args.data_dir or default_data_dir()
     storage = None
-    if args.storage:
-        storage = _storage_from_uri(args.storage, args.s3_endpoint_url)
+    if args.storage or read_only:
+        uri = args.storage or str(data_dir / "artifacts")
+        storage = _storage_from_uri(uri, args.s3_endpoint_url, read_only)
     catalog = None
-    if args.catalog:
-        catalog = _catalog_from_uri(args.catalog)
+    if args.catalog or read_only:
+        catalog = _catalog_from_uri(args.catalog or str(data_dir / "catalog.sqlite3"), read_only)
     remotes = {}
     if args.remotes is not None:
         from .remotes_file import load_remotes
@@ -241,7 +251,7 @@ def engine_config(args: argparse.Namespace, **extra: Any) -> EngineConfig:
         raise UsageError(str(exc)) from None
 
 
-def _storage_from_uri(uri: str, endpoint_url: str | None) -> Any:
+def _storage_from_uri(uri: str, endpoint_url: str | None, read_only: bool = False) -> Any:
     if uri.startswith("s3://"):
         from .storage.s3 import S3Storage
 
@@ -253,19 +263,46 @@ def _storage_from_uri(uri: str, endpoint_url: str | None) -> Any:
         raise UsageError(f"--storage {uri!r}: expected a directory or s3://bucket/prefix")
     from .storage.local import LocalStorage
 
-    return LocalStorage(uri)
+    return LocalStorage(uri, read_only=read_only)
 
 
-def _catalog_from_uri(uri: str) -> Any:
+def _catalog_from_uri(uri: str, read_only: bool = False) -> Any:
     if uri.startswith(("postgresql://", "postgres://")):
         from .catalog.postgres import PostgresCatalog
 
-        return PostgresCatalog(uri)
+        return PostgresCatalog(uri, read_only=read_only)
     if "://" in uri:
-        raise UsageError(f"--catalog: expected a SQLite file path or postgresql://..., got {uri!r}")
+        from .urls import redact_url
+
+        raise UsageError(
+            f"--catalog: expected a SQLite file path or postgresql://..., got {redact_url(uri)!r}"
+        )
     from .catalog.sqlite import SQLiteCatalog
 
-    return SQLiteCatalog(uri)
+    return SQLiteCatalog(uri, read_only=read_only)
+
+
+@contextlib.asynccontextmanager
+async def open_engine(config: EngineConfig) -> AsyncIterator[DownloadEngine]:
+    """The started engine of a command; storage or a catalog that cannot be opened is a
+    :class:`UsageError` (exit 2, one line), before anything is downloaded."""
+    from .engine import DownloadEngine
+    from .errors import CatalogError, StorageError
+
+    engine = DownloadEngine(config)
+    try:
+        await engine.start()
+    except (StorageError, CatalogError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        try:
+            # A store that cannot be reached (an S3 endpoint down) is found now, not per file.
+            await engine.storage.stat("0" * 64)
+        except StorageError as exc:
+            raise UsageError(str(exc)) from None
+        yield engine
+    finally:
+        await engine.close()
 
 
 # -- progress and summaries ------------------------------------------------------------
@@ -397,7 +434,6 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
 
 
 async def _cmd_get(args: argparse.Namespace) -> int:
-    from .engine import DownloadEngine
     from .errors import ConfigError, DownloadError
 
     roots = []
@@ -411,7 +447,7 @@ async def _cmd_get(args: argparse.Namespace) -> int:
     display = _Progress(_progress_mode(args.progress, sys.stderr))
     try:
         config = engine_config(args, allowed_file_roots=roots, progress=display.callback)
-        async with DownloadEngine(config) as engine:
+        async with open_engine(config) as engine:
             try:
                 request = engine._make_request(
                     args.url,
@@ -435,9 +471,13 @@ async def _cmd_get(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if args.output is not None and result.path is not None:
-        await asyncio.get_running_loop().run_in_executor(
-            None, shutil.copyfile, result.path, args.output
-        )
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, shutil.copyfile, result.path, args.output
+            )
+        except OSError as exc:
+            print(f"error: cannot copy {result.path} to {args.output}: {exc}", file=sys.stderr)
+            return 1
     # With --progress json, stdout carries only the JSON lines (as for sync).
     print(result.path if result.path is not None else result.location, file=display.summary_stream)
     return 0
@@ -452,8 +492,6 @@ async def run_sync(
     hooks: Sequence[Hook] | None = None,
 ) -> dict[str, Any]:
     """Download ``requests`` with the common options; returns the summary."""
-    from .engine import DownloadEngine
-
     display = _Progress(progress)
     extra: dict[str, Any] = {} if hooks is None else {"hooks": hooks}
     started = time.monotonic()
@@ -462,7 +500,7 @@ async def run_sync(
         config = engine_config(
             args, progress=display.callback, allowed_file_roots=list(extra_roots), **extra
         )
-        async with DownloadEngine(config) as engine:
+        async with open_engine(config) as engine:
             # Outcomes are counted as they come: memory does not grow with the batch.
             await engine.download_each(requests, summary.add)
     finally:
@@ -489,12 +527,11 @@ async def _cmd_sync(args: argparse.Namespace) -> int:
 
 
 async def _cmd_verify(args: argparse.Namespace) -> int:
-    from .engine import DownloadEngine
-
     display = _Progress(_progress_mode(args.progress, sys.stderr))
-    config = engine_config(args, progress=display.callback)
+    # A plain check only reads: it works on a read-only data dir.
+    config = engine_config(args, read_only=not args.repair, progress=display.callback)
     try:
-        async with DownloadEngine(config) as engine:
+        async with open_engine(config) as engine:
             report = await engine.verify(repair=args.repair)
     finally:
         display.close()
@@ -523,10 +560,8 @@ async def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 async def _cmd_catalog(args: argparse.Namespace) -> int:
-    from .engine import DownloadEngine
-
-    config = engine_config(args)
-    async with DownloadEngine(config) as engine:
+    config = engine_config(args, read_only=True)
+    async with open_engine(config) as engine:
         catalog = engine.catalog
         assert catalog is not None
         if args.catalog_command == "show":
@@ -580,14 +615,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_interruptible(_COMMANDS[args.command](args)))
     except UsageError as exc:
-        print(f"pulp-aio-download: error: {exc}", file=sys.stderr)
+        _error_line(exc)
         return 2
     except Exception as exc:
-        from .errors import ConfigError
+        from .errors import ConfigError, DownloadError
 
         if isinstance(exc, ConfigError):
-            print(f"pulp-aio-download: error: {exc}", file=sys.stderr)
+            _error_line(exc)
             return 2
+        if isinstance(exc, DownloadError):  # e.g. the catalog failed in mid-command
+            _error_line(exc)
+            return 1
         raise
     except KeyboardInterrupt:
         return 130
+
+
+def _error_line(exc: BaseException) -> None:
+    print(f"pulp-aio-download: error: {' '.join(str(exc).split())}", file=sys.stderr)

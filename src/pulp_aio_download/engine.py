@@ -29,6 +29,7 @@ from .config import EngineConfig, RemoteConfig
 from .cooperation import Cooperation, resolve_claim_lease
 from .errors import (
     AllSourcesFailed,
+    CatalogError,
     ConfigError,
     DownloadError,
     HookError,
@@ -375,6 +376,8 @@ class DownloadEngine:
             return await self._single_flight(request)
         except DownloadError as exc:
             tracker.file_failed(retried=was_retried(exc))
+            if exc.url is None:  # a shared part (catalog, storage) does not know the file
+                raise exc._with_url(request.url) from exc
             raise
 
     async def _single_flight(self, request: DownloadRequest) -> DownloadResult:
@@ -447,7 +450,7 @@ class DownloadEngine:
         for source in order_sources(sources, self._health, now=time.time()):
             try:
                 return await self._from_source(request, source)
-            except (ConfigError, HookError, StorageError):
+            except (ConfigError, HookError, StorageError, CatalogError):
                 raise
             except DownloadError as exc:
                 log.info("%s failed: %s", redact_url(source.url), exc)
@@ -593,7 +596,7 @@ class DownloadEngine:
         for hook in hooks:
             try:
                 await hook(ctx)
-            except StorageError:
+            except (StorageError, CatalogError):
                 await self._rollback(ctx)
                 raise
             except Exception as exc:
@@ -731,18 +734,23 @@ class DownloadEngine:
         sha = request.sha256
         if sha is None:
             raise ConfigError("register needs expected_digests with a sha256", url=request.url)
-        stored = await self.storage.stat(sha)
-        record = await catalog.record_unit_file(
-            UnitFile(
-                sha256=sha,
-                size=request.expected_size if stored is None else stored.size,
-                digests=dict(request.expected_digests),
-                location=stored.location if stored else None,
-                sources=request.sources,
+        try:
+            stored = await self.storage.stat(sha)
+            record = await catalog.record_unit_file(
+                UnitFile(
+                    sha256=sha,
+                    size=request.expected_size if stored is None else stored.size,
+                    digests=dict(request.expected_digests),
+                    location=stored.location if stored else None,
+                    sources=request.sources,
+                )
             )
-        )
-        if request.unit is not None:
-            await catalog.save_unit(request.unit, sha, request.repository)
+            if request.unit is not None:
+                await catalog.save_unit(request.unit, sha, request.repository)
+        except DownloadError as exc:
+            if exc.url is None:
+                raise exc._with_url(request.url) from exc
+            raise
         return record
 
     async def fetch(self, sha256: str) -> DownloadResult:

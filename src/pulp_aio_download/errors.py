@@ -13,7 +13,8 @@ Every failure of a download is a :class:`DownloadError`::
     ├── ConnectionFailed
     │   ├── TLSError
     │   └── ProxyError      .status (the proxy's answer, e.g. 407)
-    ├── StorageError
+    ├── StorageError         the store could not be read or written
+    ├── CatalogError         .catalog  the catalog could not be read or written
     ├── HookError            .hook
     └── AllSourcesFailed     .errors  (one DownloadError per source tried)
 
@@ -31,6 +32,7 @@ from .urls import redact_url
 
 __all__ = [
     "AllSourcesFailed",
+    "CatalogError",
     "ConfigError",
     "ConnectionFailed",
     "DigestMismatch",
@@ -89,6 +91,19 @@ class DownloadError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # The message already says how many attempts were made; the count is state.
         return (_rebuild, (type(self), self._kwargs()), {"attempts": self.attempts})
+
+    def _with_url(self, url: str | None) -> DownloadError:
+        """This error naming ``url``: itself when it already names a URL (or ``url`` is
+        None), else a copy of the same type and fields with ``url`` set, caused by this one.
+
+        Used where a failure of a shared part (catalog, storage), which does not know the
+        file, meets the file it broke.
+        """
+        if self.url is not None or url is None:
+            return self
+        copy = _rebuild(type(self), {**self._kwargs(), "url": url})
+        copy.__cause__ = self
+        return copy
 
 
 class ConfigError(DownloadError, ValueError):
@@ -248,6 +263,23 @@ class ProxyError(ConnectionFailed):
 
 class StorageError(DownloadError):
     """Storing the artifact failed (disk full, permission, object store error)."""
+
+
+class CatalogError(DownloadError):
+    """The catalog could not be opened, read or written (permission, read-only, locked,
+    full disk, database down or unreachable, authentication refused).
+
+    ``catalog`` names the catalog without credentials (a SQLite file, or a PostgreSQL
+    ``postgresql://user@host:port/db``); ``url`` names the file whose download, record or
+    fetch failed, when there is one.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, catalog: str | None = None) -> None:
+        self.catalog = catalog
+        super().__init__(message, url=url)
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {"catalog": self.catalog, **super()._kwargs()}
 
 
 class HookError(DownloadError):

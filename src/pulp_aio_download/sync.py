@@ -28,6 +28,12 @@ def _run(coro: Coroutine[Any, Any, T], name: str) -> T:
     )
 
 
+def _url_of(item: object) -> str | None:
+    if isinstance(item, DownloadRequest):
+        return item.url
+    return item if isinstance(item, str) else None
+
+
 def run_batch(
     requests: Iterable[str | DownloadRequest],
     config: EngineConfig | None = None,
@@ -37,16 +43,34 @@ def run_batch(
 
     At most ``config.max_connections`` transfers run at once. With ``return_exceptions``
     (the default) each failure is returned in its place as a :class:`DownloadError`;
-    otherwise the first failure is raised and the rest are cancelled cleanly.
+    otherwise the first failure is raised and the rest are cancelled cleanly. Storage or a
+    catalog that cannot be opened fails every file: each gets that error, naming its URL.
 
     Raises:
+        DownloadError: without ``return_exceptions``, the first failure.
         RuntimeError: when called from inside a running event loop.
     """
     items = list(requests)
 
     async def main() -> list[DownloadResult | DownloadError]:
-        async with DownloadEngine(config) as engine:
+        engine = DownloadEngine(config)
+        try:
+            await engine.start()
+        except DownloadError as exc:
+            if return_exceptions and items:
+                return [exc._with_url(_url_of(item)) for item in items]
+            if exc.url is None and items:
+                raise exc._with_url(_url_of(items[0])) from exc
+            raise
+        try:
             return await engine.download_many(items, return_exceptions=return_exceptions)
+        finally:
+            try:
+                await engine.close()
+            except DownloadError as exc:
+                if exc.url is None and items:
+                    raise exc._with_url(_url_of(items[0])) from exc
+                raise
 
     return _run(main(), "run_batch")
 
@@ -65,4 +89,9 @@ def download_sync(
         async with DownloadEngine(config) as engine:
             return await engine.download(url_or_request, **kwargs)
 
-    return _run(main(), "download_sync")
+    try:
+        return _run(main(), "download_sync")
+    except DownloadError as exc:
+        if exc.url is None:  # storage or catalog failed to open or close: name the file
+            raise exc._with_url(_url_of(url_or_request)) from exc
+        raise

@@ -59,7 +59,8 @@ async def verify_stored(
                 bad = corrupt
         if bad is None:
             ok += 1
-            await catalog.mark_verified(record.sha256, datetime.now(timezone.utc))
+            if not catalog.read_only:  # a read-only catalog is checked, never touched
+                await catalog.mark_verified(record.sha256, datetime.now(timezone.utc))
             tracker.file_done(record.size or 0)
             return
         bad.append(record.sha256)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
 
-from ..errors import ConfigError
+from ..errors import CatalogError, ConfigError
 from ..health import HostHealth
 from ..models import ContentUnit, Source, UnitFile, UnitSpec, normalize_digests
 from ..secrets import SealedSecrets
@@ -36,6 +36,7 @@ __all__ = [
     "Undo",
     "UnitFileUndo",
     "UnitUndo",
+    "check_schema",
     "claim",
     "ddl",
     "forget_location",
@@ -259,6 +260,29 @@ async def migrate(tx: Tx, *, where: str) -> int:
             utcnow(),
         )
     return current
+
+
+async def check_schema(tx: Tx, *, where: str) -> None:
+    """For a catalog opened read-only, where nothing may be migrated: the schema must be
+    :data:`LATEST_VERSION`.
+
+    Raises:
+        ConfigError: the catalog was written by a newer version of this library.
+        CatalogError: the schema is older (open the catalog once for writing to migrate).
+    """
+    row = await tx.fetchone("SELECT MAX(version) FROM schema_version")
+    current = int(row[0]) if row is not None and row[0] is not None else 0
+    if current > LATEST_VERSION:
+        raise ConfigError(
+            f"catalog {where} has schema version {current}, newer than this version of "
+            f"pulp_aio_download understands ({LATEST_VERSION}); upgrade pulp_aio_download"
+        )
+    if current < LATEST_VERSION:
+        raise CatalogError(
+            f"cannot read catalog {where} read-only: its schema version {current} is older "
+            f"than {LATEST_VERSION}; open it once for writing to migrate it",
+            catalog=where,
+        )
 
 
 # -- values ----------------------------------------------------------------------------------

@@ -1,7 +1,14 @@
 """The catalog operations shared by the SQL backends, over their ``_read``/``_write``.
 
 Every operation is written once in :mod:`._sql`; a backend only says how a read and a
-write transaction run (:meth:`SQLCatalog._read`, :meth:`SQLCatalog._write`).
+write transaction run (:meth:`SQLCatalog._read_tx`, :meth:`SQLCatalog._write_tx`) and what
+its driver's errors mean (:meth:`SQLCatalog._describe_error`).
+
+This is also the catalog's one error boundary: every read and write goes through
+:meth:`SQLCatalog._read` / :meth:`SQLCatalog._write` (and the backends' ``open`` and
+``close`` through :meth:`SQLCatalog._catalog_error`), where a driver or OS error becomes a
+:class:`CatalogError` naming the catalog and what happened. The engine adds the URL of the
+file concerned.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from datetime import datetime
 from typing import Any, TypeVar
 
+from ..errors import CatalogError
 from ..health import HostHealth
 from ..models import ContentUnit, UnitFile, UnitSpec
 from ..secrets import SealedSecrets
@@ -25,13 +33,60 @@ T = TypeVar("T")
 class SQLCatalog(Catalog):
     """A :class:`Catalog` whose operations are the shared SQL of :mod:`._sql`."""
 
+    #: The driver's (and the OS's) exceptions that mean the catalog itself failed; they
+    #: become :class:`CatalogError`. Set by the backend, once its driver is imported.
+    _db_errors: tuple[type[BaseException], ...] = ()
+
+    @property
     @abc.abstractmethod
-    async def _read(self, op: Callable[[_sql.Tx], Awaitable[T]]) -> T:
-        """Run ``op`` in one read-only transaction."""
+    def display_name(self) -> str:
+        """The catalog in messages, without credentials (e.g. ``SQLite catalog PATH``)."""
 
     @abc.abstractmethod
+    def _describe_error(self, exc: BaseException) -> str:
+        """What ``exc`` (one of :attr:`_db_errors`) means, in words, without secrets."""
+
+    def _catalog_error(self, exc: BaseException, action: str) -> CatalogError:
+        """The :class:`CatalogError` for driver error ``exc`` raised while doing ``action``
+        (``"open"``, ``"read"``, ``"write to"``, ``"close"``)."""
+        name = self.display_name
+        return CatalogError(f"cannot {action} {name}: {self._describe_error(exc)}", catalog=name)
+
+    @abc.abstractmethod
+    async def _read_tx(self, op: Callable[[_sql.Tx], Awaitable[T]]) -> T:
+        """Run ``op`` in one read-only transaction (driver errors escape raw)."""
+
+    @abc.abstractmethod
+    async def _write_tx(self, op: Callable[[_sql.Tx], Awaitable[T]]) -> T:
+        """Run ``op`` in a write transaction; return once it is committed (driver errors
+        escape raw)."""
+
+    async def _read(self, op: Callable[[_sql.Tx], Awaitable[T]]) -> T:
+        """Run ``op`` in one read-only transaction.
+
+        Raises:
+            CatalogError: the catalog could not be read.
+        """
+        try:
+            return await self._read_tx(op)
+        except self._db_errors as exc:
+            raise self._catalog_error(exc, "read") from exc
+
     async def _write(self, op: Callable[[_sql.Tx], Awaitable[T]]) -> T:
-        """Run ``op`` in a write transaction; return once it is committed."""
+        """Run ``op`` in a write transaction; return once it is committed.
+
+        Raises:
+            CatalogError: the catalog could not be written.
+        """
+        if self.read_only:
+            raise CatalogError(
+                f"cannot write to {self.display_name}: it is opened read-only",
+                catalog=self.display_name,
+            )
+        try:
+            return await self._write_tx(op)
+        except self._db_errors as exc:
+            raise self._catalog_error(exc, "write to") from exc
 
     # -- unit files -----------------------------------------------------------------------------
     async def record_unit_file(

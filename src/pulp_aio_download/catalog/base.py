@@ -27,6 +27,10 @@ class Catalog(abc.ABC):
     URL without userinfo; no secret is ever written in plaintext.
     """
 
+    #: True when the catalog was opened only for reading: every write raises
+    #: :class:`CatalogError` and callers skip bookkeeping writes (``verify``).
+    read_only: bool = False
+
     async def __aenter__(self) -> Self:
         await self.open()
         return self

@@ -66,18 +66,32 @@ class LocalStorage(Storage):
               fsyncs per file.
             * ``"file"``: fsync each staged file, rename, fsync its directory.
             * ``"none"``: no sync (tmpfs, throw-away data); a crash may lose recent files.
+        read_only: only read (``verify`` without repair, lookups): :meth:`open` creates
+            nothing and checks nothing is writable, and every change raises
+            :class:`StorageError`; the directory may be on a read-only file system.
 
     In every mode a file appears under its final name only after validation, so a crash
     never leaves a partial artifact under a final key.
+
+    Raises:
+        StorageError: (from :meth:`open` and every operation) the directory cannot be
+            created, written or read (permission, read-only file system, full disk).
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, durability: str = "batch") -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        durability: str = "batch",
+        read_only: bool = False,
+    ) -> None:
         if durability not in ("batch", "file", "none"):
             raise ConfigError(
                 f"LocalStorage durability must be 'batch', 'file' or 'none', got {durability!r}"
             )
         self.root = Path(root)
         self.durability = durability
+        self.read_only = read_only
         self.fsync_staged = durability == "file"
         self._staging = self.root / _STAGING
         # host-pid-random-N: unique across hosts sharing the directory and across runs.
@@ -92,11 +106,23 @@ class LocalStorage(Storage):
         await asyncio.get_running_loop().run_in_executor(None, self._open_sync)
 
     def _open_sync(self) -> None:
+        if self.read_only:
+            if self.root.exists() and not self.root.is_dir():
+                raise StorageError(f"cannot open storage {self.root}: not a directory")
+            return
         try:
             self._staging.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create storage directory {self.root}: {exc}") from exc
-        self.clean_staging()
+        try:
+            # The directory may exist on a read-only file system or be someone else's: find
+            # out now, before any download, not when the first file is staged.
+            probe = self._staging / f"{self._prefix}probe"
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            probe.unlink()
+            self.clean_staging()
+        except OSError as exc:
+            raise StorageError(f"cannot write to storage {self.root}: {exc}") from exc
 
     def clean_staging(self) -> list[Path]:
         """Remove staging files of dead processes of this host; return what was removed."""
@@ -114,13 +140,19 @@ class LocalStorage(Storage):
         return removed
 
     def staging_dir(self) -> Path:
+        self._check_writable()
         return self._staging
 
-    def partials_dir(self) -> Path:
-        return self.root / _PARTIALS
+    def partials_dir(self) -> Path | None:
+        return None if self.read_only else self.root / _PARTIALS
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StorageError(f"storage {self.root} is opened read-only")
 
     def new_staging_path(self) -> Path:
         """A fresh staging file name (not created)."""
+        self._check_writable()
         return self._staging / f"{self._prefix}{next(self._counter)}.part"
 
     def path_of(self, sha256: str) -> Path:
@@ -209,7 +241,13 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(f"cannot read artifact {sha256}: {exc}") from exc
         try:
-            while chunk := await loop.run_in_executor(None, fh.read, chunk_size):
+            while True:
+                try:
+                    chunk = await loop.run_in_executor(None, fh.read, chunk_size)
+                except OSError as exc:
+                    raise StorageError(f"cannot read artifact {sha256}: {exc}") from exc
+                if not chunk:
+                    break
                 yield chunk
         finally:
             await loop.run_in_executor(None, fh.close)
@@ -241,18 +279,27 @@ class LocalStorage(Storage):
         return {name: h.hexdigest() for name, h in zip(algorithms, hashers, strict=True)}, size
 
     async def quarantine(self, sha256: str) -> None:
+        self._check_writable()
+
         def move() -> None:
             target = self.root / _QUARANTINE / f"{sha256}-{int(time.time())}"
             target.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 os.replace(self.path_of(sha256), target)
 
-        await asyncio.get_running_loop().run_in_executor(None, move)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, move)
+        except OSError as exc:
+            raise StorageError(f"cannot quarantine artifact {sha256}: {exc}") from exc
 
     async def delete(self, sha256: str) -> None:
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: self.path_of(sha256).unlink(missing_ok=True)
-        )
+        self._check_writable()
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self.path_of(sha256).unlink(missing_ok=True)
+            )
+        except OSError as exc:
+            raise StorageError(f"cannot delete artifact {sha256}: {exc}") from exc
 
 
 async def _finish_undo(cleanup: asyncio.Future[None]) -> None:

@@ -24,7 +24,7 @@ class TempStorage(LocalStorage):
             root if root is not None else tempfile.mkdtemp(prefix="pulp-aio-download-")
         )
 
-    def partials_dir(self) -> Path:
+    def partials_dir(self) -> Path | None:
         """``root/.partials``; with a fresh root, a directory shared by every
         ``TempStorage()`` of this user in the system's temporary directory (on its
         filesystem), so that a later process can resume."""
