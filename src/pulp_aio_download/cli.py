@@ -283,9 +283,12 @@ def _catalog_from_uri(uri: str, read_only: bool = False) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def open_engine(config: EngineConfig) -> AsyncIterator[DownloadEngine]:
-    """The started engine of a command; storage or a catalog that cannot be opened is a
-    :class:`UsageError` (exit 2, one line), before anything is downloaded."""
+async def open_engine(
+    config: EngineConfig, *, probe_store: bool = True
+) -> AsyncIterator[DownloadEngine]:
+    """The started engine of a command; storage or a catalog that cannot be opened (or,
+    with ``probe_store``, a store that does not answer) is a :class:`UsageError` (exit 2,
+    one line), before anything is downloaded."""
     from .engine import DownloadEngine
     from .errors import CatalogError, StorageError
 
@@ -297,7 +300,8 @@ async def open_engine(config: EngineConfig) -> AsyncIterator[DownloadEngine]:
     try:
         try:
             # A store that cannot be reached (an S3 endpoint down) is found now, not per file.
-            await engine.storage.stat("0" * 64)
+            if probe_store:
+                await engine.storage.stat("0" * 64)
         except StorageError as exc:
             raise UsageError(str(exc)) from None
         yield engine
@@ -561,7 +565,7 @@ async def _cmd_verify(args: argparse.Namespace) -> int:
 
 async def _cmd_catalog(args: argparse.Namespace) -> int:
     config = engine_config(args, read_only=True)
-    async with open_engine(config) as engine:
+    async with open_engine(config, probe_store=False) as engine:
         catalog = engine.catalog
         assert catalog is not None
         if args.catalog_command == "show":

@@ -757,7 +757,12 @@ class DownloadEngine:
         """Download a registered file on demand from its recorded sources."""
         self._require_open()
         catalog = self._need_catalog("fetch")
-        record = await catalog.get_unit_file(sha256.lower())
+        try:
+            record = await catalog.get_unit_file(sha256.lower())
+        except CatalogError as exc:  # no URL is known without the record: name the file
+            raise CatalogError(
+                f"cannot fetch {sha256}: {exc.message}", catalog=exc.catalog
+            ) from exc
         if record is None:
             raise ConfigError(f"no unit file recorded for sha256 {sha256}")
         if not record.sources:
