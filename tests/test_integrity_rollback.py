@@ -308,3 +308,30 @@ async def test_undo_leaves_what_another_writer_added_meanwhile(
     assert kept is not None and kept.sources == (first, theirs)
     assert unit is not None and dict(unit.metadata) == {"a": 1}
     assert unit.repositories == ("repo", "theirs")
+
+
+async def test_failed_file_is_counted_once_as_failed_in_the_progress_reports(
+    make_catalog: Callable[[], Catalog], fault_server: FaultServer, tmp_path: Path
+) -> None:
+    good, bad = os.urandom(5_000), os.urandom(6_000)
+    good_url = fault_server.add("/good.rpm", good)
+    bad_url = fault_server.add("/bad.rpm", bad)
+    reports: list[pad.ProgressReport] = []
+
+    async def refuse_bad(ctx: pad.DownloadContext) -> None:
+        if ctx.url == bad_url:
+            raise RuntimeError("refused")
+
+    cfg = pad.EngineConfig(
+        storage=pad.LocalStorage(tmp_path / "store"),
+        catalog=make_catalog(),
+        remotes=[pad.RemoteConfig(retry=NO_RETRY)],
+        hooks=[*pad.DEFAULT_HOOKS, refuse_bad],
+        progress=reports.append,
+    )
+    async with pad.DownloadEngine(cfg) as engine:
+        outcomes = await engine.download_many([good_url, bad_url], return_exceptions=True)
+    assert isinstance(outcomes[0], pad.DownloadResult) and isinstance(outcomes[1], pad.HookError)
+    final = reports[-1]
+    assert (final.total, final.done, final.failed) == (2, 1, 1)
+    assert final.bytes_done == len(good)

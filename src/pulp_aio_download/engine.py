@@ -612,8 +612,8 @@ class DownloadEngine:
         return ctx.result
 
     async def _rollback(self, ctx: DownloadContext) -> None:
-        """Undo what the hook chain of a failed download stored and recorded: the catalog
-        first, so that no record ever names an artifact already removed."""
+        """Undo what the hook chain of a failed download stored, recorded and counted: the
+        catalog first, so that no record ever names an artifact already removed."""
         if ctx.undo_log and self._catalog is not None:
             try:
                 await self._catalog.undo(ctx.undo_log)
@@ -626,6 +626,9 @@ class DownloadEngine:
             except Exception as exc:
                 log.warning("%s: could not remove artifact %s: %s", ctx.url, ctx.sha256, exc)
             ctx.newly_stored = False
+        if ctx.counted:
+            self._tracker().file_undone(ctx.size, cached=ctx.cached, retried=ctx.attempts > 1)
+            ctx.counted = False
 
     async def download_many(
         self,

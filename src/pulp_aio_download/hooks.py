@@ -65,6 +65,8 @@ class DownloadContext:
             held nothing (a rollback removes it).
         undo_log: the catalog writes of the chain, for the rollback
             (:meth:`Catalog.undo`).
+        counted: True once :func:`report_progress` counted the file as done (a rollback
+            takes that back, so a failed file is counted once, as failed).
     """
 
     request: DownloadRequest
@@ -82,6 +84,7 @@ class DownloadContext:
     unit: ContentUnit | None = None
     newly_stored: bool = False
     undo_log: list[Any] = field(default_factory=list)
+    counted: bool = False
     previous: UnitFile | None = None
 
     @property
@@ -192,6 +195,7 @@ async def create_unit(ctx: DownloadContext) -> None:
 async def report_progress(ctx: DownloadContext) -> None:
     """Count the file as done in the current progress report."""
     ctx.engine._tracker().file_done(ctx.size, cached=ctx.cached, retried=ctx.attempts > 1)
+    ctx.counted = True
 
 
 DEFAULT_HOOKS: tuple[Hook, ...] = (store, record_unit_file, create_unit, report_progress)

@@ -141,6 +141,17 @@ class ProgressTracker:
             self.retried += 1
         self._maybe_emit()
 
+    def file_undone(self, size: int, *, cached: bool = False, retried: bool = False) -> None:
+        """Take back a :meth:`file_done` (a later hook failed the download)."""
+        self.done -= 1
+        self._bytes_finished -= size
+        if cached:
+            self.cached -= 1
+        else:
+            self._bytes_fetched -= size
+        if retried:
+            self.retried -= 1
+
     def file_failed(self, *, retried: bool = False) -> None:
         self.failed += 1
         if retried:
