@@ -502,3 +502,16 @@ def test_partial_settings_are_validated(settings: dict[str, object]) -> None:
     (name,) = settings
     with pytest.raises(pad.ConfigError, match=f"EngineConfig.{name}"):
         pad.EngineConfig(**settings)  # type: ignore[arg-type]
+
+
+async def test_a_read_only_store_keeps_its_partials_untouched(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    data = os.urandom(SIZE)
+    part = await leave_partial(fault_server, tmp_path, "/a.iso", data)
+    old = time.time() - 30 * 86400
+    os.utime(part, (old, old))  # stale: a writable engine would remove it
+    storage = pad.LocalStorage(tmp_path / "store", read_only=True)
+    async with pad.DownloadEngine(pad.EngineConfig(storage=storage)):
+        assert storage.partials_dir() == part.parent  # verify lists them from there
+    assert part.exists() and part.with_suffix(".json").exists()

@@ -165,6 +165,8 @@ class DownloadEngine:
         directory = storage.partials_dir()
         if cfg.partial_min_size is None or directory is None:
             return None
+        if getattr(storage, "read_only", False):  # nothing is downloaded into it
+            return None
         partials = PartialStore(
             directory,
             min_size=cfg.partial_min_size,

@@ -144,7 +144,8 @@ class LocalStorage(Storage):
         return self._staging
 
     def partials_dir(self) -> Path | None:
-        return None if self.read_only else self.root / _PARTIALS
+        # Also when read-only: verify lists the partials (the engine then keeps none).
+        return self.root / _PARTIALS
 
     def _check_writable(self) -> None:
         if self.read_only:
