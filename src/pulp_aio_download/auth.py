@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, DownloadError, HTTPStatusError
+from .retry import parse_retry_after
 from .urls import origin, redact_url
 
 if TYPE_CHECKING:
@@ -295,8 +296,15 @@ class BearerTokenAuth(Auth):
 
         Returns False when the answer carries no Bearer challenge (or is not a 401).
 
+        The token request goes through ``session`` (the engine gives one with the remote's
+        TLS, proxy and timeouts). Every failure is a :class:`DownloadError` whose ``url``
+        is ``url`` (the file) and whose message names the token realm.
+
         Raises:
-            HTTPStatusError: the token endpoint refused (its status, the realm URL).
+            HTTPStatusError: the token endpoint refused (its status).
+            ConnectionFailed: the token endpoint could not be reached (``TLSError``,
+                ``ProxyError``: through the remote's TLS settings and proxy).
+            DownloadTimeout: the token endpoint did not answer in time.
             DownloadError: the realm is unusable or the endpoint sent no token.
         """
         if status != 401:
@@ -311,7 +319,7 @@ class BearerTokenAuth(Auth):
         sent = self._token_for(url)  # what apply() gave this request, as far as we can tell
         async with self._locks.setdefault(key, asyncio.Lock()):
             if not self._reusable(self._tokens.get(key), params, sent, answered_at):
-                self._tokens[key] = await self._fetch(key, session)
+                self._tokens[key] = await self._fetch(key, session, url)
         self._remember(url, key)
         return True
 
@@ -350,7 +358,24 @@ class BearerTokenAuth(Auth):
                 url=url,
             )
 
-    async def _fetch(self, key: _ScopeKey, session: aiohttp.ClientSession) -> _Token:
+    async def _fetch(self, key: _ScopeKey, session: aiohttp.ClientSession, url: str) -> _Token:
+        import aiohttp
+
+        from .transports.http import map_client_error
+
+        realm = key[0]
+        try:
+            return await self._request_token(key, session, url)
+        except DownloadError:
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            error = map_client_error(exc, url)
+            message = f"token realm {redact_url(realm)}: {error.message}"
+            raise type(error)(**{**error._kwargs(), "message": message}) from exc
+
+    async def _request_token(
+        self, key: _ScopeKey, session: aiohttp.ClientSession, url: str
+    ) -> _Token:
         realm, service, scope = key
         query: list[tuple[str, str]] = []
         if service:
@@ -364,11 +389,14 @@ class BearerTokenAuth(Auth):
         log.debug("fetching a bearer token from %s (service=%r, scope=%r)", realm, service, scope)
         async with session.get(realm, params=query, headers=headers) as response:
             if response.status != 200:
+                reason = f" {response.reason}" if response.reason else ""
                 raise HTTPStatusError(
                     status=response.status,
-                    url=realm,
+                    url=url,
                     reason=response.reason,
-                    message=f"token request to {redact_url(realm)} failed: HTTP {response.status}",
+                    message=f"token realm {redact_url(realm)} refused the token request: "
+                    f"HTTP {response.status}{reason}",
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 )
             try:
                 body: Any = await response.json(content_type=None)
@@ -376,7 +404,7 @@ class BearerTokenAuth(Auth):
                 body = None
         token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise DownloadError(f"token endpoint {redact_url(realm)} sent no token", url=realm)
+            raise DownloadError(f"token realm {redact_url(realm)} sent no token", url=url)
         expires_in = body.get("expires_in") if isinstance(body, dict) else None
         if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)):
             expires_in = self._default_expires_in

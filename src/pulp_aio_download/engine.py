@@ -37,7 +37,7 @@ from .errors import (
 )
 from .health import HostHealth
 from .hooks import DEFAULT_HOOKS, DownloadContext
-from .limits import HostLimiters, RemoteLimiter
+from .limits import AdaptiveLimiter, HostLimiters, RemoteLimiter
 from .models import (
     DownloadRequest,
     DownloadResult,
@@ -247,13 +247,31 @@ class DownloadEngine:
         return transport
 
     def session(self, name: str = "default") -> aiohttp.ClientSession:
-        """The raw ``aiohttp.ClientSession`` of remote ``name``, on the shared connector.
+        """The ``aiohttp.ClientSession`` of remote ``name``, on the shared connector.
 
-        Requests made with it bypass validation and storage but share the connection pool.
-        The engine owns and closes it.
+        Every request made through it gets the remote's whole network policy, as the
+        engine's own transfers do: TLS settings, proxy (and proxy credentials), basic
+        credentials or the ``auth`` object (a bearer challenge is answered and the request
+        sent again), headers, user agent, timeouts, and the global, per-remote and per-host
+        connection limits (a slot is held until the response is released). Credentials go
+        only to the origin of the URL requested, never after a redirect to another origin,
+        and never over an ``Authorization`` header the caller passes.
+
+        It is for metadata (``repomd.xml``, ``Packages``, manifests): responses are not
+        validated or stored, aiohttp's usual decompression and redirects apply, and
+        aiohttp's exceptions are raised as they are, except that a failing auth challenge
+        (the token realm down or refusing) raises a :class:`DownloadError`. The engine owns
+        and closes it.
+
+        Example::
+
+            async with engine.session("fedora").get(f"{base}/repodata/repomd.xml") as resp:
+                resp.raise_for_status()
+                text = await resp.text()
         """
         self._require_open()
-        return self._transport(self.config.remote(name)).session
+        remote = self.config.remote(name)
+        return self._transport(remote).plugin_session(functools.partial(self._limiters, remote))
 
     async def _open(
         self, source: Source, remote: RemoteConfig, *, offset: int, validator: str | None
@@ -269,13 +287,20 @@ class DownloadEngine:
             source.url, userinfo=source._userinfo, offset=offset, validator=validator
         )
 
-    @contextlib.asynccontextmanager
-    async def _slot(self, remote: RemoteConfig, host: str) -> AsyncIterator[None]:
+    def _limiters(
+        self, remote: RemoteConfig, host: str
+    ) -> tuple[RemoteLimiter, AdaptiveLimiter, asyncio.Semaphore]:
+        """The slots a request to ``host`` for ``remote`` holds, in acquisition order."""
         remote_limiter = self._remote_limits.get(remote.name)
         if remote_limiter is None:
             remote_limiter = self._remote_limits[remote.name] = RemoteLimiter.for_remote(remote)
         assert self._slots is not None
-        async with remote_limiter, self._host_limits.get(host), self._slots:
+        return remote_limiter, self._host_limits.get(host), self._slots
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, remote: RemoteConfig, host: str) -> AsyncIterator[None]:
+        remote_limiter, host_limiter, slots = self._limiters(remote, host)
+        async with remote_limiter, host_limiter, slots:
             self._transfers += 1
             try:
                 yield

@@ -10,8 +10,8 @@ import asyncio
 import logging
 import ssl
 import urllib.request
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -33,6 +33,9 @@ from ..retry import parse_retry_after
 from ..tls import build_ssl_context, tls_error
 from ..urls import origin, redact_url, split_userinfo
 from .base import Response
+
+if TYPE_CHECKING:
+    from .session import Slot
 
 __all__ = ["ERROR_MAP", "HttpResponse", "HttpTransport", "default_user_agent", "map_client_error"]
 
@@ -66,14 +69,15 @@ def _simple(cls: type[DownloadError], what: str) -> Any:
 
 def _proxy_status(exc: BaseException, url: str) -> DownloadError:
     status = getattr(exc, "status", None)
-    if status == 407:
-        return proxy_auth_error(url)
+    if status in (401, 407):
+        return proxy_auth_error(url, status)
     return ProxyError(f"proxy refused the request (HTTP {status})", url=url, status=status)
 
 
-def proxy_auth_error(url: str) -> ProxyError:
-    """The error of a ``407``: wrong or missing proxy credentials (never retried)."""
-    return ProxyError("proxy authentication required (HTTP 407)", url=url, status=407)
+def proxy_auth_error(url: str, status: int = 407) -> ProxyError:
+    """The error of a proxy's ``407`` (or ``401``, as tinyproxy sends for wrong
+    credentials): wrong or missing proxy credentials (never retried)."""
+    return ProxyError(f"proxy authentication required (HTTP {status})", url=url, status=status)
 
 
 def _status(exc: BaseException, url: str) -> DownloadError:
@@ -205,9 +209,11 @@ class HttpTransport:
 
     def __init__(self, remote: RemoteConfig, connector: aiohttp.BaseConnector) -> None:
         self.remote = remote
+        self.user_agent = remote.user_agent or default_user_agent()
+        self._connector = connector
         t = remote.timeouts
         headers = {
-            "User-Agent": remote.user_agent or default_user_agent(),
+            "User-Agent": self.user_agent,
             "Accept-Encoding": "identity",
             **remote.headers,
         }
@@ -224,7 +230,10 @@ class HttpTransport:
             # read_bufsize=READ_BUFSIZE,
         )
         self._ssl_context: ssl.SSLContext | None = None
-        self._proxy = (
+        self._realm_session: aiohttp.ClientSession | None = None
+        self._plugin_session: aiohttp.ClientSession | None = None
+        #: The remote's ProxyConfig as a URL (credentials in its userinfo), or None.
+        self.explicit_proxy = (
             _proxy_url(remote.proxy.url, remote.proxy.username, remote.proxy.password)
             if remote.proxy
             else None
@@ -237,9 +246,30 @@ class HttpTransport:
         )
 
     async def close(self) -> None:
-        await self.session.close()
+        for session in (self._plugin_session, self._realm_session, self.session):
+            if session is not None:
+                await session.close()
 
-    def _ssl_for(self, url: str, proxy: Any) -> ssl.SSLContext | bool:
+    def realm_session(self) -> aiohttp.ClientSession:
+        """The session token requests of the remote's auth go through (TLS, proxy,
+        timeouts, user agent; no credentials), on the shared connector."""
+        if self._realm_session is None:
+            from .session import build_realm_session
+
+            self._realm_session = build_realm_session(self, self._connector)
+        return self._realm_session
+
+    def plugin_session(self, limits: Callable[[str], Sequence[Slot]]) -> aiohttp.ClientSession:
+        """The remote's whole policy on a plain ``aiohttp.ClientSession`` (created once;
+        ``limits(host)`` gives the slots each request holds until it is released)."""
+        if self._plugin_session is None:
+            from .session import build_plugin_session
+
+            self._plugin_session = build_plugin_session(self, self._connector, limits)
+        return self._plugin_session
+
+    def ssl_for(self, url: str, proxy: Any) -> ssl.SSLContext | bool:
+        """The ``ssl`` argument of a request to ``url`` through ``proxy``."""
         # Built on first use (once per remote): loading the system CAs costs tens of
         # milliseconds that a plain-http mirror never needs.
         if not url.startswith("https:") and not str(proxy or "").startswith("https:"):
@@ -248,10 +278,23 @@ class HttpTransport:
             self._ssl_context = build_ssl_context(self.remote.tls)
         return self._ssl_context
 
+    async def _proxy_refused(
+        self, resp: aiohttp.ClientResponse, proxy: URL | None, url: str
+    ) -> bool:
+        # A 401 without Via, to a plain-http request that carried proxy credentials: the
+        # proxy's or the origin's? (See proxy_refuses_credentials.)
+        if proxy is None or proxy.user is None or urlsplit(url).scheme != "http":
+            return False
+        if "Via" in resp.headers:
+            return False
+        resp.release()
+        timeout = self.remote.timeouts.connect or self.remote.timeouts.sock_connect
+        return await proxy_refuses_credentials(proxy, url, self.ssl_for(url, proxy), timeout)
+
     def proxy_for(self, url: str) -> URL | None:
         """The proxy (credentials in its userinfo) a request to ``url`` goes through."""
-        if self._proxy is not None:
-            return self._proxy
+        if self.explicit_proxy is not None:
+            return self.explicit_proxy
         if not self._env_proxies:
             return None
         parts = urlsplit(url)
@@ -260,7 +303,8 @@ class HttpTransport:
             return None
         return URL(proxy)
 
-    def _auth_headers(self, url: str, userinfo: tuple[str, str | None] | None) -> dict[str, str]:
+    def auth_headers(self, url: str, userinfo: tuple[str, str | None] | None) -> dict[str, str]:
+        """The credentials of a request to ``url`` (its own URL userinfo first)."""
         headers: dict[str, str] = {}
         if userinfo is not None:
             headers["Authorization"] = basic_auth_header(userinfo[0], userinfo[1] or "")
@@ -288,7 +332,7 @@ class HttpTransport:
         while True:
             headers: dict[str, str] = {}
             if origin(current) == first_origin:
-                headers.update(self._auth_headers(current, userinfo))
+                headers.update(self.auth_headers(current, userinfo))
             if offset:
                 headers["Range"] = f"bytes={offset}-"
                 if validator:
@@ -305,7 +349,7 @@ class HttpTransport:
                     headers=headers,
                     allow_redirects=False,
                     proxy=proxy,
-                    ssl=self._ssl_for(current, proxy),
+                    ssl=self.ssl_for(current, proxy),
                 )
             except aiohttp.ClientHttpProxyError as exc:
                 raise map_client_error(exc, current) from exc
@@ -347,15 +391,25 @@ class HttpTransport:
                 log.debug("redirect %s -> %s", redact_url(current), redact_url(target))
                 current = target
                 continue
+            if proxy is not None and status in (401, 407) and from_proxy(resp, proxy):
+                resp.release()
+                raise proxy_auth_error(current, status)
             if status == 401 and self.remote.auth is not None and not challenged:
                 challenged = True
-                retry = await self.remote.auth.challenge(
-                    current, status, resp.headers, self.session
-                )
-                resp.release()
+                from .session import answer_challenge
+
+                try:
+                    # Token requests: the remote's TLS, proxy and timeouts; the attempts
+                    # of this transfer are their retries.
+                    retry = await answer_challenge(
+                        self.remote.auth, current, status, resp.headers, self.realm_session()
+                    )
+                finally:
+                    resp.release()
                 if retry:
                     continue
-                raise HTTPStatusError(status=401, reason=resp.reason, url=current)
+            if status == 401 and await self._proxy_refused(resp, proxy, current):
+                raise proxy_auth_error(current, status)
             if status == 407:
                 resp.release()
                 raise proxy_auth_error(current)
@@ -370,6 +424,58 @@ class HttpTransport:
             if offset and status == 206:
                 got_offset = _content_range_start(resp.headers)
             return HttpResponse(resp, current, got_offset)
+
+
+def from_proxy(resp: aiohttp.ClientResponse, proxy: URL) -> bool:
+    """Whether a 401/407 to a request sent through ``proxy`` says it is the proxy's own.
+
+    Through a ``CONNECT`` tunnel (https) only a 407 does (the proxy's refusal of the
+    tunnel raised already); for plain http also a ``Proxy-Authenticate`` header.
+    """
+    if resp.status == 407:
+        return True
+    return resp.url.scheme == "http" and "Proxy-Authenticate" in resp.headers
+
+
+async def proxy_refuses_credentials(
+    proxy: URL, url: str, ssl_context: ssl.SSLContext | bool, timeout: float | None
+) -> bool:
+    """Ask ``proxy`` for a ``CONNECT`` tunnel to the host of ``url`` with the proxy's
+    credentials: True when it answers 401 or 407 (its answer, unambiguously).
+
+    tinyproxy refuses wrong credentials on a plain-http request with ``401`` and
+    ``WWW-Authenticate``, as an origin would; a proxy should add ``Via`` to what it
+    forwards (RFC 9110 section 7.6.3) but not all do (proxy.py does not), so a 401 without
+    ``Via`` is settled this way. False when the proxy grants the tunnel, refuses it for
+    another reason (ports it does not tunnel to) or cannot be asked.
+    """
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = f"{parts.hostname}:{port}"
+    if ":" in (parts.hostname or ""):
+        target = f"[{parts.hostname}]:{port}"
+    context = ssl_context if proxy.scheme == "https" else None
+    request = (
+        f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+        f"Proxy-Authorization: {basic_auth_header(proxy.user or '', proxy.password or '')}"
+        "\r\n\r\n"
+    ).encode()
+
+    async def ask() -> bytes:
+        reader, writer = await asyncio.open_connection(proxy.host, proxy.port, ssl=context)
+        try:
+            writer.write(request)
+            await writer.drain()
+            return await reader.readline()
+        finally:
+            writer.close()
+
+    try:
+        line = await asyncio.wait_for(ask(), timeout or 30.0)
+    except (OSError, asyncio.TimeoutError, ValueError):
+        return False
+    fields = line.split()
+    return len(fields) >= 2 and fields[1] in (b"401", b"407")
 
 
 # NO_PROXY matching of the standard library (not in typeshed).
