@@ -35,10 +35,11 @@ FOUND = [p for p in map(_interpreter, PYTHONS) if p is not None] or ["3.11"]
 
 
 def _servers(session: nox.Session) -> None:
-    """The catalog tests start a real PostgreSQL server and the PULP_MANIFEST tests a real
-    nginx: install them when they are missing."""
+    """The catalog tests start a real PostgreSQL server, the PULP_MANIFEST tests a real
+    nginx and the proxy tests a real tinyproxy: install them when they are missing."""
     session.run("sh", ".ci/install-postgres.sh", external=True)
     session.run("sh", ".ci/install-nginx.sh", external=True)
+    session.run("sh", ".ci/install-tinyproxy.sh", external=True)
 
 
 @nox.session(python=FOUND)
