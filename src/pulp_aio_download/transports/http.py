@@ -7,6 +7,7 @@ This is the one place aiohttp's exceptions are translated into ours
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import urllib.request
@@ -469,6 +470,8 @@ async def proxy_refuses_credentials(
             return await reader.readline()
         finally:
             writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
     try:
         line = await asyncio.wait_for(ask(), timeout or 30.0)
