@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .config import EngineConfig
     from .engine import DownloadEngine
     from .hooks import Hook
-    from .models import DownloadRequest, ProgressReport
+    from .models import DownloadRequest, ProgressReport, VerifyReport
 
 __all__ = ["default_data_dir", "main"]
 
@@ -434,6 +434,39 @@ def print_summary(summary: dict[str, Any], out: TextIO) -> None:
         out.write(f"FAILED {failure['url']}: {failure['reason']}\n")
 
 
+def print_verify_report(report: VerifyReport, out: TextIO) -> None:
+    """The human verify report: one line of counts, then one line per finding."""
+    from .cli_progress import human_bytes
+    from .progress import plural
+
+    repaired = set(report.repaired)
+    unrecorded = set(report.unrecorded)
+    out.write(
+        f"checked {report.checked}: {report.ok} ok, {len(report.corrupt)} corrupt, "
+        f"{len(report.missing)} missing, {len(report.unrecorded)} unrecorded, "
+        f"{len(report.repaired)} repaired; {plural(len(report.partials), 'leftover partial')}\n"
+    )
+    for sha in report.corrupt:
+        if sha not in unrecorded:
+            out.write(f"CORRUPT {sha}" + (" (repaired)\n" if sha in repaired else "\n"))
+    for sha in report.missing:
+        out.write(f"MISSING {sha}" + (" (repaired)\n" if sha in repaired else "\n"))
+    for sha in report.unrecorded:
+        if sha in report.corrupt:
+            note = "its content does not match its key"
+        elif sha in repaired:
+            note = "adopted"
+        else:
+            note = "its content matches its key: --repair records it"
+        out.write(f"UNRECORDED {sha} ({note})\n")
+    for sha, error in report.errors.items():
+        out.write(f"REPAIR FAILED {sha}: {error}\n")
+    for leftover in report.partials:
+        origin = f", from {leftover.url}" if leftover.url else ""
+        size = f"{human_bytes(leftover.size)}{origin}" if leftover.size else "size unknown"
+        out.write(f"LEFTOVER {leftover.kind} {leftover.location} ({size})\n")
+
+
 # -- commands --------------------------------------------------------------------------
 
 
@@ -544,22 +577,15 @@ async def _cmd_verify(args: argparse.Namespace) -> int:
         "ok": report.ok,
         "corrupt": list(report.corrupt),
         "missing": list(report.missing),
+        "unrecorded": list(report.unrecorded),
         "repaired": list(report.repaired),
         "errors": dict(report.errors),
+        "partials": [leftover.to_json() for leftover in report.partials],
     }
     if args.json:
         print(json.dumps(data))
     else:
-        print(
-            f"checked {report.checked}: {report.ok} ok, {len(report.corrupt)} corrupt, "
-            f"{len(report.missing)} missing, {len(report.repaired)} repaired"
-        )
-        for sha in report.corrupt:
-            print(f"CORRUPT {sha}" + (" (repaired)" if sha in report.repaired else ""))
-        for sha in report.missing:
-            print(f"MISSING {sha}" + (" (repaired)" if sha in report.repaired else ""))
-        for sha, error in report.errors.items():
-            print(f"REPAIR FAILED {sha}: {error}")
+        print_verify_report(report, sys.stdout)
     return 0 if report.clean else 1
 
 

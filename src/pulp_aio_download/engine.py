@@ -823,9 +823,13 @@ class DownloadEngine:
     async def verify(self, *, repair: bool = False, concurrency: int = 4) -> VerifyReport:
         """Re-hash every stored file against its unit file.
 
-        With ``repair=True``, a corrupt file is moved aside and, like a missing one,
-        fetched again from its recorded sources; without it nothing is changed. Progress is
-        reported with code ``verify``. See :func:`.verification.verify_stored`.
+        Also hashes the files in storage that no record locates (``.unrecorded``) and lists
+        what interrupted downloads left (``.partials``). With ``repair=True``, a corrupt
+        file is moved aside and, like a missing one, fetched again from its recorded
+        sources, and an unrecorded file whose content hashes to its key is recorded
+        (adopted); one that does not is moved aside, never deleted. Without ``repair``
+        nothing is changed. Progress is reported with code ``verify``. See
+        :func:`.verification.verify_stored`.
         """
         self._require_open()
         catalog = self._need_catalog("verify")

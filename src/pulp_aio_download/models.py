@@ -19,6 +19,7 @@ __all__ = [
     "ContentUnit",
     "DownloadRequest",
     "DownloadResult",
+    "LeftoverFile",
     "ProgressReport",
     "Source",
     "UnitFile",
@@ -336,21 +337,54 @@ class ContentUnit:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class LeftoverFile:
+    """A file an interrupted download left behind, as :meth:`DownloadEngine.verify` lists
+    it. Never under a final key, never served; verify reports it and never deletes it.
+
+    ``kind`` is ``"partial"`` (a resumable partial: the next request for the same file
+    continues it), ``"staging"`` (a staging file of another process or host) or
+    ``"upload"`` (an incomplete S3 multipart upload). ``location`` is a local path or an
+    ``s3://`` URI; ``size`` is in bytes (0 when unknown); ``url`` is where the bytes came
+    from, when known (never with credentials).
+    """
+
+    kind: str
+    location: str
+    size: int = 0
+    url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "location": self.location, "size": self.size, "url": self.url}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VerifyReport:
-    """The outcome of :meth:`DownloadEngine.verify`; the tuples hold sha256 values."""
+    """The outcome of :meth:`DownloadEngine.verify`; the tuples of str hold sha256 values.
+
+    ``checked`` counts every stored file that was hashed (recorded or not) and every
+    recorded one found missing; ``ok`` the recorded ones that matched their record.
+    ``unrecorded`` lists the files in storage that no record locates (a crash between
+    storing and recording): ``repair`` adopts those whose content hashes to their key
+    (they join ``repaired``); one whose content does not is also listed in ``corrupt``.
+    ``partials`` lists the :class:`LeftoverFile` s found (they do not make a report
+    unclean).
+    """
 
     checked: int = 0
     ok: int = 0
     corrupt: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
+    unrecorded: tuple[str, ...] = ()
     repaired: tuple[str, ...] = ()
     errors: Mapping[str, str] = field(default_factory=dict)
+    partials: tuple[LeftoverFile, ...] = ()
 
     @property
     def clean(self) -> bool:
-        """True when nothing is corrupt or missing, or everything found was repaired."""
-        return set(self.corrupt) | set(self.missing) <= set(self.repaired)
+        """True when nothing is corrupt, missing or unrecorded, or everything found was
+        repaired."""
+        return set(self.corrupt) | set(self.missing) | set(self.unrecorded) <= set(self.repaired)
 
 
 @dataclass(frozen=True, slots=True)

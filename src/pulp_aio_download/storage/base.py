@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["Storage", "StoredArtifact", "artifact_key"]
+if TYPE_CHECKING:
+    from ..models import LeftoverFile
+
+__all__ = ["Storage", "StoredArtifact", "artifact_key", "sha256_of_key"]
+
+_KEY = re.compile(r"([0-9a-f]{2})/([0-9a-f]{62})")
 
 
 def artifact_key(sha256: str) -> str:
     """The storage key of an artifact: ``ab/cdef…`` (Pulp's layout)."""
     return f"{sha256[:2]}/{sha256[2:]}"
+
+
+def sha256_of_key(key: str) -> str | None:
+    """The sha256 an artifact key ``ab/cdef…`` names; None for any other name."""
+    match = _KEY.fullmatch(key)
+    return match[1] + match[2] if match else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +117,47 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def read(self, sha256: str, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
         """Stream the bytes of a stored artifact (StorageError if missing)."""
+
+    def artifacts(self) -> AsyncIterator[str]:
+        """The sha256 of every artifact stored under a final key, in ascending order as far
+        as the backend lists in order (``verify`` does not rely on it), streamed: memory
+        does not grow with the store. Quarantined, staged and partial files are not
+        artifacts.
+
+        Raises:
+            NotImplementedError: the backend cannot list (``verify`` then cannot report
+                unrecorded files).
+            StorageError: the listing failed.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot list its artifacts")
+
+    async def leftovers(self) -> list[LeftoverFile]:
+        """What interrupted downloads left behind, for ``verify`` to report: the resumable
+        partials in :meth:`partials_dir`, plus what :meth:`_leftover_staging` finds.
+        Nothing is removed."""
+        import asyncio
+
+        from ..models import LeftoverFile
+        from ..partials import list_partials
+
+        directory = self._leftover_partials_dir()
+        found = []
+        if directory is not None:
+            partials = await asyncio.get_running_loop().run_in_executor(
+                None, list_partials, directory
+            )
+            found = [
+                LeftoverFile("partial", str(p.path), p.length or p.size, p.url) for p in partials
+            ]
+        return found + await self._leftover_staging()
+
+    def _leftover_partials_dir(self) -> Path | None:
+        """Where :meth:`leftovers` looks for partials (a read-only store still has them)."""
+        return self.partials_dir()
+
+    async def _leftover_staging(self) -> list[LeftoverFile]:
+        """Staging files (or uploads) that no live process of this host is writing."""
+        return []
 
     @abc.abstractmethod
     async def quarantine(self, sha256: str) -> None:

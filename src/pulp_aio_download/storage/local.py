@@ -12,10 +12,14 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, StorageError
 from ._durability import GroupSync
-from .base import Storage, StoredArtifact, artifact_key
+from .base import Storage, StoredArtifact, artifact_key, sha256_of_key
+
+if TYPE_CHECKING:
+    from ..models import LeftoverFile
 
 __all__ = ["LocalStorage"]
 
@@ -147,9 +151,60 @@ class LocalStorage(Storage):
         # Also when read-only: verify lists the partials (the engine then keeps none).
         return self.root / _PARTIALS
 
+    def _leftover_partials_dir(self) -> Path:
+        return self.root / _PARTIALS
+
     def _check_writable(self) -> None:
         if self.read_only:
             raise StorageError(f"storage {self.root} is opened read-only")
+
+    async def artifacts(self) -> AsyncIterator[str]:
+        """Every ``root/ab/cdef…`` file, in sha256 order, one directory listed at a time."""
+        loop = asyncio.get_running_loop()
+        for top in await loop.run_in_executor(None, self._list, self.root, 2, False):
+            for name in await loop.run_in_executor(None, self._list, self.root / top, 62, True):
+                sha = sha256_of_key(f"{top}/{name}")
+                if sha is not None:
+                    yield sha
+
+    def _list(self, directory: Path, length: int, files: bool) -> list[str]:
+        """The sorted names of ``length`` characters in ``directory`` that are regular files
+        (``files``) or directories; dot names (staging, quarantine, partials) never are."""
+        try:
+            with os.scandir(directory) as entries:
+                names = [
+                    e.name
+                    for e in entries
+                    if len(e.name) == length
+                    and (e.is_file(follow_symlinks=False) if files else e.is_dir())
+                ]
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StorageError(f"cannot list storage directory {directory}: {exc}") from exc
+        return sorted(names)
+
+    async def _leftover_staging(self) -> list[LeftoverFile]:
+        return await asyncio.get_running_loop().run_in_executor(None, self._leftover_staging_sync)
+
+    def _leftover_staging_sync(self) -> list[LeftoverFile]:
+        from ..models import LeftoverFile
+
+        host = socket.gethostname()
+        found = []
+        try:
+            entries = sorted(os.scandir(self._staging), key=lambda e: e.name)
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            name = entry.name
+            if name.startswith(host + "-"):
+                pid_text = name[len(host) + 1 :].partition("-")[0]
+                if pid_text.isdigit() and _pid_alive(int(pid_text)):
+                    continue  # a transfer in progress here (this process's too)
+            with contextlib.suppress(FileNotFoundError):
+                found.append(LeftoverFile("staging", entry.path, entry.stat().st_size))
+        return found
 
     def new_staging_path(self) -> Path:
         """A fresh staging file name (not created)."""

@@ -24,11 +24,14 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConfigError, StorageError
 from ..urls import redact_url
-from .base import Storage, StoredArtifact, artifact_key
+from .base import Storage, StoredArtifact, artifact_key, sha256_of_key
+
+if TYPE_CHECKING:
+    from ..models import LeftoverFile
 from .local import _pid_alive
 
 __all__ = ["DEFAULT_PART_SIZE", "MIN_PART_SIZE", "S3Storage"]
@@ -468,6 +471,35 @@ class S3Storage(Storage):
                 self._uri(key),
                 self._describe(exc),
             )
+
+    def _listing_prefix(self) -> str:
+        return f"{self.prefix}/" if self.prefix else ""
+
+    async def artifacts(self) -> AsyncIterator[str]:
+        """Every object ``[prefix/]ab/cdef…``, in key (so sha256) order, a page at a time."""
+        start = self._listing_prefix()
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=start)
+        with self._translate("list", start):
+            async for page in pages:
+                for item in page.get("Contents", ()):
+                    sha = sha256_of_key(item["Key"][len(start) :])
+                    if sha is not None:
+                        yield sha
+
+    async def _leftover_staging(self) -> list[LeftoverFile]:
+        """The incomplete multipart uploads under the prefix (a process killed while it
+        uploaded a large file; a bucket lifecycle rule can expire them)."""
+        from ..models import LeftoverFile
+
+        start = self._listing_prefix()
+        found = []
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        with self._translate("list the multipart uploads of", start):
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+                for upload in page.get("Uploads", ()):
+                    found.append(LeftoverFile("upload", self._uri(upload["Key"])))
+        return found
 
     async def stat(self, sha256: str) -> StoredArtifact | None:
         key = self.key_of(sha256)
