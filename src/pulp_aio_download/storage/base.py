@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import abc
+import logging
 import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from ..errors import StorageError
 
 if TYPE_CHECKING:
     from ..models import LeftoverFile
@@ -142,14 +145,20 @@ class Storage(abc.ABC):
 
         directory = self._leftover_partials_dir()
         found = []
-        if directory is not None:
-            partials = await asyncio.get_running_loop().run_in_executor(
-                None, list_partials, directory
-            )
-            found = [
-                LeftoverFile("partial", str(p.path), p.length or p.size, p.url) for p in partials
-            ]
-        return found + await self._leftover_staging()
+        try:
+            if directory is not None:
+                partials = await asyncio.get_running_loop().run_in_executor(
+                    None, list_partials, directory
+                )
+                found = [
+                    LeftoverFile("partial", str(p.path), p.length or p.size, p.url)
+                    for p in partials
+                ]
+            return found + await self._leftover_staging()
+        except (OSError, StorageError) as exc:
+            # A report about leftovers never fails the verify that asked for it.
+            logging.getLogger(__name__).warning("cannot list leftovers of %r: %s", self, exc)
+            return found
 
     def _leftover_partials_dir(self) -> Path | None:
         """Where :meth:`leftovers` looks for partials (a read-only store still has them)."""
