@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 from pathlib import Path
 
 import aiohttp
@@ -243,3 +244,25 @@ async def test_global_limit_is_shared_with_downloads(
     (held, other_held) = fault_server.requests_for("/held")
     (artifact_request,) = fault_server.requests_for("/artifact")
     assert artifact_request.time >= max(held.time, other_held.time)
+
+
+async def test_bytes_come_as_served(tmp_path: Path) -> None:
+    packed = gzip.compress(b"<repomd/>")
+    app = web.Application()
+
+    async def gz(request: web.Request) -> web.Response:
+        return web.Response(body=packed, headers={"Content-Encoding": "gzip"})
+
+    app.router.add_get("/repomd.xml.gz", gz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/repomd.xml.gz"
+        async with pad.DownloadEngine(config(tmp_path)) as engine:
+            resp = await engine.session().get(url)
+            assert await resp.read() == packed
+            assert resp.request_info.headers["Accept-Encoding"] == "identity"
+    finally:
+        await runner.cleanup()

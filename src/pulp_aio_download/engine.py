@@ -258,10 +258,10 @@ class DownloadEngine:
         and never over an ``Authorization`` header the caller passes.
 
         It is for metadata (``repomd.xml``, ``Packages``, manifests): responses are not
-        validated or stored, aiohttp's usual decompression and redirects apply, and
-        aiohttp's exceptions are raised as they are, except that a failing auth challenge
-        (the token realm down or refusing) raises a :class:`DownloadError`. The engine owns
-        and closes it.
+        validated, stored or retried; bytes come as served (``Accept-Encoding: identity``,
+        never auto-decompressed); aiohttp follows redirects; aiohttp's exceptions are
+        raised as they are, except that a failing auth challenge (the token realm down or
+        refusing) raises a :class:`DownloadError`. The engine owns and closes it.
 
         Example::
 

@@ -227,6 +227,8 @@ def _session(
     headers: dict[str, str],
     middleware: PolicyMiddleware,
     trace_configs: list[aiohttp.TraceConfig] | None = None,
+    *,
+    auto_decompress: bool = True,
 ) -> aiohttp.ClientSession:
     t = transport.remote.timeouts
     return aiohttp.ClientSession(
@@ -241,6 +243,7 @@ def _session(
         request_class=tls_request_class(transport.ssl_for),
         middlewares=(middleware,),
         trace_configs=trace_configs,
+        auto_decompress=auto_decompress,
     )
 
 
@@ -251,12 +254,19 @@ def build_plugin_session(
 ) -> aiohttp.ClientSession:
     """The session of :meth:`DownloadEngine.session`: the remote's whole policy.
 
-    aiohttp's defaults otherwise (``Accept-Encoding`` with gzip and transparent
-    decompression, redirects followed): it is for metadata a plugin reads.
+    Bytes come as served, as for artifacts (``Accept-Encoding: identity``, no automatic
+    decompression); redirects are aiohttp's (followed, credentials dropped on leaving the
+    origin).
     """
-    headers = {"User-Agent": transport.user_agent, **transport.remote.headers}
+    headers = {
+        "User-Agent": transport.user_agent,
+        "Accept-Encoding": "identity",
+        **transport.remote.headers,
+    }
     middleware = PolicyMiddleware(transport, limits=limits)
-    return _session(transport, connector, headers, middleware, [_origin_trace()])
+    return _session(
+        transport, connector, headers, middleware, [_origin_trace()], auto_decompress=False
+    )
 
 
 def build_realm_session(
