@@ -366,11 +366,19 @@ def test_verify_lists_leftover_partials_and_keeps_them(
     assert lines[1].startswith(f"LEFTOVER partial {part} (") and lines[1].endswith(f", from {url})")
     assert lines[2] == f"LEFTOVER staging {other} (2.0 KiB)"
 
-    # The partial is still what the next request continues.
-    proc = run("get", url, "--sha256", sha256(data), "--data-dir", str(data_dir), "-v")
+    # The partial is still what the next request continues; its bytes are not counted as
+    # transferred again (nor in the rate).
+    proc = run(
+        "get", url, "--sha256", sha256(data), "--data-dir", str(data_dir), "-v",
+        "--progress", "json",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "continuing a partial download at byte" in proc.stderr
-    assert Path(proc.stdout.strip()).read_bytes() == data
+    assert f"continuing a partial download at byte {held} " in proc.stderr
+    assert Path(proc.stderr.splitlines()[-1]).read_bytes() == data
+    final = json.loads(proc.stdout.splitlines()[-1])
+    assert final["bytes_done"] == len(data)
+    assert final["bytes_transferred"] == len(data) - held
+    assert final["rate"] == pytest.approx((len(data) - held) / final["elapsed"], rel=0.02)
     report = json.loads(run("verify", "--data-dir", str(data_dir), "--json").stdout)
     assert report["partials"] == [
         {"kind": "staging", "location": str(other), "size": 2048, "url": None}

@@ -384,8 +384,7 @@ class BatchSummary:
         self.done += 1
         if outcome.cached:
             self.cached += 1
-        else:
-            self.bytes += outcome.size
+        self.bytes += outcome.transferred
 
     def to_json(self, elapsed: float) -> dict[str, Any]:
         return {

@@ -524,6 +524,7 @@ class DownloadEngine:
                 source=source,
                 headers=staged.headers,
                 attempts=staged.attempts,
+                carried=staged.carried,
             )
             result = await self._run_hooks(ctx)
             kept = ctx.stored is not None  # the store hook consumed the staged file

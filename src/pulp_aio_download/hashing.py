@@ -104,6 +104,7 @@ class HashingWriter:
         "_pending",
         "_primary",
         "algorithms",
+        "carried",
         "expected_size",
         "fsync",
         "partial",
@@ -130,6 +131,9 @@ class HashingWriter:
         self.url = url
         self.fsync = fsync
         self.size = 0
+        #: Bytes of the file an earlier process fetched (an adopted partial): not
+        #: transferred by this one.
+        self.carried = 0
         self._batch: list[bytes] = []
         self._batch_bytes = 0
         self._batch_size = batch_size
@@ -256,6 +260,7 @@ class HashingWriter:
         self.path = partial.data_path
         self.partial = partial
         self.size = partial.flushed  # what a cancellation now would keep
+        self.carried = partial.flushed
         work = self._loop.run_in_executor(self._executor, self._rehash, partial.flushed)
         try:
             # The thread reads the fd: it must finish before anyone may close it.
@@ -287,6 +292,7 @@ class HashingWriter:
             fd = self._fd
             await self._loop.run_in_executor(self._executor, _truncate, fd, self.partial)
         self.size = 0
+        self.carried = 0
         self._primary = hashlib.sha256()
         self._extra = [hashlib.new(n) for n in self.algorithms[1:]]
 

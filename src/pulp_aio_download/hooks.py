@@ -55,6 +55,8 @@ class DownloadContext:
         source: the :class:`Source` used (None when served from the cache).
         headers: the response headers.
         attempts: attempts made.
+        carried: bytes continued from a partial an earlier process left (not transferred
+            by this download).
         cached: True when an already stored artifact served the request.
         stored: the :class:`StoredArtifact` once stored.
         result: the :class:`DownloadResult` once stored.
@@ -78,6 +80,7 @@ class DownloadContext:
     source: Source | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     attempts: int = 1
+    carried: int = 0
     cached: bool = False
     stored: StoredArtifact | None = None
     result: DownloadResult | None = None
@@ -102,6 +105,7 @@ class DownloadContext:
             headers=dict(self.headers),
             cached=self.cached,
             attempts=self.attempts,
+            carried=self.carried,
             unit=self.unit,
         )
 
@@ -194,7 +198,9 @@ async def create_unit(ctx: DownloadContext) -> None:
 
 async def report_progress(ctx: DownloadContext) -> None:
     """Count the file as done in the current progress report."""
-    ctx.engine._tracker().file_done(ctx.size, cached=ctx.cached, retried=ctx.attempts > 1)
+    ctx.engine._tracker().file_done(
+        ctx.size, cached=ctx.cached, retried=ctx.attempts > 1, carried=ctx.carried
+    )
     ctx.counted = True
 
 

@@ -268,7 +268,12 @@ class DownloadRequest:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DownloadResult:
-    """The outcome of one successful download."""
+    """The outcome of one successful download.
+
+    ``attempts`` counts the attempts at the source that served it (0 when ``cached``);
+    ``carried`` the bytes continued from a partial an earlier process left, so
+    :attr:`transferred` is what came over the network this time.
+    """
 
     url: str
     size: int
@@ -279,6 +284,13 @@ class DownloadResult:
     cached: bool = False
     attempts: int = 1
     unit: ContentUnit | None = None
+    carried: int = 0
+
+    @property
+    def transferred(self) -> int:
+        """Bytes this download received over the network: 0 when ``cached``, less than
+        ``size`` when it continued a partial an earlier process left (``carried`` bytes)."""
+        return 0 if self.cached else self.size - self.carried
 
     @property
     def sha256(self) -> str:

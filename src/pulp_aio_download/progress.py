@@ -128,15 +128,18 @@ class ProgressTracker:
         """The transfer into ``writer`` stopped (finished, failed or paused to retry)."""
         self._active.pop(writer, None)
 
-    def file_done(self, size: int, *, cached: bool = False, retried: bool = False) -> None:
+    def file_done(
+        self, size: int, *, cached: bool = False, retried: bool = False, carried: int = 0
+    ) -> None:
         """A file finished: ``cached`` when the store served it (nothing transferred),
-        ``retried`` as :func:`was_retried` says."""
+        ``retried`` as :func:`was_retried` says, ``carried`` bytes of it continued from a
+        partial an earlier process left (not transferred now)."""
         self.done += 1
         self._bytes_finished += size
         if cached:
             self.cached += 1
         else:
-            self._bytes_fetched += size
+            self._bytes_fetched += size - carried
         if retried:
             self.retried += 1
         self._maybe_emit()
@@ -166,7 +169,7 @@ class ProgressTracker:
     @property
     def bytes_transferred(self) -> int:
         """Like :attr:`bytes_done`, without the files the store served (``cached``)."""
-        return self._bytes_fetched + sum(w.size for w in self._active)
+        return self._bytes_fetched + sum(w.size - getattr(w, "carried", 0) for w in self._active)
 
     def active(self) -> tuple[ActiveTransfer, ...]:
         """The transfers streaming now (at most ``MAX_ACTIVE_LISTED``)."""

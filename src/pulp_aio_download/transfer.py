@@ -60,6 +60,7 @@ class Staged:
     headers: Mapping[str, str]
     attempts: int
     url: str
+    carried: int = 0  # bytes continued from a partial of an earlier process
 
 
 class _Attempt:
@@ -371,7 +372,9 @@ async def fetch_source(
                 continue
             engine._observe(host, ok=True, nbytes=size, seconds=time.monotonic() - started)
             writer, state.writer = state.writer, None
-            return Staged(writer.path, digests, size, state.headers, attempt, state.final_url)
+            return Staged(
+                writer.path, digests, size, state.headers, attempt, state.final_url, writer.carried
+            )
     except BaseException as exc:
         if not isinstance(exc, Exception):  # cancelled, Ctrl-C: keep what we have
             keep = True
