@@ -67,7 +67,12 @@ class Bar:
 def workload_title(name: str, info: dict[str, Any]) -> str:
     """``"S: 2,000 files, 31 MiB"``."""
     files, size = info["files"], info["bytes"]
-    return f"{name}: {files:,} files, {size / 2**20:,.0f} MiB"
+    title = f"{name}: {files:,} files, {size / 2**20:,.0f} MiB"
+    if info.get("delay"):
+        title += f", {info['delay'] * 1000:.0f} ms added latency"
+    if info.get("limit_rate"):
+        title += f", nginx limit_rate {info['limit_rate']}"
+    return title
 
 
 def bars(results: dict[str, Any], workload: str) -> tuple[str, list[Bar]]:
@@ -105,14 +110,15 @@ def draw(results: dict[str, Any], out: Path) -> list[Path]:
     # Reproducible files: no timestamp, fixed ids, text as paths (no font needed to view).
     plt.rcParams.update({"svg.hashsalt": "pulp-aio-download", "svg.fonttype": "path"})
     out.mkdir(parents=True, exist_ok=True)
-    caption = (
-        f"{results['date']}, {results['machine']['nproc']} CPUs, output on "
-        f"{results['output_fs']}, concurrency {results['concurrency']}, "
-        f"median of {results['repeat']} (range: fastest-slowest)"
-    )
     written = []
     for workload in results["summary"]:
         info = results["workloads"][workload]
+        concurrency = info.get("concurrency", results["concurrency"])
+        caption = (
+            f"{results['date']}, {results['machine']['nproc']} CPUs, output on "
+            f"{results['output_fs']}, concurrency {concurrency}, "
+            f"median of {results['repeat']} (range: fastest-slowest)"
+        )
         unit, chart = bars(results, workload)
         if not chart:
             continue
