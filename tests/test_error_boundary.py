@@ -200,15 +200,22 @@ async def failing_part(
             realm = f"http://127.0.0.1:{dead_port()}/token"
             _, add = await stack.enter_async_context(bearer_origin(realm))
             part.add_files(add, "registry")
-            remote = pad.RemoteConfig(name="registry", auth=pad.BearerTokenAuth(), retry=ONE_TRY)
             remotes = tmp / "remotes.toml"
             remotes.write_text(
                 "[remotes.registry]\n[remotes.registry.retry]\nattempts = 1\n"
                 '[remotes.registry.auth]\ntype = "bearer"\n'
             )
             part.cli += ["--remotes", str(remotes)]
+            # A fresh auth object per engine: the sync helpers run each engine in its own
+            # event loop, and BearerTokenAuth's locks belong to the loop that first used them.
             part.make_config = lambda **extra: pad.EngineConfig(
-                data_dir=data_dir, remotes={"registry": remote}, **extra
+                data_dir=data_dir,
+                remotes={
+                    "registry": pad.RemoteConfig(
+                        name="registry", auth=pad.BearerTokenAuth(), retry=ONE_TRY
+                    )
+                },
+                **extra,
             )
 
         elif name == "proxy down":
