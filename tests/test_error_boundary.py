@@ -40,7 +40,7 @@ PARTS = [
     "catalog read-only",
     "PostgreSQL stopped mid-batch",
     "S3 endpoint down",
-    # "token realm down": joins once the token realm keeps the error contract (item 4).
+    "token realm down",
     "proxy down",
 ]
 ONE_TRY = pad.RetryPolicy(attempts=1)
