@@ -206,16 +206,10 @@ async def failing_part(
                 '[remotes.registry.auth]\ntype = "bearer"\n'
             )
             part.cli += ["--remotes", str(remotes)]
-            # A fresh auth object per engine: the sync helpers run each engine in its own
-            # event loop, and BearerTokenAuth's locks belong to the loop that first used them.
+            # One auth object for every engine (and so every event loop) of the part.
+            remote = pad.RemoteConfig(name="registry", auth=pad.BearerTokenAuth(), retry=ONE_TRY)
             part.make_config = lambda **extra: pad.EngineConfig(
-                data_dir=data_dir,
-                remotes={
-                    "registry": pad.RemoteConfig(
-                        name="registry", auth=pad.BearerTokenAuth(), retry=ONE_TRY
-                    )
-                },
-                **extra,
+                data_dir=data_dir, remotes={"registry": remote}, **extra
             )
 
         elif name == "proxy down":
@@ -366,3 +360,22 @@ async def test_only_download_errors_come_out(
     async with failing_part(name, tmp_path, request) as part:
         await library_entry_points(part)
         await cli_entry_points(part)
+
+
+async def test_one_config_serves_many_sync_calls_through_a_token_realm(tmp_path: Path) -> None:
+    """A plugin builds its EngineConfig once and calls the sync helpers many times, each
+    in its own event loop: the remote's BearerTokenAuth must work in every one of them."""
+    realm = f"http://127.0.0.1:{dead_port()}/token"
+    async with bearer_origin(realm) as (_, add):
+        part = Part("token realm reused", tmp_path)
+        part.add_files(add, "registry")
+        auth = pad.BearerTokenAuth()
+        config = pad.EngineConfig(
+            data_dir=tmp_path / "data",
+            remotes={"registry": pad.RemoteConfig(name="registry", auth=auth, retry=ONE_TRY)},
+        )
+        for _ in range(3):
+            batch = await asyncio.to_thread(pad.run_batch, part.requests, config)
+            for outcome, url in zip(batch, part.urls, strict=True):
+                check(outcome, url)
+                assert "token realm" in str(outcome) or realm in str(outcome), outcome

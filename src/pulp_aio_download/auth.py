@@ -17,6 +17,7 @@ import asyncio
 import base64
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -271,7 +272,12 @@ class BearerTokenAuth(Auth):
         self._tokens: dict[_ScopeKey, _Token] = {}
         self._prefixes: dict[Origin, dict[str, _ScopeKey]] = {}
         self._latest: dict[Origin, _ScopeKey] = {}
-        self._locks: dict[_ScopeKey, asyncio.Lock] = {}
+        # One token request per scope at a time, per event loop: an asyncio.Lock belongs
+        # to the loop that first waited on it, and the sync helpers run each engine in a
+        # loop of its own (one config, many download_sync calls).
+        self._locks: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[_ScopeKey, asyncio.Lock]
+        ] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         password = ", password='***'" if self._basic is not None else ""
@@ -317,7 +323,8 @@ class BearerTokenAuth(Auth):
         key: _ScopeKey = (realm, params.get("service", ""), params.get("scope", ""))
         answered_at = self._clock()
         sent = self._token_for(url)  # what apply() gave this request, as far as we can tell
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        locks = self._locks.setdefault(asyncio.get_running_loop(), {})
+        async with locks.setdefault(key, asyncio.Lock()):
             if not self._reusable(self._tokens.get(key), params, sent, answered_at):
                 self._tokens[key] = await self._fetch(key, session, url)
         self._remember(url, key)
