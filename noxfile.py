@@ -17,6 +17,8 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 # Pinned so that a new release's rules never fail CI on unchanged code.
 RUFF = "ruff==0.17.6"
 MYPY = "mypy==2.4.1"
+# The layering contract of [tool.importlinter] in pyproject.toml (lint-imports).
+IMPORT_LINTER = "import-linter==2.17"
 
 
 def _interpreter(version: str) -> str | None:
@@ -60,11 +62,13 @@ def slow(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
-    session.install(RUFF)
+    """ruff check, ruff format --check, and the import contract (layers, no cycles)."""
+    session.install(RUFF, IMPORT_LINTER)
     paths = ["src", "tests", "benchmarks", "examples", "docs/_hooks", "noxfile.py"]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
+    # lint-imports reads the sources; it needs the package on the path, not installed.
+    session.run("lint-imports", env={"PYTHONPATH": "src"})
 
 
 @nox.session(python="3.11")

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pexpect
 import pyte
 
-from pulp_aio_download.cli_progress import ProgressBar, plain_line
+from pulp_aio_download.cli.progress import ProgressBar, plain_line
 from pulp_aio_download.models import ActiveTransfer, ProgressReport
 from pulp_aio_download.testing import Fault, FaultServer
 

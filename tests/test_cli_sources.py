@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pulp_aio_download.cli_sources import detect_kind
+from pulp_aio_download.cli.sources import detect_kind
 from pulp_aio_download.testing import Fault, FaultServer
 from test_cli import run_cli
 from test_metalink import BILLION_LAUGHS

@@ -222,7 +222,7 @@ def test_configuration_reference_documents_every_field(cls: type, heading: str) 
 
 
 def test_configuration_reference_documents_every_remotes_file_key() -> None:
-    from pulp_aio_download import remotes_file as rf
+    from pulp_aio_download.cli import remotes_file as rf
 
     section = _section("configuration.md", "## The remotes file (TOML)")
     keys = {*rf._REMOTE_KEYS, *rf._TLS_KEYS, *rf._PROXY_KEYS, *rf._TIMEOUT_KEYS}

@@ -20,6 +20,7 @@ from plugins.proxy import ProxyProcess
 from plugins.registry import ROBOT, RegistryFactory, read_jwt
 from plugins.tls import TLSServerFactory
 from pulp_aio_download.auth import BearerTokenAuth
+from pulp_aio_download.limits import RemoteLimiterStatistics
 from pulp_aio_download.testing import FaultServer
 
 NO_RETRY = pad.RetryPolicy(attempts=1)
@@ -204,21 +205,24 @@ async def test_per_remote_limit_holds_until_the_response_is_released(
 
         tasks = [asyncio.ensure_future(get()) for _ in range(5)]
         await fault_server.wait_inflight(2, "/slow")
-        limiter = engine._remote_limits["default"]
-        assert limiter.statistics().in_flight == 2
+
+        def limiter() -> RemoteLimiterStatistics:
+            return engine.statistics().remotes["default"]
+
+        assert limiter().in_flight == 2
         # The three others wait for a slot, not for the server.
         assert fault_server.stats("/slow").requests == 2
         gate.set()
         bodies = await asyncio.gather(*tasks)
         assert bodies == [b"body" * 1000] * 5
-        assert limiter.statistics().peak_in_flight == 2
-        assert limiter.statistics().in_flight == 0
+        assert limiter().peak_in_flight == 2
+        assert limiter().in_flight == 0
         assert fault_server.stats("/slow").peak_inflight == 2
         # A response closed unread gives its slot back too.
         resp = await session.get(big)
-        assert limiter.statistics().in_flight == 1
+        assert limiter().in_flight == 1
         resp.close()
-        assert limiter.statistics().in_flight == 0
+        assert limiter().in_flight == 0
 
 
 async def test_global_limit_is_shared_with_downloads(
@@ -233,7 +237,7 @@ async def test_global_limit_is_shared_with_downloads(
         second = asyncio.ensure_future(engine.session("other").get(url))
         await fault_server.wait_inflight(2, "/held")
         # Both global slots are held by the two plugin requests: a download waits for one.
-        assert engine._slots is not None and engine._slots.locked()
+        assert engine.statistics().saturated
         download = asyncio.ensure_future(engine.download(artifact))
         gate.set()
         for resp in await asyncio.gather(first, second):

@@ -11,7 +11,7 @@ import pytest
 
 import pulp_aio_download as pad
 from pulp_aio_download import errors
-from pulp_aio_download.transports.http import ERROR_MAP, map_client_error
+from pulp_aio_download.transports.errors import ERROR_MAP, map_client_error
 
 URL = "https://user:secret@repo.example/x.rpm"
 

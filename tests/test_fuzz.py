@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from pulp_aio_download.cli.manifest import ManifestError, parse_manifest_line
 from pulp_aio_download.errors import ConfigError
-from pulp_aio_download.manifest import ManifestError, parse_manifest_line
 from pulp_aio_download.models import DownloadRequest
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -151,7 +151,7 @@ def test_whitespace_and_bom_around_lines(obj: dict[str, Any], pad: str) -> None:
 
 # -- the TOML remotes file ----------------------------------------------------------------
 
-remotes_file = pytest.importorskip("pulp_aio_download.remotes_file")
+remotes_file = pytest.importorskip("pulp_aio_download.cli.remotes_file")
 
 toml_key = st.sampled_from(
     [

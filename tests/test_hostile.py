@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
-from pulp_aio_download.manifest import ManifestError, parse_manifest_line
+from pulp_aio_download.cli.manifest import ManifestError, parse_manifest_line
 from pulp_aio_download.storage.local import LocalStorage
 from pulp_aio_download.testing import Fault, FaultServer
 

@@ -305,8 +305,8 @@ def test_remote_limiter_from_config_and_validation() -> None:
     limiter = RemoteLimiter.for_remote(RemoteConfig(max_connections=2, rate_limit=5.0))
     stats = limiter.statistics()
     assert (stats.max_connections, stats.rate_limit) == (2, 5.0)
-    assert not limiter.unlimited
-    assert RemoteLimiter.for_remote(RemoteConfig()).unlimited
+    unlimited = RemoteLimiter.for_remote(RemoteConfig()).statistics()
+    assert (unlimited.max_connections, unlimited.rate_limit) == (None, None)
     with pytest.raises(ConfigError):
         RemoteLimiter(max_connections=0)
     with pytest.raises(ConfigError):

@@ -13,7 +13,7 @@ import pytest
 
 import pulp_aio_download as pad
 from pulp_aio_download.auth import BasicAuth, BearerTokenAuth
-from pulp_aio_download.remotes_file import load_remotes, parse_remotes
+from pulp_aio_download.cli.remotes_file import load_remotes, parse_remotes
 from pulp_aio_download.testing import FaultServer
 
 FULL = """

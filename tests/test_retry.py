@@ -23,8 +23,6 @@ from pulp_aio_download.errors import (
     TLSError,
 )
 from pulp_aio_download.retry import (
-    RetryEvent,
-    RetryState,
     backoff_delay,
     is_retryable_error,
     is_retryable_status,
@@ -159,36 +157,3 @@ def test_statuses() -> None:
 )
 def test_retryable_errors(exc: BaseException, retryable: bool) -> None:
     assert is_retryable_error(RetryPolicy(), exc) is retryable
-
-
-def test_state_records_history_and_respects_budget() -> None:
-    policy = RetryPolicy(attempts=3, backoff=1.0, jitter=False)
-    state = RetryState()
-    assert state.attempt == 1
-    assert state.can_retry(policy)
-    assert state.last_delay == 0.0
-
-    state = state.increment(policy, "HTTP 503")
-    assert state.attempt == 2
-    assert state.can_retry(policy)
-    state = state.increment(policy, "HTTP 429", retry_after=5.0)
-    assert state.attempt == 3
-    assert not state.can_retry(policy)
-
-    assert state.history == (RetryEvent("HTTP 503", 1.0), RetryEvent("HTTP 429", 5.0))
-    assert state.last_delay == 5.0
-    assert state.total_delay == 6.0
-
-
-def test_state_is_immutable() -> None:
-    state = RetryState()
-    nxt = state.increment(RetryPolicy(jitter=False), "x")
-    assert state.attempt == 1
-    assert state.history == ()
-    assert nxt is not state
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        state.attempt = 5  # type: ignore[misc]
-
-
-def test_single_attempt_policy_never_retries() -> None:
-    assert not RetryState().can_retry(RetryPolicy(attempts=1))

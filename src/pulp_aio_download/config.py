@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -22,14 +22,13 @@ from .partials import DEFAULT_PARTIAL_MAX_AGE, DEFAULT_PARTIAL_MAX_BYTES, DEFAUL
 from .urls import redact_url, split_userinfo
 
 if TYPE_CHECKING:
-    from .auth import Auth
     from .catalog.base import Catalog
-    from .hooks import Hook
     from .models import ProgressReport
     from .storage.base import Storage
 
 __all__ = [
     "DEFAULT_RETRY_STATUSES",
+    "AuthScheme",
     "EngineConfig",
     "ProxyConfig",
     "RemoteConfig",
@@ -37,6 +36,21 @@ __all__ = [
     "TLSConfig",
     "Timeouts",
 ]
+
+
+class AuthScheme(Protocol):
+    """What :attr:`RemoteConfig.auth` must be: an :class:`~pulp_aio_download.Auth` (the
+    configuration depends on this shape only, not on the transports that call it)."""
+
+    def apply(self, url: str, headers: MutableMapping[str, str]) -> None: ...
+
+    async def challenge(
+        self, url: str, status: int, headers: Mapping[str, str], session: Any
+    ) -> bool: ...
+
+
+#: A post-download hook (see :data:`pulp_aio_download.Hook`), as the configuration sees it.
+HookFunction = Callable[[Any], Awaitable[None]]
 
 DEFAULT_RETRY_STATUSES: tuple[int, ...] = (429, 500, 502, 503, 504)
 
@@ -209,7 +223,7 @@ class RemoteConfig:
     proxy: ProxyConfig | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    auth: Auth | None = None
+    auth: AuthScheme | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     user_agent: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -305,7 +319,7 @@ class EngineConfig:
     max_connections_per_host: int = 0
     chunk_size: int = 1024 * 1024
     remotes: Mapping[str, RemoteConfig] = field(default_factory=dict)
-    hooks: Sequence[Hook] | None = None
+    hooks: Sequence[HookFunction] | None = None
     progress: ProgressCallback | None = None
     allowed_file_roots: Sequence[str | Path] = ()
     progress_interval: float = 0.25

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import EngineConfig, RemoteConfig
+from .admission import Admission
+from .config import EngineConfig
 from .cooperation import Cooperation, resolve_claim_lease
 from .errors import (
     AllSourcesFailed,
@@ -35,9 +35,7 @@ from .errors import (
     HookError,
     StorageError,
 )
-from .health import HostHealth
-from .hooks import DEFAULT_HOOKS, DownloadContext
-from .limits import AdaptiveLimiter, HostLimiters, RemoteLimiter
+from .hooks import DEFAULT_HOOKS, DownloadContext, Hook, run_hooks
 from .models import (
     DownloadRequest,
     DownloadResult,
@@ -46,11 +44,12 @@ from .models import (
     VerifyReport,
 )
 from .partials import PartialStore
-from .progress import ProgressTracker, batch_tracker, plural, was_retried
+from .progress import ProgressTracker, plural, was_retried
 from .selection import order_sources
-from .transfer import fetch_source
-from .transports.base import Response
-from .transports.file import open_file, resolve_file_url
+from .transfer import TransferStage
+from .transports.base import Transport
+from .transports.file import resolve_file_url
+from .transports.pool import TransportPool
 from .urls import redact_url
 from .verification import verify_stored
 
@@ -58,15 +57,10 @@ if TYPE_CHECKING:
     import aiohttp
 
     from .catalog.base import Catalog
+    from .limits import RemoteLimiterStatistics
     from .storage.base import Storage, StoredArtifact
-    from .transports.http import HttpTransport
 
 __all__ = ["DownloadEngine", "EngineStatistics"]
-
-#: sha256s a running download_many found absent from storage in one pass.
-_batch_absent: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar(
-    "pulp_aio_download_absent", default=None
-)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +74,20 @@ class EngineStatistics:
     waiting: int
     max_connections: int
     host_limits: Mapping[str, int]
+    #: every global slot is held (by transfers or by requests of ``session()``).
+    saturated: bool = False
+    #: the per-remote limiters, by remote name (those used so far).
+    remotes: Mapping[str, RemoteLimiterStatistics] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """What one batch (``download_each``, a ``verify`` run, or an engine's loose
+    ``download()`` calls) shares: its progress tracker, and the sha256s it found absent
+    from storage in one pass (no per-file lookup for those)."""
+
+    tracker: ProgressTracker
+    absent: frozenset[str] = frozenset()
 
 
 class DownloadEngine:
@@ -98,22 +106,24 @@ class DownloadEngine:
 
     Args:
         config: the :class:`EngineConfig` (defaults: temporary storage, no catalog).
+        transport: what every transfer opens its responses with, instead of the engine's
+            own pool of HTTP and ``file://`` transports: a test's
+            :class:`~pulp_aio_download.testing.FakeTransport`, say. :meth:`session`
+            still hands out real ``aiohttp`` sessions.
     """
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(
+        self, config: EngineConfig | None = None, *, transport: Transport | None = None
+    ) -> None:
         self.config = config or EngineConfig()
         self._storage: Storage | None = self.config.storage
         self._catalog: Catalog | None = self.config.catalog
-        self._connector: aiohttp.TCPConnector | None = None
-        self._transports: dict[str, HttpTransport] = {}
-        self._remote_limits: dict[str, RemoteLimiter] = {}
-        self._host_limits = HostLimiters(self.config.max_connections)
-        self._slots: asyncio.Semaphore | None = None
+        self._pool = TransportPool(self.config)
+        self._transport: Transport = transport if transport is not None else self._pool
+        self._admission = Admission(self.config)
+        self._stage: TransferStage | None = None
         self._inflight: dict[tuple[str, ...], asyncio.Future[DownloadResult]] = {}
-        self._health: dict[str, HostHealth] = {}
-        self._health_dirty: set[str] = set()
-        self._default_tracker: ProgressTracker | None = None
-        self._transfers = 0
+        self._loose: _Batch | None = None
         self._started = False
         self._closed = False
         self._file_roots = tuple(Path(r) for r in self.config.allowed_file_roots)
@@ -144,16 +154,22 @@ class DownloadEngine:
             from .catalog.sqlite import SQLiteCatalog
 
             self._catalog = SQLiteCatalog(Path(cfg.data_dir) / "catalog.sqlite3")
-        self._slots = asyncio.Semaphore(cfg.max_connections)
         try:
             await self._storage.open()
             self._partials = await self._open_partials(self._storage)
             if self._catalog is not None:
                 await self._catalog.open()
-                self._health = dict(await self._catalog.load_health())
+                self._admission = Admission(cfg, await self._catalog.load_health())
                 lease = resolve_claim_lease(cfg.claim_lease)
                 if lease > 0:
                     self._cooperation = Cooperation(self._catalog, lease=lease)
+            self._stage = TransferStage(
+                transport=self._transport,
+                admission=self._admission,
+                storage=self._storage,
+                partials=self._partials,
+                chunk_size=cfg.chunk_size,
+            )
         except BaseException:
             await self.close()
             raise
@@ -188,19 +204,16 @@ class DownloadEngine:
             return
         self._closed = True
         try:
-            if self._default_tracker is not None:
-                await self._default_tracker.finish()
-            if self._catalog is not None and self._health_dirty:
+            if self._loose is not None:
+                await self._loose.tracker.finish()
+            changed = self._admission.changed_health()
+            if self._catalog is not None and changed:
                 with contextlib.suppress(Exception):
-                    await self._catalog.save_health(
-                        [self._health[h] for h in sorted(self._health_dirty)]
-                    )
+                    await self._catalog.save_health(changed)
         finally:
-            for transport in self._transports.values():
-                await transport.close()
-            self._transports.clear()
-            if self._connector is not None:
-                await self._connector.close()
+            await self._pool.close()
+            if self._transport is not self._pool:
+                await self._transport.close()
             if self._cooperation is not None:
                 await self._cooperation.aclose()
             if self._catalog is not None:
@@ -227,25 +240,6 @@ class DownloadEngine:
             raise RuntimeError("the engine is closed")
 
     # -- connections ------------------------------------------------------------------------
-    def _shared_connector(self) -> aiohttp.TCPConnector:
-        if self._connector is None:
-            import aiohttp
-
-            self._connector = aiohttp.TCPConnector(
-                limit=self.config.max_connections,
-                limit_per_host=self.config.max_connections_per_host,
-            )
-        return self._connector
-
-    def _transport(self, remote: RemoteConfig) -> HttpTransport:
-        transport = self._transports.get(remote.name)
-        if transport is None:
-            from .transports.http import HttpTransport
-
-            transport = HttpTransport(remote, self._shared_connector())
-            self._transports[remote.name] = transport
-        return transport
-
     def session(self, name: str = "default") -> aiohttp.ClientSession:
         """The ``aiohttp.ClientSession`` of remote ``name``, on the shared connector.
 
@@ -271,83 +265,29 @@ class DownloadEngine:
         """
         self._require_open()
         remote = self.config.remote(name)
-        return self._transport(remote).plugin_session(functools.partial(self._limiters, remote))
-
-    async def _open(
-        self, source: Source, remote: RemoteConfig, *, offset: int, validator: str | None
-    ) -> Response:
-        if source.scheme == "file":
-            return await open_file(
-                source.url,
-                self._file_roots,
-                offset=offset,
-                chunk_size=self.config.chunk_size,
-            )
-        return await self._transport(remote).open(
-            source.url, userinfo=source._userinfo, offset=offset, validator=validator
-        )
-
-    def _limiters(
-        self, remote: RemoteConfig, host: str
-    ) -> tuple[RemoteLimiter, AdaptiveLimiter, asyncio.Semaphore]:
-        """The slots a request to ``host`` for ``remote`` holds, in acquisition order."""
-        remote_limiter = self._remote_limits.get(remote.name)
-        if remote_limiter is None:
-            remote_limiter = self._remote_limits[remote.name] = RemoteLimiter.for_remote(remote)
-        assert self._slots is not None
-        return remote_limiter, self._host_limits.get(host), self._slots
-
-    @contextlib.asynccontextmanager
-    async def _slot(self, remote: RemoteConfig, host: str) -> AsyncIterator[None]:
-        remote_limiter, host_limiter, slots = self._limiters(remote, host)
-        async with remote_limiter, host_limiter, slots:
-            self._transfers += 1
-            try:
-                yield
-            finally:
-                self._transfers -= 1
-
-    def _observe(
-        self,
-        host: str,
-        *,
-        ok: bool,
-        nbytes: int = 0,
-        seconds: float = 0.0,
-        status: int | None = None,
-    ) -> None:
-        if ok:
-            self._host_limits.get(host).on_success()
-        elif status in (429, 503):
-            self._host_limits.get(host).on_throttle()
-        if not host:
-            return
-        record = self._health.get(host) or HostHealth(host)
-        self._health[host] = record.observe(
-            ok=ok, now=time.time(), nbytes=nbytes, seconds=seconds, status=status
-        )
-        self._health_dirty.add(host)
+        return self._pool.session(remote, functools.partial(self._admission.limiters, remote))
 
     def statistics(self) -> EngineStatistics:
         """A snapshot: downloads in flight, transfers holding a slot, per-host limits."""
+        admitted = self._admission.statistics()
         return EngineStatistics(
             in_flight=len(self._inflight),
-            transfers=self._transfers,
-            waiting=max(0, len(self._inflight) - self._transfers),
+            transfers=admitted.transfers,
+            waiting=max(0, len(self._inflight) - admitted.transfers),
             max_connections=self.config.max_connections,
-            host_limits={h: st.limit for h, st in self._host_limits.statistics().items()},
+            host_limits=admitted.host_limits,
+            saturated=admitted.saturated,
+            remotes=admitted.remotes,
         )
 
     # -- progress ---------------------------------------------------------------------------
-    def _tracker(self) -> ProgressTracker:
-        tracker = batch_tracker.get()
-        if tracker is not None:
-            return tracker
-        if self._default_tracker is None:
-            self._default_tracker = ProgressTracker(
-                self.config.progress, interval=self.config.progress_interval
+    def _loose_batch(self) -> _Batch:
+        """The batch of the engine's loose ``download()`` calls (reported at close)."""
+        if self._loose is None:
+            self._loose = _Batch(
+                ProgressTracker(self.config.progress, interval=self.config.progress_interval)
             )
-        return self._default_tracker
+        return self._loose
 
     # -- requests ----------------------------------------------------------------------------
     def _make_request(
@@ -397,17 +337,20 @@ class DownloadEngine:
         """
         self._require_open()
         request = self._make_request(url_or_request, kwargs)
-        tracker = self._tracker()
+        return await self._download_one(request, self._loose_batch())
+
+    async def _download_one(self, request: DownloadRequest, batch: _Batch) -> DownloadResult:
+        tracker = batch.tracker
         tracker.add(1, request.expected_size)
         try:
-            return await self._single_flight(request)
+            return await self._single_flight(request, batch)
         except DownloadError as exc:
             tracker.file_failed(retried=was_retried(exc))
             if exc.url is None:  # a shared part (catalog, storage) does not know the file
-                raise exc._with_url(request.url) from exc
+                raise exc.with_url(request.url) from exc
             raise
 
-    async def _single_flight(self, request: DownloadRequest) -> DownloadResult:
+    async def _single_flight(self, request: DownloadRequest, batch: _Batch) -> DownloadResult:
         sha = request.sha256
         key: tuple[str, ...] = ("sha256", sha) if sha else ("url", request.url)
         leader = self._inflight.get(key)
@@ -418,13 +361,13 @@ class DownloadEngine:
                 if not sha:
                     raise
             else:
-                served = await self._serve_cached(request, shared.sha256)
+                served = await self._serve_cached(request, shared.sha256, batch)
                 if served is not None:
                     return served
         future: asyncio.Future[DownloadResult] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            result = await self._download(request)
+            result = await self._download(request, batch)
         except BaseException as exc:
             if isinstance(exc, DownloadError):
                 future.set_exception(exc)
@@ -439,32 +382,31 @@ class DownloadEngine:
             if self._inflight.get(key) is future:
                 del self._inflight[key]
 
-    async def _download(self, request: DownloadRequest) -> DownloadResult:
+    async def _download(self, request: DownloadRequest, batch: _Batch) -> DownloadResult:
         sha = request.sha256
         if sha:
-            absent = _batch_absent.get()
             # A batch looked its artifacts up in one pass: no per-file stat for those absent.
-            cached = None if absent and sha in absent else await self._serve_cached(request, sha)
+            cached = None if sha in batch.absent else await self._serve_cached(request, sha, batch)
             if cached is not None:
                 return cached
             if self._cooperation is not None:
                 # One transfer per sha256 across the workers sharing the catalog.
-                serve = functools.partial(self._serve_cached, request, sha)
+                serve = functools.partial(self._serve_cached, request, sha, batch)
                 async with self._cooperation.turn(sha, serve) as served:
-                    return served if served is not None else await self._transfer(request)
-        return await self._transfer(request)
+                    return served if served is not None else await self._transfer(request, batch)
+        return await self._transfer(request, batch)
 
-    async def _transfer(self, request: DownloadRequest) -> DownloadResult:
+    async def _transfer(self, request: DownloadRequest, batch: _Batch) -> DownloadResult:
         sha = request.sha256
         sources = list(request.sources)
         errors: list[DownloadError] = []
-        result = await self._try_sources(request, sources, errors)
+        result = await self._try_sources(request, sources, errors, batch)
         if result is None and sha:
             # Alternate content: mirrors recorded for this sha256 by earlier downloads
             # (looked up only now, so the common path costs no catalog read).
             recorded = await self._recorded_sources(request)
             if recorded:
-                result = await self._try_sources(request, recorded, errors)
+                result = await self._try_sources(request, recorded, errors, batch)
         if result is not None:
             return result
         if len(errors) == 1 and len(request.sources) == 1:
@@ -472,11 +414,15 @@ class DownloadEngine:
         raise AllSourcesFailed(errors, url=request.url)
 
     async def _try_sources(
-        self, request: DownloadRequest, sources: list[Source], errors: list[DownloadError]
+        self,
+        request: DownloadRequest,
+        sources: list[Source],
+        errors: list[DownloadError],
+        batch: _Batch,
     ) -> DownloadResult | None:
-        for source in order_sources(sources, self._health, now=time.time()):
+        for source in order_sources(sources, self._admission.health, now=time.time()):
             try:
-                return await self._from_source(request, source)
+                return await self._from_source(request, source, batch)
             except (ConfigError, HookError, StorageError, CatalogError):
                 raise
             except DownloadError as exc:
@@ -510,13 +456,19 @@ class DownloadEngine:
             extra.append(source)
         return extra
 
-    async def _from_source(self, request: DownloadRequest, source: Source) -> DownloadResult:
-        staged = await fetch_source(self, request, source, self._tracker())
+    async def _from_source(
+        self, request: DownloadRequest, source: Source, batch: _Batch
+    ) -> DownloadResult:
+        assert self._stage is not None
+        remote = self.config.remote(source.remote or request.remote)
+        staged = await self._stage.fetch(request, source, remote, batch.tracker)
         kept = False
         try:
             ctx = DownloadContext(
                 request=request,
-                engine=self,
+                storage=self.storage,
+                catalog=self._catalog,
+                progress=batch.tracker,
                 path=staged.path,
                 digests=staged.digests,
                 size=staged.size,
@@ -526,7 +478,7 @@ class DownloadEngine:
                 attempts=staged.attempts,
                 carried=staged.carried,
             )
-            result = await self._run_hooks(ctx)
+            result = await run_hooks(self._hooks(), ctx)
             kept = ctx.stored is not None  # the store hook consumed the staged file
         finally:
             if not kept:
@@ -537,7 +489,9 @@ class DownloadEngine:
                 )
         return result
 
-    async def _serve_cached(self, request: DownloadRequest, sha256: str) -> DownloadResult | None:
+    async def _serve_cached(
+        self, request: DownloadRequest, sha256: str, batch: _Batch
+    ) -> DownloadResult | None:
         """The stored artifact ``sha256`` as a cached result, or None when it is not stored
         or not known valid (the caller then transfers it, and the validated bytes replace a
         damaged artifact in storage).
@@ -604,7 +558,9 @@ class DownloadEngine:
         wanted = {"sha256", *request.expected_digests}
         ctx = DownloadContext(
             request=request,
-            engine=self,
+            storage=self.storage,
+            catalog=self._catalog,
+            progress=batch.tracker,
             path=stored.path,
             digests={a: v for a, v in digests.items() if a in wanted},
             size=stored.size if stored.size is not None else (record.size or 0 if record else 0),
@@ -615,48 +571,12 @@ class DownloadEngine:
             stored=stored,
         )
         try:
-            return await self._run_hooks(ctx)
+            return await run_hooks(self._hooks(), ctx)
         except StorageError:
             return None
 
-    async def _run_hooks(self, ctx: DownloadContext) -> DownloadResult:
-        hooks = self.config.hooks if self.config.hooks is not None else DEFAULT_HOOKS
-        for hook in hooks:
-            try:
-                await hook(ctx)
-            except (StorageError, CatalogError):
-                await self._rollback(ctx)
-                raise
-            except Exception as exc:
-                await self._rollback(ctx)
-                name = getattr(hook, "__qualname__", repr(hook))
-                raise HookError(f"hook {name} failed: {exc}", url=ctx.url, hook=name) from exc
-            except BaseException:
-                # Cancelled mid-chain: undo what the chain did, and let the undo finish.
-                await asyncio.shield(self._rollback(ctx))
-                raise
-        if ctx.result is None:  # no store hook in the chain
-            ctx.result = ctx.make_result()
-        return ctx.result
-
-    async def _rollback(self, ctx: DownloadContext) -> None:
-        """Undo what the hook chain of a failed download stored, recorded and counted: the
-        catalog first, so that no record ever names an artifact already removed."""
-        if ctx.undo_log and self._catalog is not None:
-            try:
-                await self._catalog.undo(ctx.undo_log)
-            except Exception as exc:
-                log.warning("%s: could not undo the catalog writes: %s", ctx.url, exc)
-            ctx.undo_log.clear()
-        if ctx.newly_stored:
-            try:
-                await self.storage.delete(ctx.sha256)
-            except Exception as exc:
-                log.warning("%s: could not remove artifact %s: %s", ctx.url, ctx.sha256, exc)
-            ctx.newly_stored = False
-        if ctx.counted:
-            self._tracker().file_undone(ctx.size, cached=ctx.cached, retried=ctx.attempts > 1)
-            ctx.counted = False
+    def _hooks(self) -> Sequence[Hook]:
+        return self.config.hooks if self.config.hooks is not None else DEFAULT_HOOKS
 
     async def download_many(
         self,
@@ -704,8 +624,7 @@ class DownloadEngine:
         )
         tracker.plan(len(items), sum(r.expected_size or 0 for r in items))
         absent = await self.storage.absent({r.sha256 for r in items if r.sha256})
-        absent_token = _batch_absent.set(frozenset(absent) if absent else None)
-        token = batch_tracker.set(tracker)
+        batch = _Batch(tracker, frozenset(absent or ()))
         queue = iter(enumerate(items))
         failure: list[BaseException] = []
 
@@ -715,7 +634,7 @@ class DownloadEngine:
                     return
                 outcome: DownloadResult | DownloadError
                 try:
-                    outcome = await self.download(request)
+                    outcome = await self._download_one(request, batch)
                 except DownloadError as exc:
                     if not return_exceptions:
                         failure.append(exc)
@@ -743,8 +662,6 @@ class DownloadEngine:
             await asyncio.gather(*workers, return_exceptions=True)
             raise
         finally:
-            batch_tracker.reset(token)
-            _batch_absent.reset(absent_token)
             tracker.total = max(tracker.total, len(items))
             await tracker.finish()
 
@@ -780,13 +697,16 @@ class DownloadEngine:
                 await catalog.save_unit(request.unit, sha, request.repository)
         except DownloadError as exc:
             if exc.url is None:
-                raise exc._with_url(request.url) from exc
+                raise exc.with_url(request.url) from exc
             raise
         return record
 
     async def fetch(self, sha256: str) -> DownloadResult:
         """Download a registered file on demand from its recorded sources."""
         self._require_open()
+        return await self._fetch(sha256, self._loose_batch())
+
+    async def _fetch(self, sha256: str, batch: _Batch) -> DownloadResult:
         catalog = self._need_catalog("fetch")
         try:
             record = await catalog.get_unit_file(sha256.lower())
@@ -812,13 +732,11 @@ class DownloadEngine:
                 sha256,
                 ", ".join(lacking),
             )
-        return await self.download(
-            DownloadRequest(
-                sources=usable,
-                expected_digests=record.digests,
-                expected_size=record.size,
-            )
+        request = DownloadRequest(
+            sources=usable, expected_digests=record.digests, expected_size=record.size
         )
+        self._check(request)
+        return await self._download_one(request, batch)
 
     # -- bitrot ----------------------------------------------------------------------------
     async def verify(self, *, repair: bool = False, concurrency: int = 4) -> VerifyReport:
@@ -834,7 +752,17 @@ class DownloadEngine:
         """
         self._require_open()
         catalog = self._need_catalog("verify")
-        return await verify_stored(self, catalog, repair=repair, concurrency=concurrency)
+        # Repairs are counted by the run's own tracker, not reported as a stream of theirs.
+        refetch = functools.partial(self._fetch, batch=_Batch(ProgressTracker(None)))
+        return await verify_stored(
+            self.storage,
+            catalog,
+            refetch,
+            progress=self.config.progress,
+            progress_interval=self.config.progress_interval,
+            repair=repair,
+            concurrency=concurrency,
+        )
 
 
 def _changed_since_verified(stored: StoredArtifact, record: UnitFile | None) -> bool:

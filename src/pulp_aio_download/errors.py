@@ -92,7 +92,11 @@ class DownloadError(Exception):
         # The message already says how many attempts were made; the count is state.
         return (_rebuild, (type(self), self._kwargs()), {"attempts": self.attempts})
 
-    def _with_url(self, url: str | None) -> DownloadError:
+    def with_message(self, message: str) -> DownloadError:
+        """A copy of this error (same type and fields) saying ``message`` instead."""
+        return _rebuild(type(self), {**self._kwargs(), "message": message})
+
+    def with_url(self, url: str | None) -> DownloadError:
         """This error naming ``url``: itself when it already names a URL (or ``url`` is
         None), else a copy of the same type and fields with ``url`` set, caused by this one.
 

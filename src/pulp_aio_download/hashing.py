@@ -147,16 +147,13 @@ class HashingWriter:
         self.partial: PartialFile | None = None
 
     async def __aenter__(self) -> HashingWriter:
-        await self.open()
+        # The staging file itself is created by the first batch written (in a worker
+        # thread), so a small file costs one thread hop in all.
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if not self._finished:
             await self.abort()
-
-    async def open(self) -> None:
-        """Prepare the writer. The staging file itself is created by the first batch
-        written (in a worker thread), so a small file costs one thread hop in all."""
 
     async def write(self, chunk: bytes) -> None:
         """Add ``chunk`` to the file and the digests."""

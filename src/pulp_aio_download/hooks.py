@@ -12,22 +12,29 @@ created is deleted, one that existed before gets back exactly what it had (its s
 digests, verification time, metadata, links), and an artifact it stored is removed, so a
 failed download leaves nothing behind. (An artifact that replaced a damaged one stays: its
 bytes are validated.)
+
+:func:`run_hooks` runs a chain and owns that rollback; the engine calls it once a file is
+validated (or found cached) and knows nothing of what the hooks do.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import HookError, StorageError
 from .models import ContentUnit, DownloadRequest, DownloadResult, Source, UnitFile
 
 if TYPE_CHECKING:
-    from .engine import DownloadEngine
-    from .storage.base import StoredArtifact
+    from .catalog.base import Catalog
+    from .progress import ProgressTracker
+    from .storage.base import Storage, StoredArtifact
 
 __all__ = [
     "DEFAULT_HOOKS",
@@ -36,8 +43,11 @@ __all__ = [
     "create_unit",
     "record_unit_file",
     "report_progress",
+    "run_hooks",
     "store",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True, eq=False)
@@ -46,7 +56,9 @@ class DownloadContext:
 
     Attributes:
         request: the :class:`DownloadRequest`.
-        engine: the running engine (its ``storage`` and ``catalog``).
+        storage: the engine's storage.
+        catalog: the engine's catalog (None when it records nothing).
+        progress: the progress tracker this download counts in.
         path: the validated staged file; after :func:`store`, the stored file (None for
             storage without local files).
         digests: sha256 and every expected algorithm, hex.
@@ -63,16 +75,12 @@ class DownloadContext:
         unit: the :class:`ContentUnit` once created.
         previous: the catalog's unit file as the engine read it before the hook chain
             (set for cached hits; None when unknown).
-        newly_stored: True when :func:`store` published the artifact under a key that
-            held nothing (a rollback removes it).
-        undo_log: the catalog writes of the chain, for the rollback
-            (:meth:`Catalog.undo`).
-        counted: True once :func:`report_progress` counted the file as done (a rollback
-            takes that back, so a failed file is counted once, as failed).
     """
 
     request: DownloadRequest
-    engine: DownloadEngine
+    storage: Storage
+    catalog: Catalog | None
+    progress: ProgressTracker
     path: Path | None
     digests: dict[str, str]
     size: int
@@ -85,10 +93,13 @@ class DownloadContext:
     stored: StoredArtifact | None = None
     result: DownloadResult | None = None
     unit: ContentUnit | None = None
-    newly_stored: bool = False
-    undo_log: list[Any] = field(default_factory=list)
-    counted: bool = False
     previous: UnitFile | None = None
+    # The rollback's bookkeeping (run_hooks): whether store published the artifact under a
+    # key that held nothing, the catalog writes of the chain (Catalog.undo), and whether
+    # report_progress counted the file as done (taken back, so a failed file counts once).
+    _newly_stored: bool = field(default=False, init=False, repr=False)
+    _undo_log: list[Any] = field(default_factory=list, init=False, repr=False)
+    _counted: bool = field(default=False, init=False, repr=False)
 
     @property
     def sha256(self) -> str:
@@ -116,18 +127,16 @@ Hook = Callable[[DownloadContext], Awaitable[None]]
 
 async def store(ctx: DownloadContext) -> None:
     """Commit the staged file to storage (content-addressed, atomic) and set ``result``."""
-    storage = ctx.engine.storage
+    storage = ctx.storage
     if ctx.cached:
         # The cache check found it (ctx.stored); a hook may have cleared that to re-check.
         stored = ctx.stored or await storage.stat(ctx.sha256)
         if stored is None:  # removed since the cache check: the caller downloads again
-            from .errors import StorageError
-
             raise StorageError(f"artifact {ctx.sha256} vanished from storage", url=ctx.url)
     else:
         assert ctx.path is not None
         stored = await storage.commit(ctx.path, ctx.sha256, ctx.size)
-        ctx.newly_stored = stored.created
+        ctx._newly_stored = stored.created
     ctx.stored = stored
     ctx.path = stored.path
     ctx.result = ctx.make_result(stored.location, stored.path)
@@ -141,7 +150,7 @@ async def record_unit_file(ctx: DownloadContext) -> None:
     own, else the request's), so a later :meth:`~DownloadEngine.fetch` uses the same
     settings. A fresh download was just validated, so it is also recorded as verified.
     """
-    catalog = ctx.engine.catalog
+    catalog = ctx.catalog
     if catalog is None or ctx.stored is None:
         return
     request = ctx.request
@@ -166,7 +175,7 @@ async def record_unit_file(ctx: DownloadContext) -> None:
             created_at=now,
             verified_at=None if ctx.cached else now,
         ),
-        undo_log=ctx.undo_log,
+        undo_log=ctx._undo_log,
     )
 
 
@@ -185,12 +194,12 @@ def _already_recorded(
 
 async def create_unit(ctx: DownloadContext) -> None:
     """Create or find the request's content unit, link the file, add it to the repository."""
-    catalog = ctx.engine.catalog
+    catalog = ctx.catalog
     spec = ctx.request.unit
     if catalog is None or spec is None:
         return
     ctx.unit = await catalog.save_unit(
-        spec, ctx.sha256, ctx.request.repository, undo_log=ctx.undo_log
+        spec, ctx.sha256, ctx.request.repository, undo_log=ctx._undo_log
     )
     if ctx.result is not None:
         ctx.result = dataclasses.replace(ctx.result, unit=ctx.unit)
@@ -198,10 +207,10 @@ async def create_unit(ctx: DownloadContext) -> None:
 
 async def report_progress(ctx: DownloadContext) -> None:
     """Count the file as done in the current progress report."""
-    ctx.engine._tracker().file_done(
+    ctx.progress.file_done(
         ctx.size, cached=ctx.cached, retried=ctx.attempts > 1, carried=ctx.carried
     )
-    ctx.counted = True
+    ctx._counted = True
 
 
 DEFAULT_HOOKS: tuple[Hook, ...] = (store, record_unit_file, create_unit, report_progress)
@@ -209,3 +218,49 @@ DEFAULT_HOOKS: tuple[Hook, ...] = (store, record_unit_file, create_unit, report_
 ``record_unit_file`` (the catalog record), ``create_unit`` (the content unit and its
 repository), ``report_progress``. A plugin adds its own around them:
 ``hooks=[check_signature, *pad.DEFAULT_HOOKS, make_my_model]``."""
+
+
+async def run_hooks(hooks: Sequence[Hook], ctx: DownloadContext) -> DownloadResult:
+    """Run ``hooks`` in order on ``ctx`` and return the download's result.
+
+    A hook that raises rolls back what the chain stored and recorded for this download
+    (see the module docstring): a :class:`StorageError` is raised as it is, any other
+    exception as a :class:`HookError` naming the hook; a cancellation rolls back too, and
+    the rollback finishes even then.
+    """
+    for hook in hooks:
+        try:
+            await hook(ctx)
+        except StorageError:
+            await _rollback(ctx)
+            raise
+        except Exception as exc:
+            await _rollback(ctx)
+            name = getattr(hook, "__qualname__", repr(hook))
+            raise HookError(f"hook {name} failed: {exc}", url=ctx.url, hook=name) from exc
+        except BaseException:
+            await asyncio.shield(_rollback(ctx))
+            raise
+    if ctx.result is None:  # no store hook in the chain
+        ctx.result = ctx.make_result()
+    return ctx.result
+
+
+async def _rollback(ctx: DownloadContext) -> None:
+    """Undo what the chain of a failed download stored, recorded and counted: the catalog
+    first, so that no record ever names an artifact already removed."""
+    if ctx._undo_log and ctx.catalog is not None:
+        try:
+            await ctx.catalog.undo(ctx._undo_log)
+        except Exception as exc:
+            log.warning("%s: could not undo the catalog writes: %s", ctx.url, exc)
+        ctx._undo_log.clear()
+    if ctx._newly_stored:
+        try:
+            await ctx.storage.delete(ctx.sha256)
+        except Exception as exc:
+            log.warning("%s: could not remove artifact %s: %s", ctx.url, ctx.sha256, exc)
+        ctx._newly_stored = False
+    if ctx._counted:
+        ctx.progress.file_undone(ctx.size, cached=ctx.cached, retried=ctx.attempts > 1)
+        ctx._counted = False

@@ -277,11 +277,6 @@ class RemoteLimiter(_Slot):
         """The limiter of ``remote``'s ``max_connections`` and ``rate_limit``."""
         return cls(remote.max_connections, remote.rate_limit)
 
-    @property
-    def unlimited(self) -> bool:
-        """True when neither limit is set (the engine may skip this limiter)."""
-        return self._semaphore is None and self._limiter is None
-
     async def acquire(self) -> None:
         """Wait for a connection slot, then for the rate limit."""
         if self._semaphore is not None:

@@ -150,6 +150,11 @@ class Source:
         """``host[:port]`` of the URL ('' for file://)."""
         return self._host
 
+    @property
+    def userinfo(self) -> tuple[str, str | None] | None:
+        """The (user, password) the URL carried, for its own origin only; never shown."""
+        return self._userinfo
+
 
 @dataclass(frozen=True, slots=True)
 class UnitSpec:

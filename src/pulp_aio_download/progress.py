@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -20,12 +19,7 @@ from typing import Any, Protocol
 from .errors import AllSourcesFailed, DownloadError
 from .models import ActiveTransfer, DownloadResult, ProgressReport
 
-__all__ = ["ProgressTracker", "batch_tracker", "plural", "was_retried"]
-
-#: The tracker of the batch (download_many, verify) the current task belongs to.
-batch_tracker: contextvars.ContextVar[ProgressTracker | None] = contextvars.ContextVar(
-    "pulp_aio_download_tracker", default=None
-)
+__all__ = ["ProgressTracker", "plural", "was_retried"]
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 Everything here is pure: no sleeping, no I/O, no clock except where a caller leaves ``now``
 out. The engine asks :func:`is_retryable_error` whether a failed attempt may be retried,
-:meth:`RetryState.increment` for the next state (which records the reason and the delay),
-then releases its concurrency slot and awaits ``asyncio.sleep(state.last_delay)`` itself.
+:func:`backoff_delay` how long to wait, then releases its concurrency slot and awaits
+``asyncio.sleep(delay)`` itself.
 
 Delays (``n`` is the number of the attempt that just failed, from 1)::
 
@@ -17,10 +17,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
-from typing import NamedTuple
 
 from .config import RetryPolicy
 from .errors import (
@@ -33,8 +31,6 @@ from .errors import (
 )
 
 __all__ = [
-    "RetryEvent",
-    "RetryState",
     "backoff_delay",
     "is_retryable_error",
     "is_retryable_status",
@@ -43,64 +39,6 @@ __all__ = [
 
 # 2**64 times any sane base is far beyond any max_backoff; stop before floats overflow.
 _MAX_EXPONENT = 64
-
-
-class RetryEvent(NamedTuple):
-    """One retry decision: why the previous attempt failed and how long to wait."""
-
-    reason: str
-    delay: float
-
-
-@dataclass(frozen=True, slots=True)
-class RetryState:
-    """Where a download stands in its retry budget; every change returns a new state.
-
-    Args:
-        attempt: the number of the attempt being made, from 1.
-        history: one :class:`RetryEvent` per failed attempt, oldest first.
-
-    Example::
-
-        state = RetryState()
-        while True:
-            try:
-                return await attempt()
-            except DownloadError as exc:
-                if not state.can_retry(policy) or not is_retryable_error(policy, exc):
-                    raise
-                state = state.increment(policy, str(exc), retry_after=...)
-                await asyncio.sleep(state.last_delay)
-    """
-
-    attempt: int = 1
-    history: tuple[RetryEvent, ...] = ()
-
-    def can_retry(self, policy: RetryPolicy) -> bool:
-        """True when the policy allows another attempt after this one."""
-        return self.attempt < policy.attempts
-
-    def increment(
-        self,
-        policy: RetryPolicy,
-        reason: str,
-        *,
-        retry_after: float | None = None,
-        rng: random.Random | None = None,
-    ) -> RetryState:
-        """The state of the next attempt, recording ``reason`` and the delay to wait first."""
-        delay = backoff_delay(policy, self.attempt, retry_after=retry_after, rng=rng)
-        return RetryState(self.attempt + 1, (*self.history, RetryEvent(reason, delay)))
-
-    @property
-    def last_delay(self) -> float:
-        """The delay of the latest retry decision (0 before any)."""
-        return self.history[-1].delay if self.history else 0.0
-
-    @property
-    def total_delay(self) -> float:
-        """The sum of every delay decided so far."""
-        return sum(event.delay for event in self.history)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

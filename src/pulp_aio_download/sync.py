@@ -58,9 +58,9 @@ def run_batch(
             await engine.start()
         except DownloadError as exc:
             if return_exceptions and items:
-                return [exc._with_url(_url_of(item)) for item in items]
+                return [exc.with_url(_url_of(item)) for item in items]
             if exc.url is None and items:
-                raise exc._with_url(_url_of(items[0])) from exc
+                raise exc.with_url(_url_of(items[0])) from exc
             raise
         try:
             return await engine.download_many(items, return_exceptions=return_exceptions)
@@ -69,7 +69,7 @@ def run_batch(
                 await engine.close()
             except DownloadError as exc:
                 if exc.url is None and items:
-                    raise exc._with_url(_url_of(items[0])) from exc
+                    raise exc.with_url(_url_of(items[0])) from exc
                 raise
 
     return _run(main(), "run_batch")
@@ -93,5 +93,5 @@ def download_sync(
         return _run(main(), "download_sync")
     except DownloadError as exc:
         if exc.url is None:  # storage or catalog failed to open or close: name the file
-            raise exc._with_url(_url_of(url_or_request)) from exc
+            raise exc.with_url(_url_of(url_or_request)) from exc
         raise

@@ -36,16 +36,18 @@ from .hashing import HashingWriter, verify_digests
 from .models import DownloadRequest, Source
 from .partials import PartialStore, partial_key
 from .retry import backoff_delay, is_retryable_error
-from .transports.base import Response
+from .transports.base import Response, Transport, TransportRequest
 from .urls import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .engine import DownloadEngine
+    from .admission import Admission
+    from .config import RemoteConfig
     from .progress import ProgressTracker
+    from .storage.base import Storage
 
-__all__ = ["Staged", "fetch_source"]
+__all__ = ["Staged", "TransferStage"]
 
 log = logging.getLogger(__name__)
 
@@ -63,27 +65,62 @@ class Staged:
     carried: int = 0  # bytes continued from a partial of an earlier process
 
 
+@dataclass(frozen=True, slots=True)
+class TransferStage:
+    """What the transfer of one source needs, and nothing more.
+
+    Attributes:
+        transport: opens the responses (the engine's pool, or a test's fake).
+        admission: the limits a transfer holds while its bytes flow, and the host health
+            each attempt's outcome feeds.
+        storage: where staging files are made.
+        partials: the store of resumable partials (None: resume across processes off).
+        chunk_size: bytes handed to the writer thread at once.
+    """
+
+    transport: Transport
+    admission: Admission
+    storage: Storage
+    partials: PartialStore | None
+    chunk_size: int
+
+    async def fetch(
+        self,
+        request: DownloadRequest,
+        source: Source,
+        remote: RemoteConfig,
+        tracker: ProgressTracker,
+    ) -> Staged:
+        """Fetch ``source`` into a validated staging file, retrying per ``remote``'s policy.
+
+        The caller owns the returned staging file. On failure nothing is left behind
+        (but a resumable partial, see :mod:`.partials`).
+        """
+        return await _fetch_source(_Attempt(self, request, source, remote, tracker))
+
+
 class _Attempt:
     """The state kept across the attempts at one source."""
 
     def __init__(
         self,
-        engine: DownloadEngine,
+        stage: TransferStage,
         request: DownloadRequest,
         source: Source,
+        remote: RemoteConfig,
         tracker: ProgressTracker,
     ) -> None:
-        self.engine = engine
+        self.stage = stage
         self.request = request
         self.source = source
         self.tracker = tracker
-        self.remote = engine.config.remote(source.remote or request.remote)
+        self.remote = remote
         self.url = redact_url(source.url)
         self.writer: HashingWriter | None = None
         self.validator: str | None = None
         self.headers: Mapping[str, str] = {}
         self.final_url = self.url
-        partials = engine._partials if source.scheme != "file" else None
+        partials = stage.partials if source.scheme != "file" else None
         self.partials: PartialStore | None = partials
         self.key = partial_key(request.sha256, self.url)
         #: the writer continues a partial adopted from an earlier process.
@@ -96,14 +133,15 @@ class _Attempt:
         if self.writer is not None:
             await self.writer.abort()
         request = self.request
-        staging = self.engine.storage.new_staging_path()
+        storage = self.stage.storage
+        staging = storage.new_staging_path()
         self.writer = HashingWriter(
             staging,
             request.expected_digests,
             expected_size=request.expected_size,
             url=self.url,
-            batch_size=self.engine.config.chunk_size,
-            fsync=self.engine.storage.fsync_staged,
+            batch_size=self.stage.chunk_size,
+            fsync=storage.fsync_staged,
         )
         self.validator = None
         self.adopted = False
@@ -159,9 +197,7 @@ class _Attempt:
         200, a 206 of another range, size or version, a 416) restarts from byte 0."""
         if offset:
             try:
-                resp = await self.engine._open(
-                    self.source, self.remote, offset=offset, validator=self.validator
-                )
+                resp = await self._open(offset, self.validator)
             except HTTPStatusError as exc:
                 if exc.status != 416:
                     raise
@@ -187,7 +223,18 @@ class _Attempt:
                 await resp.close()
             self.adopted = False
             await writer.reset()
-        return await self.engine._open(self.source, self.remote, offset=0, validator=None)
+        return await self._open(0, None)
+
+    async def _open(self, offset: int, validator: str | None) -> Response:
+        return await self.stage.transport.open(
+            TransportRequest(
+                self.source.url,
+                self.remote,
+                userinfo=self.source.userinfo,
+                offset=offset,
+                validator=validator,
+            )
+        )
 
     def _misfit(self, resp: Response, offset: int) -> str | None:
         if resp.offset != offset:
@@ -305,14 +352,8 @@ class _Attempt:
         )
 
 
-async def fetch_source(
-    engine: DownloadEngine, request: DownloadRequest, source: Source, tracker: ProgressTracker
-) -> Staged:
-    """Fetch ``source`` into a validated staging file, retrying per the remote's policy.
-
-    The caller owns the returned staging file. On failure nothing is left behind.
-    """
-    state = _Attempt(engine, request, source, tracker)
+async def _fetch_source(state: _Attempt) -> Staged:
+    request, source, admission = state.request, state.source, state.stage.admission
     policy = state.remote.retry
     host = source.host
     attempt = 0
@@ -324,7 +365,7 @@ async def fetch_source(
             started = time.monotonic()
             retry_after: float | None = None
             try:
-                async with engine._slot(state.remote, host):
+                async with admission.slot(state.remote, host):
                     await state.once()
                 assert state.writer is not None
                 digests, size = await state.writer.finish()
@@ -349,7 +390,7 @@ async def fetch_source(
                     attempt -= 1
                     continue
                 if not isinstance(error, StorageError):  # our disk, not the host's fault
-                    engine._observe(host, ok=False, status=getattr(error, "status", None))
+                    admission.observe(host, ok=False, status=getattr(error, "status", None))
                 if not is_retryable_error(policy, error) or attempt >= policy.attempts:
                     keep = _keeps_partial(error)
                     error.gave_up_after(attempt)
@@ -370,7 +411,7 @@ async def fetch_source(
                 state.failure = error
                 await asyncio.sleep(delay)
                 continue
-            engine._observe(host, ok=True, nbytes=size, seconds=time.monotonic() - started)
+            admission.observe(host, ok=True, nbytes=size, seconds=time.monotonic() - started)
             writer, state.writer = state.writer, None
             return Staged(
                 writer.path, digests, size, state.headers, attempt, state.final_url, writer.carried

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from .errors import DownloadError
-from .models import UnitFile, VerifyReport
-from .progress import ProgressTracker, batch_tracker
+from .models import DownloadResult, ProgressReport, UnitFile, VerifyReport
+from .progress import ProgressTracker
 
 if TYPE_CHECKING:
     from .catalog.base import Catalog
-    from .engine import DownloadEngine
     from .storage.base import Storage
 
 __all__ = ["verify_stored"]
@@ -24,7 +23,14 @@ log = logging.getLogger(__name__)
 
 
 async def verify_stored(
-    engine: DownloadEngine, catalog: Catalog, *, repair: bool, concurrency: int
+    storage: Storage,
+    catalog: Catalog,
+    fetch: Callable[[str], Awaitable[DownloadResult]],
+    *,
+    progress: Callable[[ProgressReport], Any] | None,
+    progress_interval: float,
+    repair: bool,
+    concurrency: int,
 ) -> VerifyReport:
     """Re-hash every stored file (``concurrency`` at once) and report.
 
@@ -39,15 +45,16 @@ async def verify_stored(
     file whose content does not match is quarantined (moved aside, never deleted: nothing
     records where it could be fetched again) and, when a record names sources for its
     sha256, fetched again from them. A good file gets ``verified_at``. Leftover partials
-    and staging files are listed, never removed.
+    and staging files are listed, never removed. Files are fetched with ``fetch(sha256)``
+    (the engine's, counting in no progress stream of its own); progress goes to
+    ``progress`` (code ``verify``).
     """
     tracker = ProgressTracker(
-        engine.config.progress,
+        progress,
         code="verify",
         message="Verifying stored files",
-        interval=engine.config.progress_interval,
+        interval=progress_interval,
     )
-    storage = engine.storage
     checked = ok = 0
     corrupt: list[str] = []
     missing: list[str] = []
@@ -55,12 +62,10 @@ async def verify_stored(
     repaired: list[str] = []
     errors: dict[str, str] = {}
     gate = asyncio.Semaphore(concurrency)
-    # Repairs are counted by this run's tracker, not reported as a separate stream.
-    token = batch_tracker.set(ProgressTracker(None))
 
     async def refetch(sha256: str, size: int | None) -> None:
         try:
-            await engine.fetch(sha256)
+            await fetch(sha256)
         except DownloadError as exc:
             errors[sha256] = str(exc)
             tracker.file_failed()
@@ -176,7 +181,6 @@ async def verify_stored(
     finally:
         for task in tasks:
             task.cancel()
-        batch_tracker.reset(token)
         await tracker.finish()
     return VerifyReport(
         checked=checked,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from ..errors import StorageError
 if TYPE_CHECKING:
     from ..models import LeftoverFile
 
-__all__ = ["Storage", "StoredArtifact", "artifact_key", "sha256_of_key"]
+__all__ = ["Storage", "StoredArtifact", "artifact_key", "pid_alive", "sha256_of_key"]
 
 _KEY = re.compile(r"([0-9a-f]{2})/([0-9a-f]{62})")
 
@@ -201,3 +202,14 @@ class Storage(abc.ABC):
             size += len(chunk)
             await loop.run_in_executor(None, update, chunk)
         return {name: h.hexdigest() for name, h in hashers.items()}, size
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (the staging files of a dead one go)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

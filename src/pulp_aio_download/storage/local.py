@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, StorageError
 from ._durability import GroupSync
-from .base import Storage, StoredArtifact, artifact_key, sha256_of_key
+from .base import Storage, StoredArtifact, artifact_key, pid_alive, sha256_of_key
 
 if TYPE_CHECKING:
     from ..models import LeftoverFile
@@ -39,16 +39,6 @@ def _fsync_dir(path: Path) -> None:
 def _discard_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LocalStorage(Storage):
@@ -137,7 +127,7 @@ class LocalStorage(Storage):
             if not name.startswith(host + "-"):
                 continue
             pid_text = name[len(host) + 1 :].partition("-")[0]
-            if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            if pid_text.isdigit() and not pid_alive(int(pid_text)):
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
                     removed.append(entry)
@@ -200,7 +190,7 @@ class LocalStorage(Storage):
             name = entry.name
             if name.startswith(host + "-"):
                 pid_text = name[len(host) + 1 :].partition("-")[0]
-                if pid_text.isdigit() and _pid_alive(int(pid_text)):
+                if pid_text.isdigit() and pid_alive(int(pid_text)):
                     continue  # a transfer in progress here (this process's too)
             with contextlib.suppress(FileNotFoundError):
                 found.append(LeftoverFile("staging", entry.path, entry.stat().st_size))

@@ -28,11 +28,10 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConfigError, StorageError
 from ..urls import redact_url
-from .base import Storage, StoredArtifact, artifact_key, sha256_of_key
+from .base import Storage, StoredArtifact, artifact_key, pid_alive, sha256_of_key
 
 if TYPE_CHECKING:
     from ..models import LeftoverFile
-from .local import _pid_alive
 
 __all__ = ["DEFAULT_PART_SIZE", "MIN_PART_SIZE", "S3Storage"]
 
@@ -277,7 +276,7 @@ class S3Storage(Storage):
             if not entry.name.startswith(start):
                 continue
             pid_text = entry.name[len(start) :].partition("-")[0]
-            if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            if pid_text.isdigit() and not pid_alive(int(pid_text)):
                 shutil.rmtree(entry, ignore_errors=True)
                 removed.append(entry)
         return removed

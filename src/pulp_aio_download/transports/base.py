@@ -1,11 +1,42 @@
-"""The transport interface the engine talks to: open a URL, read chunks."""
+"""The transport seam: one operation, open a response byte stream for a request.
+
+The transfer stage talks to a :class:`Transport` only: :class:`~.http.HttpTransport`
+(aiohttp), :class:`~.file.FileTransport` (``file://``), the :class:`~.pool.TransportPool`
+that picks one of them by URL scheme and remote, or a test's
+:class:`~pulp_aio_download.testing.FakeTransport`.
+"""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-__all__ = ["Response"]
+if TYPE_CHECKING:
+    from ..config import RemoteConfig
+
+__all__ = ["Response", "Transport", "TransportRequest"]
+
+
+@dataclass(frozen=True, slots=True)
+class TransportRequest:
+    """What a transport is asked to open.
+
+    Attributes:
+        url: the URL, without credentials.
+        remote: the :class:`RemoteConfig` whose network policy applies.
+        userinfo: credentials the URL carried (user, password), sent to its origin only.
+        offset: the first byte wanted (``Range: bytes=offset-``); 0 for the whole body.
+        validator: the ETag or Last-Modified the bytes before ``offset`` came with
+            (``If-Range``), or None.
+    """
+
+    url: str
+    remote: RemoteConfig
+    userinfo: tuple[str, str | None] | None = field(default=None, repr=False)
+    offset: int = 0
+    validator: str | None = None
 
 
 class Response(abc.ABC):
@@ -39,3 +70,22 @@ class Response(abc.ABC):
         if etag and not etag.startswith("W/"):
             return etag
         return self.headers.get("Last-Modified")
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Opens a response for a request; the one thing the transfer stage asks of the network.
+
+    ``open`` returns once the status and headers are in, with the body still to be read.
+    A final status outside 2xx raises :class:`~pulp_aio_download.HTTPStatusError` (with
+    ``retry_after`` when the server sent one); any other failure raises the matching
+    :class:`~pulp_aio_download.DownloadError`, never a library's own exception.
+    """
+
+    async def open(self, request: TransportRequest) -> Response:
+        """Send ``request`` and return the response, its body unread."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the transport holds (sessions, connections)."""
+        ...

@@ -10,9 +10,9 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError, ConnectionFailed, HTTPStatusError
-from .base import Response
+from .base import Response, TransportRequest
 
-__all__ = ["FileResponse", "open_file", "resolve_file_url"]
+__all__ = ["FileResponse", "FileTransport", "open_file", "resolve_file_url"]
 
 
 def resolve_file_url(url: str, allowed_roots: Sequence[Path]) -> Path:
@@ -90,3 +90,25 @@ async def open_file(
     except PermissionError:
         raise HTTPStatusError(status=403, reason="permission denied", url=url) from None
     return FileResponse(url, fh, size, offset, chunk_size)
+
+
+class FileTransport:
+    """The ``file://`` :class:`~.base.Transport`: files under ``allowed_roots`` only.
+
+    Args:
+        allowed_roots: the directories files may be read from.
+        chunk_size: bytes read at once.
+    """
+
+    def __init__(self, allowed_roots: Sequence[Path], *, chunk_size: int = 1024 * 1024) -> None:
+        self.allowed_roots = tuple(allowed_roots)
+        self.chunk_size = chunk_size
+
+    async def open(self, request: TransportRequest) -> FileResponse:
+        """Open the file of ``request.url`` from ``request.offset``."""
+        return await open_file(
+            request.url, self.allowed_roots, offset=request.offset, chunk_size=self.chunk_size
+        )
+
+    async def close(self) -> None:
+        """Nothing to release: every response closes its own file."""

@@ -1,7 +1,6 @@
 """The HTTP/HTTPS transport: one ``aiohttp.ClientSession`` per remote on the shared connector.
 
-This is the one place aiohttp's exceptions are translated into ours
-(:func:`map_client_error`), most specific first.
+aiohttp's exceptions become ours in one place, :mod:`.errors`.
 """
 
 from __future__ import annotations
@@ -16,159 +15,41 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
-from aiohttp import client_exceptions
 from yarl import URL
 
 from .._version import __version__
-from ..auth import basic_auth_header
 from ..config import RemoteConfig
 from ..errors import (
     ConfigError,
     ConnectionFailed,
-    DownloadError,
-    DownloadTimeout,
     HTTPStatusError,
-    ProxyError,
 )
 from ..retry import parse_retry_after
-from ..tls import build_ssl_context, tls_error
+from ..tls import build_ssl_context
 from ..urls import origin, redact_url, split_userinfo
-from .base import Response
+from .auth import basic_auth_header
+from .base import Response, TransportRequest
+from .errors import ERROR_MAP, from_proxy, map_client_error, proxy_auth_error
 
 if TYPE_CHECKING:
     from .session import Slot
 
-__all__ = ["ERROR_MAP", "HttpResponse", "HttpTransport", "default_user_agent", "map_client_error"]
+__all__ = [
+    "ERROR_MAP",
+    "HttpResponse",
+    "HttpTransport",
+    "default_user_agent",
+    "map_client_error",
+    "proxy_refuses_credentials",
+]
 
 log = logging.getLogger(__name__)
-
-#: StreamReader high-water mark: large enough that a fast body does not pause the socket
-#: between two reads (aiohttp's default of 64 KiB pauses it every few chunks).
-READ_BUFSIZE = 1024 * 1024
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def default_user_agent() -> str:
     return f"pulp-aio-download/{__version__} aiohttp/{aiohttp.__version__}"
-
-
-def _timeout(kind: str) -> Any:
-    def make(exc: BaseException, url: str) -> DownloadError:
-        return DownloadTimeout(f"{kind} timeout expired", url=url, timeout=kind)
-
-    return make
-
-
-def _simple(cls: type[DownloadError], what: str) -> Any:
-    def make(exc: BaseException, url: str) -> DownloadError:
-        detail = str(exc) or type(exc).__name__
-        return cls(f"{what}: {redact_url(detail) if '://' in detail else detail}", url=url)
-
-    return make
-
-
-def _proxy_status(exc: BaseException, url: str) -> DownloadError:
-    status = getattr(exc, "status", None)
-    if status in (401, 407):
-        return proxy_auth_error(url, status)
-    return ProxyError(f"proxy refused the request (HTTP {status})", url=url, status=status)
-
-
-def proxy_auth_error(url: str, status: int = 407) -> ProxyError:
-    """The error of a proxy's ``407`` (or ``401``, as tinyproxy sends for wrong
-    credentials): wrong or missing proxy credentials (never retried)."""
-    return ProxyError(f"proxy authentication required (HTTP {status})", url=url, status=status)
-
-
-def _status(exc: BaseException, url: str) -> DownloadError:
-    return HTTPStatusError(status=getattr(exc, "status", 0) or 0, url=url)
-
-
-_CLIENT_CERT_HINT = "; if the server requires a TLS client certificate, set TLSConfig.client_cert"
-
-
-def _cannot_connect(exc: BaseException, url: str) -> DownloadError:
-    assert isinstance(exc, aiohttp.ClientConnectorError)
-    os_error = exc.os_error
-    detail = os_error.strerror or str(os_error) or type(os_error).__name__
-    where = f"{exc.host}:{exc.port}"
-    if exc.ssl is not False and isinstance(os_error, ConnectionResetError):
-        # TCP was up (a refused connection is ConnectionRefusedError): the server cut the
-        # TLS handshake off without an alert, as servers requiring a client certificate
-        # do with TLS 1.2, or when no TLS version or cipher is shared. A server may also
-        # just have dropped the connection: a ConnectionFailed, retried, not a TLSError.
-        return ConnectionFailed(
-            f"TLS handshake cut off: {where} reset the connection (it may require a "
-            "client certificate, or a TLS version or cipher not offered)",
-            url=url,
-        )
-    return ConnectionFailed(f"cannot connect to {where}: {detail}", url=url)
-
-
-def _disconnected(exc: BaseException, url: str) -> DownloadError:
-    message = "server disconnected"
-    if urlsplit(url).scheme == "https":
-        # TLS 1.3 servers requiring a client certificate close the connection after the
-        # handshake, with no alert we could read: the same as any early disconnect.
-        message += _CLIENT_CERT_HINT
-    return ConnectionFailed(message, url=url)
-
-
-#: aiohttp exception → our error, most specific first. Every ``aiohttp.ClientError``
-#: subclass has its own entry (a test enumerates them), so a new aiohttp exception is a
-#: conscious decision rather than a silent fall into the catch-all ``ClientError`` entry.
-ERROR_MAP: tuple[tuple[type[BaseException], Any], ...] = (
-    (aiohttp.ClientHttpProxyError, _proxy_status),
-    (aiohttp.ClientProxyConnectionError, _simple(ProxyError, "cannot connect to the proxy")),
-    (aiohttp.ClientConnectorCertificateError, tls_error),
-    (aiohttp.ClientConnectorSSLError, tls_error),
-    (aiohttp.ClientSSLError, tls_error),
-    (aiohttp.ServerFingerprintMismatch, tls_error),
-    (aiohttp.ConnectionTimeoutError, _timeout("connect")),
-    (aiohttp.SocketTimeoutError, _timeout("sock_read")),
-    (aiohttp.ServerTimeoutError, _timeout("sock_read")),
-    (aiohttp.ClientConnectorDNSError, _simple(ConnectionFailed, "cannot resolve host")),
-    (client_exceptions.UnixClientConnectorError, _simple(ConnectionFailed, "cannot connect")),
-    (aiohttp.ClientConnectorError, _cannot_connect),
-    (aiohttp.ServerDisconnectedError, _disconnected),
-    (aiohttp.ServerConnectionError, _simple(ConnectionFailed, "server connection error")),
-    (aiohttp.ClientConnectionResetError, _simple(ConnectionFailed, "connection reset")),
-    (aiohttp.ClientOSError, _simple(ConnectionFailed, "connection error")),
-    (aiohttp.ClientConnectionError, _simple(ConnectionFailed, "connection error")),
-    (aiohttp.ClientPayloadError, _simple(ConnectionFailed, "body transfer broken")),
-    (aiohttp.TooManyRedirects, _simple(HTTPStatusError, "too many redirects")),
-    (aiohttp.InvalidUrlRedirectClientError, _simple(ConfigError, "invalid redirect")),
-    (aiohttp.NonHttpUrlRedirectClientError, _simple(ConfigError, "redirect to a non-HTTP URL")),
-    (aiohttp.RedirectClientError, _simple(ConfigError, "invalid redirect")),
-    (aiohttp.InvalidUrlClientError, _simple(ConfigError, "invalid URL")),
-    (aiohttp.InvalidURL, _simple(ConfigError, "invalid URL")),
-    (aiohttp.NonHttpUrlClientError, _simple(ConfigError, "not an HTTP URL")),
-    (aiohttp.ContentTypeError, _status),
-    (aiohttp.WSServerHandshakeError, _status),
-    (aiohttp.ClientResponseError, _status),
-    (aiohttp.UploadAbortedError, _simple(ConnectionFailed, "upload aborted")),
-    (ssl.SSLError, tls_error),
-    (asyncio.TimeoutError, _timeout("total")),
-    # Before 3.11 the builtin TimeoutError is an OSError apart from asyncio's.
-    (TimeoutError, _timeout("total")),
-    (aiohttp.ClientError, _simple(ConnectionFailed, "client error")),
-    (OSError, _simple(ConnectionFailed, "connection error")),
-)
-
-
-def map_client_error(exc: BaseException, url: str) -> DownloadError:
-    """Translate an aiohttp (or socket/ssl) exception raised for ``url``."""
-    if isinstance(exc, DownloadError):
-        return exc
-    if isinstance(exc, aiohttp.ClientHttpProxyError):
-        # HTTPStatusError subclasses ClientResponseError: keep the proxy meaning.
-        return _proxy_status(exc, url)
-    for cls, make in ERROR_MAP:
-        if isinstance(exc, cls):
-            error: DownloadError = make(exc, url)
-            return error
-    return ConnectionFailed(f"{type(exc).__name__}: {exc}", url=url)
 
 
 class HttpResponse(Response):
@@ -228,7 +109,6 @@ class HttpTransport:
             trust_env=remote.trust_env,
             headers=headers,
             raise_for_status=False,
-            # read_bufsize=READ_BUFSIZE,
         )
         self._ssl_context: ssl.SSLContext | None = None
         self._realm_session: aiohttp.ClientSession | None = None
@@ -315,17 +195,12 @@ class HttpTransport:
             self.remote.auth.apply(url, headers)
         return headers
 
-    async def open(
-        self,
-        url: str,
-        *,
-        userinfo: tuple[str, str | None] | None = None,
-        offset: int = 0,
-        validator: str | None = None,
-    ) -> HttpResponse:
-        """Send a GET for ``url`` (from ``offset`` when non-zero) and return the response
-        once its headers arrived. A non-2xx final status raises :class:`HTTPStatusError`
-        (with ``retry_after`` when the server sent one)."""
+    async def open(self, request: TransportRequest) -> HttpResponse:
+        """Send a GET for ``request.url`` (from ``request.offset`` when non-zero) and return
+        the response once its headers arrived. A non-2xx final status raises
+        :class:`HTTPStatusError` (with ``retry_after`` when the server sent one)."""
+        url, userinfo = request.url, request.userinfo
+        offset, validator = request.offset, request.validator
         first_origin = origin(url)
         current = url
         challenged = False
@@ -425,17 +300,6 @@ class HttpTransport:
             if offset and status == 206:
                 got_offset = _content_range_start(resp.headers)
             return HttpResponse(resp, current, got_offset)
-
-
-def from_proxy(resp: aiohttp.ClientResponse, proxy: URL) -> bool:
-    """Whether a 401/407 to a request sent through ``proxy`` says it is the proxy's own.
-
-    Through a ``CONNECT`` tunnel (https) only a 407 does (the proxy's refusal of the
-    tunnel raised already); for plain http also a ``Proxy-Authenticate`` header.
-    """
-    if resp.status == 407:
-        return True
-    return resp.url.scheme == "http" and "Proxy-Authenticate" in resp.headers
 
 
 async def proxy_refuses_credentials(

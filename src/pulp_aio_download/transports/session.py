@@ -35,15 +35,14 @@ from yarl import URL
 from ..errors import DownloadError
 from ..retry import backoff_delay, is_retryable_error
 from ..urls import origin
-from .http import from_proxy, map_client_error
+from .errors import from_proxy, map_client_error
 
 if TYPE_CHECKING:
-    from ..auth import Auth
-    from ..config import RetryPolicy
-    from .http import HttpTransport
+    from ..config import AuthScheme, RemoteConfig, RetryPolicy
 
 __all__ = [
     "PolicyMiddleware",
+    "RemotePolicy",
     "Slot",
     "answer_challenge",
     "build_plugin_session",
@@ -55,6 +54,20 @@ __all__ = [
 _first_origin: contextvars.ContextVar[tuple[str, str, int | None] | None] = contextvars.ContextVar(
     "pulp_aio_download_first_origin", default=None
 )
+
+
+class RemotePolicy(Protocol):
+    """What the sessions take from a remote's HTTP transport (its proxy, TLS, credentials)."""
+
+    remote: RemoteConfig
+    user_agent: str
+    explicit_proxy: URL | None
+
+    def ssl_for(self, url: str, proxy: Any) -> ssl.SSLContext | bool: ...
+
+    def auth_headers(self, url: str, userinfo: tuple[str, str | None] | None) -> dict[str, str]: ...
+
+    def realm_session(self) -> aiohttp.ClientSession: ...
 
 
 class Slot(Protocol):
@@ -108,7 +121,7 @@ def _origin_trace() -> aiohttp.TraceConfig:
 
 
 async def answer_challenge(
-    auth: Auth,
+    auth: AuthScheme,
     url: str,
     status: int,
     headers: Any,
@@ -129,9 +142,7 @@ async def answer_challenge(
                 raise
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 error = map_client_error(exc, url)
-                raise type(error)(
-                    **{**error._kwargs(), "message": f"auth challenge: {error.message}"}
-                ) from exc
+                raise error.with_message(f"auth challenge: {error.message}") from exc
         except DownloadError as exc:
             if retry is None or attempt >= retry.attempts or not is_retryable_error(retry, exc):
                 raise
@@ -145,7 +156,7 @@ class PolicyMiddleware:
     """The aiohttp client middleware applying a remote's policy (see the module doc).
 
     Args:
-        transport: the remote's :class:`HttpTransport` (its proxy, TLS and credentials).
+        transport: the remote's :class:`RemotePolicy` (its proxy, TLS and credentials).
         limits: the slots a request to a host must hold, in acquisition order; None for
             none (token requests, made while the request they serve holds its slots).
         credentials: apply the remote's credentials and answer its auth challenges.
@@ -153,7 +164,7 @@ class PolicyMiddleware:
 
     def __init__(
         self,
-        transport: HttpTransport,
+        transport: RemotePolicy,
         *,
         limits: Callable[[str], Sequence[Slot]] | None = None,
         credentials: bool = True,
@@ -222,7 +233,7 @@ def _release(slots: list[Slot]) -> None:
 
 
 def _session(
-    transport: HttpTransport,
+    transport: RemotePolicy,
     connector: aiohttp.BaseConnector,
     headers: dict[str, str],
     middleware: PolicyMiddleware,
@@ -248,7 +259,7 @@ def _session(
 
 
 def build_plugin_session(
-    transport: HttpTransport,
+    transport: RemotePolicy,
     connector: aiohttp.BaseConnector,
     limits: Callable[[str], Sequence[Slot]],
 ) -> aiohttp.ClientSession:
@@ -270,7 +281,7 @@ def build_plugin_session(
 
 
 def build_realm_session(
-    transport: HttpTransport, connector: aiohttp.BaseConnector
+    transport: RemotePolicy, connector: aiohttp.BaseConnector
 ) -> aiohttp.ClientSession:
     """The session token requests go through: the remote's TLS, proxy, timeouts and user
     agent, but neither its credentials nor its extra headers (the token realm is often

@@ -33,14 +33,15 @@ _PREFIX = "/sample/"
 
 async def run_demo(args: argparse.Namespace) -> int:
     """Run the demo with the command line's ``args``; returns the exit code."""
-    from .cli import UsageError, _Progress, _progress_mode, engine_config, print_summary, summarize
-    from .cli_progress import human_bytes
-    from .engine import DownloadEngine
-    from .errors import ValidationError
+    from ..engine import DownloadEngine
+    from ..errors import ValidationError
+    from ..models import DownloadResult
+    from ..testing import FaultServer
+    from ..testing.repo import generate_repository
     from .manifest import parse_manifest_line
-    from .models import DownloadResult
-    from .testing import FaultServer
-    from .testing.repo import generate_repository
+    from .options import UsageError, engine_config
+    from .progress import Progress, human_bytes, progress_mode
+    from .summary import print_summary, summarize
 
     nfiles: int = getattr(args, "files", 300)
     if nfiles < 6:
@@ -48,7 +49,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     args = copy.copy(args)
     if args.data_dir is None:
         args.data_dir = Path(tempfile.mkdtemp(prefix="pulp-aio-download-demo-"))
-    display = _Progress(_progress_mode(getattr(args, "progress", None), sys.stderr))
+    display = Progress(progress_mode(getattr(args, "progress", None), sys.stderr))
     out = display.summary_stream
     as_json = bool(getattr(args, "json", False))
 
@@ -138,7 +139,7 @@ async def run_demo(args: argparse.Namespace) -> int:
 
 
 def _explain_corrupt(name: str, result: Any, attempts: int, ok: bool) -> str:
-    from .errors import DigestMismatch, DownloadError
+    from ..errors import DigestMismatch, DownloadError
 
     if isinstance(result, DigestMismatch):
         why = f"{result.algorithm} mismatch"
@@ -151,7 +152,7 @@ def _explain_corrupt(name: str, result: Any, attempts: int, ok: bool) -> str:
 
 
 def _explain_flaky(name: str, result: Any, units: int, data_dir: Path) -> str:
-    from .models import DownloadResult
+    from ..models import DownloadResult
 
     tail = f"{units} units are in repository '{REPOSITORY}' of the catalog in {data_dir}."
     if not isinstance(result, DownloadResult):

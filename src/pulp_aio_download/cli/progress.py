@@ -9,13 +9,15 @@ escape codes.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .progress import plural
+from ..progress import plural
 
 if TYPE_CHECKING:
-    from .models import ProgressReport
+    from ..models import ProgressReport
 
 __all__ = ["ProgressBar", "format_duration", "human_bytes", "plain_line"]
 
@@ -281,3 +283,41 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def progress_mode(requested: str | None, stream: TextIO) -> str:
+    """``--progress`` as given, else ``bar`` when ``stream`` is a terminal, else ``none``."""
+    if requested is not None:
+        return requested
+    try:
+        return "bar" if stream.isatty() else "none"
+    except (AttributeError, ValueError):
+        return "none"
+
+
+class Progress:
+    """The progress callback of one command, and what to close after it."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        # Taken before the live bar starts, which swaps sys.stdout for a proxy.
+        self.summary_stream: TextIO = sys.stderr if mode == "json" else sys.stdout
+        self.bar: Any = None
+        self.callback: Any = None
+        if mode == "json":
+            self.callback = json_progress(sys.stdout)
+        elif mode == "bar":
+            self.bar = ProgressBar(sys.stderr)
+            self.callback = self.bar.update
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def json_progress(out: TextIO) -> Any:
+    def emit(report: ProgressReport) -> None:
+        out.write(json.dumps(report.to_json()) + "\n")
+        out.flush()
+
+    return emit

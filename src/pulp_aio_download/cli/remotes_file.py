@@ -48,8 +48,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import ProxyConfig, RemoteConfig, RetryPolicy, Timeouts, TLSConfig
-from .errors import ConfigError
+from ..config import ProxyConfig, RemoteConfig, RetryPolicy, Timeouts, TLSConfig
+from ..errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -200,7 +200,7 @@ def _proxy(table: _Table, top: _Table) -> ProxyConfig:
 
 
 def _auth(table: _Table) -> Any:
-    from .auth import BasicAuth, BearerTokenAuth
+    from ..auth import BasicAuth, BearerTokenAuth
 
     values = table.values(_AUTH_KEYS, extra=("password_env",))
     kind = values.get("type")

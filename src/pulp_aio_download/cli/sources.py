@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .errors import ConfigError, ManifestError
-from .hooks import DEFAULT_HOOKS, Hook
-from .models import DownloadRequest
-from .urls import redact_url
+from ..errors import ConfigError, ManifestError
+from ..hooks import DEFAULT_HOOKS, Hook
+from ..models import DownloadRequest
+from ..urls import redact_url
 
 __all__ = [
     "MAX_FETCHED_MANIFEST_BYTES",
@@ -72,7 +72,7 @@ def detect_kind(name: str, head: bytes, content_type: str | None = None) -> str:
     if lower.endswith((".jsonl", ".json")):
         return "jsonl"
     media = (content_type or "").split(";", 1)[0].strip().lower()
-    from .metalink import looks_like_metalink
+    from ..metalink import looks_like_metalink
 
     if media in _METALINK_TYPES or looks_like_metalink(head):
         return "metalink"
@@ -139,7 +139,7 @@ def _from_path(args: argparse.Namespace, path: Path) -> SyncInput:
         from .manifest import read_manifest
 
         return SyncInput("jsonl", read_manifest(path))
-    from .metalink import MAX_METALINK_BYTES
+    from ..metalink import MAX_METALINK_BYTES
 
     limit = MAX_METALINK_BYTES if kind == "metalink" else MAX_FETCHED_MANIFEST_BYTES
     try:
@@ -167,7 +167,7 @@ def _from_bytes(
     remote: str | None = getattr(args, "remote", None)
     repository: str | None = getattr(args, "repository", None)
     if kind == "metalink":
-        from .metalink import parse_metalink, piece_check
+        from ..metalink import parse_metalink, piece_check
 
         files = parse_metalink(
             data, locations=_locations(args), repository=repository, remote=remote
@@ -182,7 +182,7 @@ def _from_bytes(
     except UnicodeDecodeError as exc:
         raise ManifestError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     if kind == "pulp":
-        from .pulp_manifest import read_pulp_manifest, repository_from_url
+        from ..pulp_manifest import read_pulp_manifest, repository_from_url
 
         base_url = getattr(args, "base_url", None) or location
         if getattr(args, "base_url", None) and not base_url.endswith("/"):
@@ -216,8 +216,8 @@ async def fetch_manifest(args: argparse.Namespace, url: str) -> tuple[bytes, str
     """
     import aiohttp
 
-    from .cli import engine_config
-    from .engine import DownloadEngine
+    from ..engine import DownloadEngine
+    from .options import engine_config
 
     shown = redact_url(url)
     async with DownloadEngine(engine_config(args)) as engine:

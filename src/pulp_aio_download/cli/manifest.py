@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ManifestError
-from .models import DownloadRequest, UnitSpec
+from ..errors import ConfigError, ManifestError
+from ..models import DownloadRequest, UnitSpec
 
 __all__ = ["ManifestError", "parse_manifest", "parse_manifest_line", "read_manifest"]
 

@@ -1,0 +1,122 @@
+"""Admission: whether a transfer may start now, and what its outcome says about the host.
+
+One :class:`Admission` per engine holds every limit a request passes before its bytes
+flow — the remote's ``max_connections`` and ``rate_limit``, the host's adaptive limit
+(capped by ``EngineConfig.max_connections_per_host``, or by the global limit when that is
+0) and the engine's global semaphore — and the health record of every host, fed by the
+outcome of each attempt. The transfer stage receives it; nothing else does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .health import HostHealth
+from .limits import AdaptiveLimiter, HostLimiters, RemoteLimiter, RemoteLimiterStatistics
+
+if TYPE_CHECKING:
+    from .config import EngineConfig, RemoteConfig
+
+__all__ = ["Admission", "AdmissionStatistics"]
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionStatistics:
+    """A snapshot of an :class:`Admission`."""
+
+    transfers: int
+    saturated: bool
+    host_limits: Mapping[str, int]
+    remotes: Mapping[str, RemoteLimiterStatistics]
+
+
+class Admission:
+    """The global, per-remote and per-host limits, and the health of every host.
+
+    Args:
+        config: the engine's settings (``max_connections``, ``max_connections_per_host``).
+        health: host health records to start from (the catalog's, when it has any).
+    """
+
+    def __init__(
+        self, config: EngineConfig, health: Mapping[str, HostHealth] | None = None
+    ) -> None:
+        self._global = asyncio.Semaphore(config.max_connections)
+        self._max_connections = config.max_connections
+        self._hosts = HostLimiters(config.max_connections_per_host or config.max_connections)
+        self._remotes: dict[str, RemoteLimiter] = {}
+        self._health: dict[str, HostHealth] = dict(health or {})
+        self._dirty: set[str] = set()
+        self._transfers = 0
+
+    def limiters(
+        self, remote: RemoteConfig, host: str
+    ) -> tuple[RemoteLimiter, AdaptiveLimiter, asyncio.Semaphore]:
+        """The slots a request to ``host`` for ``remote`` holds, in acquisition order."""
+        limiter = self._remotes.get(remote.name)
+        if limiter is None:
+            limiter = self._remotes[remote.name] = RemoteLimiter.for_remote(remote)
+        return limiter, self._hosts.get(host), self._global
+
+    @contextlib.asynccontextmanager
+    async def slot(self, remote: RemoteConfig, host: str) -> AsyncIterator[None]:
+        """Hold every slot of a transfer to ``host`` for ``remote`` (given back on exit)."""
+        remote_limiter, host_limiter, global_slots = self.limiters(remote, host)
+        async with remote_limiter, host_limiter, global_slots:
+            self._transfers += 1
+            try:
+                yield
+            finally:
+                self._transfers -= 1
+
+    def observe(
+        self,
+        host: str,
+        *,
+        ok: bool,
+        nbytes: int = 0,
+        seconds: float = 0.0,
+        status: int | None = None,
+    ) -> None:
+        """Record the outcome of one attempt against ``host``: a 429/503 lowers its limit,
+        a success counts towards raising it, and its health record is updated."""
+        if ok:
+            self._hosts.get(host).on_success()
+        elif status in (429, 503):
+            self._hosts.get(host).on_throttle()
+        if not host:
+            return
+        record = self._health.get(host) or HostHealth(host)
+        self._health[host] = record.observe(
+            ok=ok, now=time.time(), nbytes=nbytes, seconds=seconds, status=status
+        )
+        self._dirty.add(host)
+
+    @property
+    def health(self) -> Mapping[str, HostHealth]:
+        """The health record of every host seen (read by source selection)."""
+        return self._health
+
+    def changed_health(self) -> list[HostHealth]:
+        """The records that changed since the engine started (to persist at close)."""
+        return [self._health[h] for h in sorted(self._dirty)]
+
+    def statistics(self) -> AdmissionStatistics:
+        """An immutable snapshot: transfers admitted, whether every global slot is
+        held, limits."""
+        return AdmissionStatistics(
+            transfers=self._transfers,
+            saturated=self._global.locked(),
+            host_limits={h: st.limit for h, st in self._hosts.statistics().items()},
+            remotes={name: lim.statistics() for name, lim in self._remotes.items()},
+        )
+
+    @property
+    def max_connections(self) -> int:
+        """The global limit."""
+        return self._max_connections
