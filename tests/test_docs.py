@@ -234,8 +234,7 @@ def test_configuration_reference_documents_every_remotes_file_key() -> None:
 
 
 def test_cli_reference_documents_the_manifest_and_json_keys() -> None:
-    from pulp_aio_download import manifest
-    from pulp_aio_download.cli import summarize
+    from pulp_aio_download.cli import manifest, summarize
 
     def keys_of(heading: str) -> set[str]:
         return set(re.findall(r"^\| `(\w+)`", _section("cli.md", heading), flags=re.MULTILINE))

@@ -58,6 +58,9 @@ async def stream(
 def test_public_names() -> None:
     assert set(testing.__all__) == {
         "PULP_MANIFEST",
+        "FakeResponse",
+        "FakeTransport",
+        "TransportRequest",
         "Fault",
         "FaultServer",
         "PathStats",

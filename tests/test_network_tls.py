@@ -122,8 +122,8 @@ async def test_one_ssl_context_per_remote(
     tls = pad.TLSConfig(ca_file=tls_ca_file)
     async with engine(tmp_path, tls) as e:
         await e.download(base + "/", expected_digests={"sha256": hashlib.sha256(BODY).hexdigest()})
-        transport = e._transport(e.config.remote("default"))
-        context = transport._ssl_context
+        transport = e._pool.http(e.config.remote("default"))
+        context = transport.ssl_for(base + "/", None)
         await e.download(base + "/echo-headers")
-        assert e._transport(e.config.remote("default"))._ssl_context is context
+        assert e._pool.http(e.config.remote("default")).ssl_for(base + "/", None) is context
         assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED

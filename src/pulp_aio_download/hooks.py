@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import HookError, StorageError
+from .errors import CatalogError, HookError, StorageError
 from .models import ContentUnit, DownloadRequest, DownloadResult, Source, UnitFile
 
 if TYPE_CHECKING:
@@ -224,14 +224,15 @@ async def run_hooks(hooks: Sequence[Hook], ctx: DownloadContext) -> DownloadResu
     """Run ``hooks`` in order on ``ctx`` and return the download's result.
 
     A hook that raises rolls back what the chain stored and recorded for this download
-    (see the module docstring): a :class:`StorageError` is raised as it is, any other
+    (see the module docstring): a :class:`StorageError` or :class:`CatalogError` is raised
+    as it is, any other
     exception as a :class:`HookError` naming the hook; a cancellation rolls back too, and
     the rollback finishes even then.
     """
     for hook in hooks:
         try:
             await hook(ctx)
-        except StorageError:
+        except (StorageError, CatalogError):
             await _rollback(ctx)
             raise
         except Exception as exc:
