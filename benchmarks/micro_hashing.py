@@ -5,14 +5,14 @@ The same in-memory chunks (the sizes an HTTP body arrives in) are fed to:
 * ``hashlib sha256``: ``update`` only, on the calling thread (the ceiling);
 * ``hashlib sha256 + write``: ``update`` and a blocking ``write`` to a file, in the loop
   (what the raw aiohttp peer does per chunk);
-* ``HashingWriter sha256``: ``pulp_aio_download.hashing.HashingWriter``, awaited per chunk
+* ``HashingWriter sha256``: ``pulp_aio_download.transfer.hashing.HashingWriter``, awaited per chunk
   from an event loop, ``finish()`` included (it fsyncs; cheap on tmpfs);
 * ``hashlib sha512`` alone (the floor for two digests hashed in parallel), then
   ``hashlib sha256+sha512`` and ``HashingWriter sha256+sha512``: the cost of a second
   digest, inline versus in parallel (issue 7: two digests must cost <= 1.3x one).
 
 Files go to ``--dir`` (default /dev/shm). The writer rows are skipped with a note while
-``pulp_aio_download.hashing`` is not importable. Usage:
+``pulp_aio_download.transfer.hashing`` is not importable. Usage:
 ``python benchmarks/micro_hashing.py [--size-mib 256] [--chunks 16384,65536,262144]``.
 """
 
@@ -66,9 +66,9 @@ def hash_and_write(chunks: list[bytes], path: Path, algorithms: tuple[str, ...])
 def writer_factory() -> tuple[Callable[[list[bytes], Path, tuple[str, ...]], None] | None, str]:
     """A runner of ``HashingWriter`` (or None and why it is not available)."""
     try:
-        from pulp_aio_download.hashing import HashingWriter
+        from pulp_aio_download.transfer.hashing import HashingWriter
     except ImportError as exc:
-        return None, f"pulp_aio_download.hashing.HashingWriter not importable: {exc}"
+        return None, f"pulp_aio_download.transfer.hashing.HashingWriter not importable: {exc}"
 
     def run(chunks: list[bytes], path: Path, algorithms: tuple[str, ...]) -> None:
         async def main() -> None:

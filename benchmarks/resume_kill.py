@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nginx import Nginx
 
-from pulp_aio_download.partials import checkpoint_interval
+from pulp_aio_download.storage.partials import checkpoint_interval
 
 MB = 1000 * 1000
 

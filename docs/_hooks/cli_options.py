@@ -4,7 +4,7 @@
 the options every command shares) becomes a table of that command's arguments and options
 with their defaults and help, taken from ``pulp_aio_download.cli.build_parser()``: an
 option added to the command line is in its reference with no edit here.
-``tests/test_docs.py`` checks that every command has its table.
+``tests/integration/test_docs.py`` checks that every command has its table.
 """
 
 from __future__ import annotations

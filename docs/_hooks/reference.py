@@ -3,7 +3,7 @@
 ``docs/reference.md`` holds the prose; its ``<!-- api -->`` marker is replaced by one
 mkdocstrings block (``::: pulp_aio_download.NAME``) per public name, grouped by the module
 that defines it. A name added to ``__all__`` appears in the reference with no edit here;
-``tests/test_docs.py`` checks that the page lists exactly ``__all__``.
+``tests/integration/test_docs.py`` checks that the page lists exactly ``__all__``.
 """
 
 from __future__ import annotations

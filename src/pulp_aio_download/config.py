@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .partials import DEFAULT_PARTIAL_MAX_AGE, DEFAULT_PARTIAL_MAX_BYTES, DEFAULT_PARTIAL_MIN_SIZE
 from .urls import redact_url, split_userinfo
 
 if TYPE_CHECKING:
@@ -27,6 +26,9 @@ if TYPE_CHECKING:
     from .storage.base import Storage
 
 __all__ = [
+    "DEFAULT_PARTIAL_MAX_AGE",
+    "DEFAULT_PARTIAL_MAX_BYTES",
+    "DEFAULT_PARTIAL_MIN_SIZE",
     "DEFAULT_RETRY_STATUSES",
     "AuthScheme",
     "EngineConfig",
@@ -36,6 +38,15 @@ __all__ = [
     "TLSConfig",
     "Timeouts",
 ]
+
+
+DEFAULT_PARTIAL_MIN_SIZE = 4 * 1024 * 1024
+"""Files smaller than this are never kept as partials (they are cheap to fetch again)."""
+
+DEFAULT_PARTIAL_MAX_AGE = 3 * 24 * 3600.0
+"""Partials untouched for longer than this (seconds) are removed when an engine starts."""
+
+DEFAULT_PARTIAL_MAX_BYTES = 10 * 1024**3
 
 
 class AuthScheme(Protocol):

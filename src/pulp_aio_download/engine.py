@@ -43,9 +43,9 @@ from .models import (
     UnitFile,
     VerifyReport,
 )
-from .partials import PartialStore
 from .progress import ProgressTracker, plural, was_retried
 from .selection import order_sources
+from .storage.partials import PartialStore
 from .transfer import TransferStage
 from .transports.base import Transport
 from .transports.file import resolve_file_url
@@ -56,8 +56,8 @@ from .verification import verify_stored
 if TYPE_CHECKING:
     import aiohttp
 
+    from .admission.limits import RemoteLimiterStatistics
     from .catalog.base import Catalog
-    from .limits import RemoteLimiterStatistics
     from .storage.base import Storage, StoredArtifact
 
 __all__ = ["DownloadEngine", "EngineStatistics"]
@@ -149,7 +149,10 @@ class DownloadEngine:
             from .storage.temp import TempStorage
 
             data_dir = Path(cfg.data_dir) if cfg.data_dir is not None else None
-            self._storage = LocalStorage(data_dir / "artifacts") if data_dir else TempStorage()
+            if data_dir is not None:
+                self._storage = LocalStorage(data_dir / "artifacts")
+            else:  # it makes its directory: not on the event loop
+                self._storage = await asyncio.get_running_loop().run_in_executor(None, TempStorage)
         if self._catalog is None and cfg.data_dir is not None:
             from .catalog.sqlite import SQLiteCatalog
 
@@ -314,8 +317,16 @@ class DownloadEngine:
     def _check(self, request: DownloadRequest) -> None:
         for source in request.sources:
             self.config.remote(source.remote or request.remote)
-            if source.scheme == "file":
-                resolve_file_url(source.url, self._file_roots)
+
+    async def _check_files(self, requests: Iterable[DownloadRequest]) -> None:
+        """Refuse ``file://`` sources outside the allowed roots (ConfigError), resolving
+        their paths in a worker thread: symbolic links are read from the filesystem."""
+        urls = [s.url for r in requests for s in r.sources if s.scheme == "file"]
+        if urls:
+            roots = self._file_roots
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: [resolve_file_url(url, roots) for url in urls]
+            )
 
     async def download(
         self, url_or_request: str | DownloadRequest | Source, **kwargs: Any
@@ -337,6 +348,7 @@ class DownloadEngine:
         """
         self._require_open()
         request = self._make_request(url_or_request, kwargs)
+        await self._check_files([request])
         return await self._download_one(request, self._loose_batch())
 
     async def _download_one(self, request: DownloadRequest, batch: _Batch) -> DownloadResult:
@@ -450,7 +462,7 @@ class DownloadEngine:
                 continue
             if source.scheme == "file":
                 try:
-                    resolve_file_url(source.url, self._file_roots)
+                    await self._check_files([DownloadRequest(sources=[source])])
                 except ConfigError:
                     continue
             extra.append(source)
@@ -617,6 +629,7 @@ class DownloadEngine:
         """
         self._require_open()
         items = [self._make_request(r, {}) for r in requests]
+        await self._check_files(items)
         tracker = ProgressTracker(
             self.config.progress,
             message=f"Downloading {plural(len(items), 'file')}",
@@ -679,6 +692,7 @@ class DownloadEngine:
         self._require_open()
         catalog = self._need_catalog("register")
         request = self._make_request(url_or_request, kwargs)
+        await self._check_files([request])
         sha = request.sha256
         if sha is None:
             raise ConfigError("register needs expected_digests with a sha256", url=request.url)
@@ -736,6 +750,7 @@ class DownloadEngine:
             sources=usable, expected_digests=record.digests, expected_size=record.size
         )
         self._check(request)
+        await self._check_files([request])
         return await self._download_one(request, batch)
 
     # -- bitrot ----------------------------------------------------------------------------

@@ -142,7 +142,7 @@ class Storage(abc.ABC):
         import asyncio
 
         from ..models import LeftoverFile
-        from ..partials import list_partials
+        from .partials import list_partials
 
         directory = self._leftover_partials_dir()
         found = []

@@ -23,8 +23,8 @@ from ..errors import (
     HTTPStatusError,
     ProxyError,
 )
-from ..tls import tls_error
 from ..urls import redact_url
+from .tls import tls_error
 
 __all__ = ["ERROR_MAP", "from_proxy", "map_client_error", "proxy_auth_error"]
 

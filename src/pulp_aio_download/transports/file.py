@@ -68,9 +68,11 @@ async def open_file(
     url: str, allowed_roots: Sequence[Path], *, offset: int = 0, chunk_size: int = 1024 * 1024
 ) -> FileResponse:
     """Open a ``file://`` URL (HTTPStatusError 404 when it does not exist)."""
-    path = resolve_file_url(url, allowed_roots)
+    path: Path | None = None
 
     def _open() -> tuple[BinaryIO, int]:
+        nonlocal path
+        path = resolve_file_url(url, allowed_roots)  # in the worker thread: it reads links
         fh = open(path, "rb")  # noqa: SIM115 - closed by FileResponse.close
         try:
             size = os.fstat(fh.fileno()).st_size

@@ -25,11 +25,11 @@ from ..errors import (
     HTTPStatusError,
 )
 from ..retry import parse_retry_after
-from ..tls import build_ssl_context
 from ..urls import origin, redact_url, split_userinfo
 from .auth import basic_auth_header
 from .base import Response, TransportRequest
 from .errors import ERROR_MAP, from_proxy, map_client_error, proxy_auth_error
+from .tls import build_ssl_context
 
 if TYPE_CHECKING:
     from .session import Slot

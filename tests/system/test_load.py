@@ -6,7 +6,7 @@ runs. Files come from a FaultServer in a thread of the test process.
 
 Reproduce the figures of RELIABILITY.md with::
 
-    python -m pytest -m slow tests/test_load.py -s
+    python -m pytest -m slow tests/system/test_load.py -s
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import trustme
 from plugins.tls import ClientCertFiles, TLSServerFactory
 from pulp_aio_download.config import TLSConfig
 from pulp_aio_download.errors import ConfigError, TLSError
-from pulp_aio_download.tls import build_ssl_context, classify_ssl_error, tls_error
+from pulp_aio_download.transports.tls import build_ssl_context, classify_ssl_error, tls_error
 
 
 async def _get(url: str, context: ssl.SSLContext) -> tuple[int, str]:
@@ -97,7 +97,7 @@ async def test_verify_false_accepts_unknown_ca_and_warns(
     tls_server: TLSServerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = await tls_server()
-    with caplog.at_level(logging.WARNING, logger="pulp_aio_download.tls"):
+    with caplog.at_level(logging.WARNING, logger="pulp_aio_download.transports.tls"):
         context = build_ssl_context(TLSConfig(verify=False))
     assert any("verification is disabled" in r.getMessage() for r in caplog.records)
     assert context.verify_mode == ssl.CERT_NONE

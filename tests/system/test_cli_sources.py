@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_cli import run_cli
+from test_metalink import BILLION_LAUGHS
 
 from pulp_aio_download.cli.sources import detect_kind
 from pulp_aio_download.testing import Fault, FaultServer
-from test_cli import run_cli
-from test_metalink import BILLION_LAUGHS
 
 
 def sha256(data: bytes) -> str:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_cli import run_cli
 
 import pulp_aio_download as pad
 from plugins.nginx import NginxServer
 from pulp_aio_download.pulp_manifest import repository_from_url
-from test_cli import run_cli
 
 
 def sha256(data: bytes) -> str:

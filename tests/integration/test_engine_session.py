@@ -19,8 +19,8 @@ import pulp_aio_download as pad
 from plugins.proxy import ProxyProcess
 from plugins.registry import ROBOT, RegistryFactory, read_jwt
 from plugins.tls import TLSServerFactory
+from pulp_aio_download.admission.limits import RemoteLimiterStatistics
 from pulp_aio_download.auth import BearerTokenAuth
-from pulp_aio_download.limits import RemoteLimiterStatistics
 from pulp_aio_download.testing import FaultServer
 
 NO_RETRY = pad.RetryPolicy(attempts=1)

@@ -24,7 +24,7 @@ import pytest
 
 import pulp_aio_download as pad
 from plugins.nginx import NginxServer
-from pulp_aio_download.partials import checkpoint_interval, partial_key
+from pulp_aio_download.storage.partials import checkpoint_interval, partial_key
 from pulp_aio_download.testing import Fault, FaultServer
 
 MiB = 1024 * 1024

@@ -52,9 +52,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "DEFAULT_PARTIAL_MAX_AGE",
-    "DEFAULT_PARTIAL_MAX_BYTES",
-    "DEFAULT_PARTIAL_MIN_SIZE",
     "PartialFile",
     "PartialInfo",
     "PartialStore",
@@ -65,13 +62,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARTIAL_MIN_SIZE = 4 * 1024 * 1024
-"""Files smaller than this are never kept as partials (they are cheap to fetch again)."""
-
-DEFAULT_PARTIAL_MAX_AGE = 3 * 24 * 3600.0
-"""Partials untouched for longer than this (seconds) are removed when an engine starts."""
-
-DEFAULT_PARTIAL_MAX_BYTES = 10 * 1024**3
 """Total size of the kept partials; the oldest beyond it are removed when an engine starts."""
 
 VERSION = 1

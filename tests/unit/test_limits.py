@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from pulp_aio_download.admission.limits import AdaptiveLimiter, HostLimiters, RemoteLimiter
 from pulp_aio_download.config import RemoteConfig
 from pulp_aio_download.errors import ConfigError
-from pulp_aio_download.limits import AdaptiveLimiter, HostLimiters, RemoteLimiter
 
 
 async def _turns(n: int) -> None:

@@ -19,10 +19,10 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DigestMismatch, SizeMismatch, StorageError
+from ..errors import DigestMismatch, SizeMismatch, StorageError
 
 if TYPE_CHECKING:
-    from .partials import PartialFile
+    from ..storage.partials import PartialFile
 
 __all__ = ["HashingWriter", "verify_digests"]
 

@@ -265,7 +265,7 @@ async def test_failing_hook_stores_nothing(fault_server: FaultServer, tmp_path: 
 
     async def before(ctx: pad.DownloadContext) -> None:
         assert ctx.path is not None
-        seen.append(ctx.path.read_bytes())
+        seen.append(await asyncio.to_thread(ctx.path.read_bytes))
 
     async def after(ctx: pad.DownloadContext) -> None:
         raise RuntimeError("signature check failed")

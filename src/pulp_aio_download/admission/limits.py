@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 from aiolimiter import AsyncLimiter
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .config import RemoteConfig
+    from ..config import RemoteConfig
 
 __all__ = [
     "AdaptiveLimiter",

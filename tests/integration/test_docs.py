@@ -21,7 +21,7 @@ import pytest
 import pulp_aio_download as pad
 from pulp_aio_download.testing import FaultServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
 # What the README and the pages may link to: files and folders of this repository.

@@ -12,7 +12,7 @@ import pytest
 from pulp_aio_download.testing import FaultServer
 from pulp_aio_download.testing.repo import generate_repository
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 EXPECTED = {
     "first_download.py": [

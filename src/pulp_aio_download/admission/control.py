@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .health import HostHealth
+from ..health import HostHealth
 from .limits import AdaptiveLimiter, HostLimiters, RemoteLimiter, RemoteLimiterStatistics
 
 if TYPE_CHECKING:
-    from .config import EngineConfig, RemoteConfig
+    from ..config import EngineConfig, RemoteConfig
 
 __all__ = ["Admission", "AdmissionStatistics"]
 

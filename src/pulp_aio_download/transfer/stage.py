@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import (
+from ..errors import (
     ConnectionFailed,
     DownloadError,
     DownloadTimeout,
@@ -32,20 +32,20 @@ from .errors import (
     StorageError,
     ValidationError,
 )
+from ..models import DownloadRequest, Source
+from ..retry import backoff_delay, is_retryable_error
+from ..storage.partials import PartialStore, partial_key
+from ..transports.base import Response, Transport, TransportRequest
+from ..urls import redact_url
 from .hashing import HashingWriter, verify_digests
-from .models import DownloadRequest, Source
-from .partials import PartialStore, partial_key
-from .retry import backoff_delay, is_retryable_error
-from .transports.base import Response, Transport, TransportRequest
-from .urls import redact_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .admission import Admission
-    from .config import RemoteConfig
-    from .progress import ProgressTracker
-    from .storage.base import Storage
+    from ..admission import Admission
+    from ..config import RemoteConfig
+    from ..progress import ProgressTracker
+    from ..storage.base import Storage
 
 __all__ = ["Staged", "TransferStage"]
 

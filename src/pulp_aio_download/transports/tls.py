@@ -14,8 +14,8 @@ import os
 import ssl
 from pathlib import Path
 
-from .config import TLSConfig
-from .errors import ConfigError, TLSError
+from ..config import TLSConfig
+from ..errors import ConfigError, TLSError
 
 __all__ = ["build_ssl_context", "classify_ssl_error", "find_ssl_error", "tls_error"]
 

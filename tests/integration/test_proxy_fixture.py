@@ -30,7 +30,7 @@ from yarl import URL
 from plugins.proxy import ProxyProcess
 from plugins.tls import TLSServerFactory
 from pulp_aio_download.config import TLSConfig
-from pulp_aio_download.tls import build_ssl_context
+from pulp_aio_download.transports.tls import build_ssl_context
 
 
 def proxy_url(proxy: ProxyProcess, password: str | None = None) -> str:
