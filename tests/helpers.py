@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pulp_aio_download as pad
 
-__all__ = ["NO_RETRY", "run_cli", "sha256"]
+__all__ = ["BILLION_LAUGHS", "NO_RETRY", "run_cli", "sha256", "until"]
+
+#: A Metalink document whose entities expand to 10**9 "lol"s (3 GB): it must be refused.
+BILLION_LAUGHS = (
+    '<?xml version="1.0"?>\n<!DOCTYPE metalink [\n <!ENTITY lol "lol">\n'
+    + "".join(
+        f' <!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">\n'
+        for i in range(1, 10)
+    )
+    + ']>\n<metalink xmlns="urn:ietf:params:xml:ns:metalink"><file name="a">'
+    "<url>http://h/&lol9;</url></file></metalink>"
+)
 
 #: One attempt per source: a failure is seen at once, with no backoff sleep.
 NO_RETRY = pad.RetryPolicy(attempts=1)
@@ -22,15 +35,38 @@ def sha256(data: bytes) -> str:
 
 
 def run_cli(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    base_env: Mapping[str, str] | None = None,
+    prefix: Sequence[str] = (),
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m pulp_aio_download ARGS`` in a process of its own; output as text."""
+    """Run ``python -m pulp_aio_download ARGS`` in a process of its own; output as text.
+
+    The environment is ``base_env`` (default: this one without ``PULP_AIO_DOWNLOAD*``
+    variables, so a developer's settings never leak in) updated with ``env``; ``prefix``
+    goes before the interpreter (``["unshare", ...]``, say).
+    """
+    if base_env is None:
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("PULP_AIO_DOWNLOAD")}
     return subprocess.run(
-        [sys.executable, "-m", "pulp_aio_download", *args],
+        [*prefix, sys.executable, "-m", "pulp_aio_download", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={**base_env, **(env or {})},
         timeout=timeout,
         check=False,
     )
+
+
+async def until(condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds, looked at every few milliseconds: a wait on a
+    state, never a fixed sleep. Fails after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"still not true after {timeout} s: {condition}")
+        await asyncio.sleep(0.002)

@@ -11,14 +11,10 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
+from helpers import NO_RETRY, sha256
 from pulp_aio_download.testing import Fault, FaultServer
 
-NO_RETRY = pad.RetryPolicy(attempts=1)
 FAST_RETRY = pad.RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def leftovers(root: Path) -> list[Path]:
@@ -172,7 +168,8 @@ async def test_identical_concurrent_requests_make_one_transfer(
             for _ in range(3)
         ]
         await fault_server.wait_inflight(1, "/same")
-        await asyncio.sleep(0.05)
+        # The two others joined the first one's transfer when they started (no await
+        # comes between looking for a leader and waiting on it).
         gate.set()
         results = await asyncio.gather(*by_digest)
         url_only = fault_server.add("/plain", data)

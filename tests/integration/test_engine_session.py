@@ -16,14 +16,13 @@ import pytest
 from aiohttp import web
 
 import pulp_aio_download as pad
+from helpers import NO_RETRY
 from plugins.proxy import ProxyProcess
 from plugins.registry import ROBOT, RegistryFactory, read_jwt
 from plugins.tls import TLSServerFactory
 from pulp_aio_download.admission.limits import RemoteLimiterStatistics
 from pulp_aio_download.auth import BearerTokenAuth
 from pulp_aio_download.testing import FaultServer
-
-NO_RETRY = pad.RetryPolicy(attempts=1)
 
 
 def config(tmp_path: Path, *remotes: pad.RemoteConfig, **engine: object) -> pad.EngineConfig:

@@ -6,7 +6,6 @@ a real SQLite catalog.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,17 +13,12 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
+from helpers import NO_RETRY, sha256
 from plugins.s3 import s3_client
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
 from pulp_aio_download.storage.base import artifact_key
 from pulp_aio_download.storage.s3 import MIN_PART_SIZE, S3Storage
 from pulp_aio_download.testing import FaultServer
-
-NO_RETRY = pad.RetryPolicy(attempts=1)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def config(tmp_path: Path, **kwargs: object) -> pad.EngineConfig:

@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 
 import pulp_aio_download as pad
+from helpers import NO_RETRY, sha256
 from pulp_aio_download.catalog import Catalog
 from pulp_aio_download.catalog.postgres import PostgresCatalog
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
 from pulp_aio_download.testing import FaultServer
-
-NO_RETRY = pad.RetryPolicy(attempts=1)
 
 #: The tables that hold what a download records (host health and claims are not records).
 TABLES = {
@@ -30,10 +29,6 @@ TABLES = {
     "unit_links": "unit_id, relative_path, sha256",
     "repository_units": "repository, unit_id, added_at",
 }
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 async def failing_hook(ctx: pad.DownloadContext) -> None:

@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
+from helpers import NO_RETRY, sha256
 from pulp_aio_download.testing import Fault, FaultServer
-
-NO_RETRY = pad.RetryPolicy(attempts=1)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def config(tmp_path: Path, **kw: object) -> pad.EngineConfig:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pulp_aio_download as pad
+from helpers import BILLION_LAUGHS
 from pulp_aio_download.metalink import (
     MAX_METALINK_BYTES,
     METALINK3_NS,
@@ -248,17 +249,6 @@ def test_bad_elements_are_manifest_errors_naming_them(
 def test_documents_that_are_not_metalink(document: str, message: str) -> None:
     with pytest.raises(pad.ManifestError, match=message):
         pad.read_metalink(document)
-
-
-BILLION_LAUGHS = (
-    '<?xml version="1.0"?>\n<!DOCTYPE metalink [\n <!ENTITY lol "lol">\n'
-    + "".join(
-        f' <!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">\n'
-        for i in range(1, 10)
-    )
-    + ']>\n<metalink xmlns="urn:ietf:params:xml:ns:metalink"><file name="a">'
-    "<url>http://h/&lol9;</url></file></metalink>"
-)
 
 
 def test_billion_laughs_refused_quickly_with_small_memory() -> None:

@@ -4,7 +4,6 @@ bearer-token challenge end to end against a real loopback registry."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,14 +13,9 @@ import pytest
 from aiohttp import web
 
 import pulp_aio_download as pad
+from helpers import NO_RETRY, sha256
 from pulp_aio_download.auth import BasicAuth, BearerTokenAuth
 from pulp_aio_download.testing import FaultServer
-
-NO_RETRY = pad.RetryPolicy(attempts=1)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def engine(tmp_path: Path, **remote: object) -> pad.DownloadEngine:

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pulp_aio_download as pad
+from helpers import until
 from pulp_aio_download.testing import Fault, FaultServer
 
 
@@ -56,7 +57,8 @@ async def test_remote_max_connections_on_top_of_global(
         tasks = [asyncio.create_task(e.download(u, remote="narrow")) for u in urls]
         tasks += [asyncio.create_task(e.download(u)) for u in others]
         await fault_server.wait_inflight(5)  # 2 of "narrow" + 3 of the default remote
-        await asyncio.sleep(0.2)  # give any excess request the time to arrive
+        # The other 4 wait for a slot, admitted by none: no excess request can come.
+        await until(lambda: e.statistics().in_flight == 9 and e.statistics().transfers == 5)
         narrow = sum(fault_server.stats(f"/f{i}").inflight for i in range(6))
         assert narrow == 2 and fault_server.totals.inflight == 5
         fault_server.release()
@@ -102,7 +104,12 @@ async def held_concurrency(
     tasks = [asyncio.create_task(e.download(u)) for u in urls]
     try:
         await server.wait_inflight(at_least)
-        await asyncio.sleep(0.3)  # give every request the engine lets through time to arrive
+        # Every download has started, and every one the limits let through has arrived.
+        await until(
+            lambda: (
+                e.statistics().in_flight == n and e.statistics().transfers == server.totals.inflight
+            )
+        )
         seen = server.totals.inflight
     finally:
         server.release()

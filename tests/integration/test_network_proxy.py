@@ -5,23 +5,18 @@ origin never seeing proxy credentials."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 import pulp_aio_download as pad
+from helpers import NO_RETRY, sha256
 from plugins.proxy import ProxyProcess
 from plugins.tls import TLSServerFactory
 from pulp_aio_download.testing import FaultServer
 
-NO_RETRY = pad.RetryPolicy(attempts=1)
 PROXY_HEADERS = ("Proxy-Authorization", "Proxy-Authenticate", "Proxy-Connection")
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def engine(tmp_path: Path, **remote: object) -> pad.DownloadEngine:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 import pulp_aio_download as pad
+from helpers import NO_RETRY, sha256
 from plugins.tls import TLSServerFactory
 from pulp_aio_download.testing import Fault, FaultServer
-
-NO_RETRY = pad.RetryPolicy(attempts=1)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def engine(tmp_path: Path, **remote: object) -> pad.DownloadEngine:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -10,13 +9,10 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
+from helpers import sha256
 from pulp_aio_download.testing import Fault, FaultServer
 
 RETRY = pad.RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def engine(tmp_path: Path) -> pad.DownloadEngine:

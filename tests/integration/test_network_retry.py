@@ -7,7 +7,6 @@ asked for), never as speed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import pickle
@@ -18,13 +17,10 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
+from helpers import sha256
 from pulp_aio_download.testing import Fault, FaultServer
 
 FAST = pad.RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def engine(

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import trustme
+from aiohttp import web
 
 import pulp_aio_download as pad
+from helpers import NO_RETRY
 from plugins.tls import ClientCertFiles, TLSServerFactory
 
 BODY = b"hello over tls"
-NO_RETRY = pad.RetryPolicy(attempts=1)
 
 
 def engine(tmp_path: Path, tls: pad.TLSConfig, **remote: object) -> pad.DownloadEngine:
@@ -79,8 +80,28 @@ async def test_min_version_not_met_is_tls_error(
 async def test_ciphers_applied(
     tls_server: TLSServerFactory, tls_ca_file: Path, tmp_path: Path
 ) -> None:
-    url = await tls_server(max_version=ssl.TLSVersion.TLSv1_2) + "/"
-    await get(tmp_path, url, pad.TLSConfig(ca_file=tls_ca_file, ciphers="ECDHE+AESGCM"))
+    """The server reports the cipher it negotiated: one of those TLSConfig.ciphers allows."""
+
+    async def negotiated(request: web.Request) -> web.Response:
+        ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+        assert ssl_object is not None
+        name, version, _ = ssl_object.cipher()
+        return web.Response(text=f"{name} {version}")
+
+    app = web.Application()
+    app.router.add_get("/cipher", negotiated)
+    url = await tls_server(app, max_version=ssl.TLSVersion.TLSv1_2) + "/cipher"
+    seen: dict[str, list[str]] = {}
+    for ciphers in ("ECDHE+AESGCM", "ECDHE+CHACHA20"):
+        async with engine(
+            tmp_path / ciphers, pad.TLSConfig(ca_file=tls_ca_file, ciphers=ciphers)
+        ) as e:
+            result = await e.download(url)
+        assert result.path is not None
+        seen[ciphers] = result.path.read_text().split()
+    assert seen["ECDHE+AESGCM"][1] == seen["ECDHE+CHACHA20"][1] == "TLSv1.2"
+    assert "GCM" in seen["ECDHE+AESGCM"][0] and "CHACHA20" not in seen["ECDHE+AESGCM"][0]
+    assert "CHACHA20" in seen["ECDHE+CHACHA20"][0]
 
 
 async def test_verify_false_works_and_warns(

@@ -4,7 +4,6 @@ health kept in the catalog across runs (issue 4)."""
 from __future__ import annotations
 
 import collections
-import hashlib
 import logging
 import os
 import random
@@ -14,16 +13,12 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
+from helpers import NO_RETRY, sha256
 from pulp_aio_download.health import COOLDOWN_AFTER, COOLDOWN_BASE, HostHealth
 from pulp_aio_download.selection import order_sources
 from pulp_aio_download.testing import Fault, FaultServer
 
-NO_RETRY = pad.RetryPolicy(attempts=1)
 FAST_RETRY = pad.RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.02)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def config(tmp_path: Path, retry: pad.RetryPolicy = NO_RETRY, **kw: object) -> pad.EngineConfig:

@@ -9,21 +9,15 @@ timeouts and its retries; every failure of it is one :class:`DownloadError` per 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from pathlib import Path
 
 import pytest
 
 import pulp_aio_download as pad
+from helpers import NO_RETRY, sha256
 from plugins.proxy import ProxyProcess
 from plugins.registry import ROBOT, RegistryFactory, ThreadedRegistry, read_jwt
 from pulp_aio_download.auth import BearerTokenAuth
-
-NO_RETRY = pad.RetryPolicy(attempts=1)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def config(tmp_path: Path, **remote: object) -> pad.EngineConfig:

@@ -11,11 +11,11 @@ from urllib.parse import quote
 import pytest
 
 import pulp_aio_download as pad
+from helpers import NO_RETRY
 from plugins.proxy import ProxyProcess
 from pulp_aio_download.testing import FaultServer
 from pulp_aio_download.urls import split_userinfo
 
-NO_RETRY = pad.RetryPolicy(attempts=1)
 PASSWORD = "s3cr3t-P@ss"
 ENCODED = "s3cr3t-P%40ss"
 

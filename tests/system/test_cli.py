@@ -9,19 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import run_cli
 from pulp_aio_download.testing import Fault, FaultServer
-
-
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PULP_AIO_DOWNLOAD")}
-    return subprocess.run(
-        [sys.executable, "-m", "pulp_aio_download", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=cwd,
-    )
 
 
 def test_get_prints_location_and_copies(threaded_server: FaultServer, tmp_path: Path) -> None:

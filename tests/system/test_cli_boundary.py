@@ -12,27 +12,16 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from helpers import run_cli
 from plugins.readonly import remove_write_bits, unprivileged
 from pulp_aio_download.testing import FaultServer
 
 FILES = {f"/r/{i}.bin": f"read-only data dir file {i}\n".encode() * (i + 1) for i in range(3)}
-
-
-def run_cli(*args: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PULP_AIO_DOWNLOAD")}
-    return subprocess.run(
-        [*(prefix or []), sys.executable, "-m", "pulp_aio_download", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:

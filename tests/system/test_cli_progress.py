@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pexpect
 import pyte
 
+import helpers
 from pulp_aio_download.cli.progress import ProgressBar, plain_line
 from pulp_aio_download.models import ActiveTransfer, ProgressReport
 from pulp_aio_download.testing import Fault, FaultServer
@@ -31,13 +32,7 @@ def _env() -> dict[str, str]:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pulp_aio_download", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=_env(),
-    )
+    return helpers.run_cli(*args, base_env=_env())
 
 
 def run_in_pty(*args: str, columns: int = 140) -> tuple[int, str]:

@@ -11,15 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli import run_cli
-from test_metalink import BILLION_LAUGHS
 
+from helpers import BILLION_LAUGHS, run_cli, sha256
 from pulp_aio_download.cli.sources import detect_kind
 from pulp_aio_download.testing import Fault, FaultServer
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def dead_base() -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import hashlib
 import json
 import os
 import signal
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
+from helpers import sha256
 from plugins.nginx import NginxServer
 from pulp_aio_download.storage.partials import checkpoint_interval, partial_key
 from pulp_aio_download.testing import Fault, FaultServer
@@ -31,10 +31,6 @@ MiB = 1024 * 1024
 SIZE = 6 * MiB + 123  # above EngineConfig.partial_min_size (4 MiB)
 RATE = 2 * MiB  # bytes/s: the first run is killed after about a second
 CHUNK = 1 * MiB  # EngineConfig.chunk_size: the batch the writer may still hold
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def cli(*args: str) -> list[str]:

@@ -3,7 +3,6 @@ by a real nginx mirrored with ``sync``."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -12,16 +11,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cli import run_cli
 
 import pulp_aio_download as pad
+from helpers import run_cli, sha256
 from plugins.nginx import NginxServer
 from pulp_aio_download.pulp_manifest import repository_from_url
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
 
 A, B = sha256(b"a"), sha256(b"bb")
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+import helpers
 import pulp_aio_download as pad
 from pulp_aio_download.auth import BasicAuth, BearerTokenAuth
 from pulp_aio_download.cli.remotes_file import load_remotes, parse_remotes
@@ -188,13 +188,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PULP_AIO_DOWNLOAD", "T_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "pulp_aio_download", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**base, **(env or {})},
-    )
+    return helpers.run_cli(*args, env=env, base_env=base)
 
 
 def test_cli_unknown_key_exits_2(tmp_path: Path) -> None:

@@ -18,14 +18,10 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 import pulp_aio_download as pad
+from helpers import NO_RETRY, sha256
 from pulp_aio_download.testing import Fault, FaultServer
-
-NO_RETRY = pad.RetryPolicy(attempts=1)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def engine_config(tmp_path: Path, *remotes: pad.RemoteConfig, **kwargs: object) -> pad.EngineConfig:
@@ -46,13 +42,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pulp_aio_download", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=cli_env(**env),
-    )
+    return helpers.run_cli(*args, base_env=cli_env(**env))
 
 
 def check_database(path: Path, artifacts: Path) -> dict[str, tuple[int, str | None]]:

@@ -5,18 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pulp_aio_download as pad
+from helpers import NO_RETRY, run_cli, sha256
 from pulp_aio_download.testing import FaultServer
-
-NO_RETRY = pad.RetryPolicy(attempts=1)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def config(tmp_path: Path, **kw: object) -> pad.EngineConfig:
@@ -125,17 +118,6 @@ async def test_lazy_records_are_not_checked(fault_server: FaultServer, tmp_path:
 
 
 # -- the command line ----------------------------------------------------------------------------
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PULP_AIO_DOWNLOAD")}
-    return subprocess.run(
-        [sys.executable, "-m", "pulp_aio_download", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
 
 
 def test_verify_and_repair_from_the_command_line(

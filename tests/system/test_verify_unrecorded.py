@@ -9,7 +9,6 @@ queued; the engine-level tests run on LocalStorage and on S3Storage (moto).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 
 import pulp_aio_download as pad
+from helpers import sha256
 from plugins.s3 import s3_client
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
 from pulp_aio_download.storage.base import artifact_key
@@ -31,10 +31,6 @@ from pulp_aio_download.storage.s3 import S3Storage
 from pulp_aio_download.testing import Fault, FaultServer
 
 MiB = 1024 * 1024
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def cli(*args: str) -> list[str]:
