@@ -252,3 +252,13 @@ def test_cli_reference_documents_the_manifest_and_json_keys() -> None:
         "created_at",
         "verified_at",
     }
+
+
+_REPO_PATH = re.compile(r"`((?:tests|examples|benchmarks|src|docs)/[\w./-]+\.(?:py|md|sh))")
+
+
+@pytest.mark.parametrize("page", [*MARKDOWN, *PAGES], ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_repository_file_a_page_names_exists(page: Path) -> None:
+    named = set(_REPO_PATH.findall(page.read_text(encoding="utf-8")))
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert missing == [], f"{page.name} names files that are not in the repository: {missing}"
