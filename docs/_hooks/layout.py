@@ -1,7 +1,7 @@
 """MkDocs hook: the module layout table of ``docs/architecture.md``, read from ``src/``.
 
 The ``<!-- layout -->`` marker becomes one row per module of the package with the first
-line of its docstring, so the page follows the code when modules move.
+paragraph of its docstring, so the page follows the code when modules move.
 """
 
 from __future__ import annotations
@@ -18,10 +18,20 @@ PAGE = "architecture.md"
 _ROLE = re.compile(r":\w+:`~?\.?([^`]+)`")
 
 
+def _short(target: str) -> str:
+    """``pulp_aio_download.config.RemoteConfig.auth`` -> ``RemoteConfig.auth``."""
+    parts = target.split(".")
+    for i, part in enumerate(parts):
+        if part[:1].isupper():
+            return ".".join(parts[i:])
+    return parts[-1]
+
+
 def _summary(path: Path) -> str:
     doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-    first = doc.strip().splitlines()[0] if doc.strip() else ""
-    first = _ROLE.sub(lambda m: f"`{m.group(1).rsplit('.', 1)[-1]}`", first)
+    # The first paragraph, which may span lines.
+    first = " ".join(doc.strip().split("\n\n", 1)[0].split())
+    first = _ROLE.sub(lambda m: f"`{_short(m.group(1))}`", first)
     return first.replace("``", "`").replace("|", "\\|")
 
 
