@@ -123,8 +123,11 @@ async def test_verified_at_never_precedes_created_at(
         assert record.created_at is not None and record.verified_at is not None
         assert record.created_at <= record.verified_at, record
     # The raw rows (what another tool reads) agree.
-    with sqlite3.connect(db_path(tmp_path)) as db:
+    db = sqlite3.connect(db_path(tmp_path))
+    try:
         rows = db.execute("SELECT created_at, verified_at FROM unit_files").fetchall()
+    finally:
+        db.close()  # Python 3.13 warns about a connection left to the collector
     assert all(
         datetime.fromisoformat(created) <= datetime.fromisoformat(verified)
         for created, verified in rows
