@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from ._checks import check_int
 from .errors import ConfigError
 from .urls import redact_url, split_userinfo
 
@@ -195,10 +196,7 @@ class RetryPolicy:
     respect_retry_after: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
-            raise ConfigError(f"RetryPolicy.attempts must be an int, got {self.attempts!r}")
-        if self.attempts < 1:
-            raise ConfigError(f"RetryPolicy.attempts must be at least 1, got {self.attempts}")
+        check_int("RetryPolicy.attempts", self.attempts, minimum=1)
         _non_negative("RetryPolicy", "backoff", self.backoff)
         _non_negative("RetryPolicy", "max_backoff", self.max_backoff)
         statuses = tuple(self.statuses)
@@ -250,23 +248,10 @@ class RemoteConfig:
             raise ConfigError(f"RemoteConfig.name must be a non-empty string, got {self.name!r}")
         if isinstance(self.proxy, str):
             _set(self, "proxy", ProxyConfig(url=self.proxy))
-        if self.max_connections is not None and (
-            isinstance(self.max_connections, bool)
-            or not isinstance(self.max_connections, int)
-            or self.max_connections < 1
-        ):
-            raise ConfigError(
-                f"RemoteConfig.max_connections must be a positive int, got {self.max_connections!r}"
-            )
+        if self.max_connections is not None:
+            check_int("RemoteConfig.max_connections", self.max_connections, minimum=1)
         _non_negative("RemoteConfig", "rate_limit", self.rate_limit, allow_zero=False)
-        if (
-            isinstance(self.max_redirects, bool)
-            or not isinstance(self.max_redirects, int)
-            or self.max_redirects < 0
-        ):
-            raise ConfigError(
-                f"RemoteConfig.max_redirects must be a non-negative int, got {self.max_redirects!r}"
-            )
+        check_int("RemoteConfig.max_redirects", self.max_redirects, minimum=0)
         if self.password is not None and self.username is None:
             raise ConfigError(f"remote {self.name!r}: password given without username")
         headers = dict(self.headers)
@@ -342,21 +327,15 @@ class EngineConfig:
     def __post_init__(self) -> None:
         for name in ("max_connections", "chunk_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"EngineConfig.{name} must be a positive int, got {value!r}")
-        value = self.max_connections_per_host
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(
-                f"EngineConfig.max_connections_per_host must be a non-negative int, got {value!r}"
-            )
+            check_int(f"EngineConfig.{name}", value, minimum=1)
+        check_int("EngineConfig.max_connections_per_host", self.max_connections_per_host, minimum=0)
         _non_negative("EngineConfig", "progress_interval", self.progress_interval)
         _non_negative("EngineConfig", "claim_lease", self.claim_lease)
         for name in ("partial_min_size", "partial_max_bytes"):
             value = getattr(self, name)
             if value is None and name == "partial_min_size":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"EngineConfig.{name} must be a non-negative int, got {value!r}")
+            check_int(f"EngineConfig.{name}", value, minimum=0)
         _non_negative("EngineConfig", "partial_max_age", self.partial_max_age)
         remotes: dict[str, RemoteConfig]
         if isinstance(self.remotes, Mapping):

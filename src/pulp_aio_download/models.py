@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._checks import check_int
 from .errors import ConfigError
 from .urls import SUPPORTED_SCHEMES, redact_url, split_userinfo
 
@@ -130,8 +131,7 @@ class Source:
             _set(self, "_userinfo", (user, password))
         _set(self, "_scheme", parts.scheme)
         _set(self, "_host", parts.netloc.rpartition("@")[2])
-        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
-            raise ConfigError(f"source priority must be an int, got {self.priority!r}")
+        check_int("source priority", self.priority)
         if (
             isinstance(self.weight, bool)
             or not isinstance(self.weight, (int, float))
@@ -232,12 +232,8 @@ class DownloadRequest:
         digests = normalize_digests(expected_digests, where="expected_digests")
         if not all_sources:
             raise ConfigError("a download request needs a url or at least one source")
-        if expected_size is not None and (
-            isinstance(expected_size, bool)
-            or not isinstance(expected_size, int)
-            or expected_size < 0
-        ):
-            raise ConfigError(f"expected_size must be a non-negative int, got {expected_size!r}")
+        if expected_size is not None:
+            check_int("expected_size", expected_size, minimum=0)
         if unit is not None and not isinstance(unit, UnitSpec):
             raise ConfigError(f"unit must be a UnitSpec, got {unit!r}")
         if repository is not None and (not isinstance(repository, str) or not repository):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._extras import require
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -28,14 +29,9 @@ __all__ = ["SealedSecrets", "SecretBox", "create_key"]
 
 
 def _fernet_class() -> type[Fernet]:
-    try:
-        from cryptography.fernet import Fernet
-    except ImportError:  # pragma: no cover - depends on the installed extras
-        raise ConfigError(
-            "encrypting remote secrets needs the 'crypto' extra: "
-            "pip install 'pulp-aio-download[crypto]'"
-        ) from None
-    return Fernet
+    fernet = require("cryptography.fernet", extra="crypto", needed_by="encrypting remote secrets")
+    cls: type[Fernet] = fernet.Fernet
+    return cls
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from aiolimiter import AsyncLimiter
 
+from .._checks import check_int
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -94,8 +95,7 @@ class AdaptiveLimiter(_Slot):
     """
 
     def __init__(self, cap: int, *, successes_per_increase: int | None = None) -> None:
-        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-            raise ConfigError(f"AdaptiveLimiter cap must be a positive int, got {cap!r}")
+        check_int("AdaptiveLimiter cap", cap, minimum=1)
         if successes_per_increase is not None and successes_per_increase < 1:
             raise ConfigError(
                 "AdaptiveLimiter successes_per_increase must be positive, "
@@ -257,12 +257,8 @@ class RemoteLimiter(_Slot):
     """
 
     def __init__(self, max_connections: int | None = None, rate_limit: float | None = None) -> None:
-        if max_connections is not None and (
-            isinstance(max_connections, bool)
-            or not isinstance(max_connections, int)
-            or max_connections < 1
-        ):
-            raise ConfigError(f"max_connections must be a positive int, got {max_connections!r}")
+        if max_connections is not None:
+            check_int("max_connections", max_connections, minimum=1)
         if rate_limit is not None and not rate_limit > 0:
             raise ConfigError(f"rate_limit must be positive, got {rate_limit!r}")
         self._max = max_connections

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
 
+from .._checks import check_int
 from ..errors import CatalogError, ConfigError
 from ..health import HostHealth
 from ..models import ContentUnit, Source, UnitFile, UnitSpec, normalize_digests
@@ -380,8 +381,8 @@ async def _record_unit_file(
     if digests.setdefault("sha256", sha256) != sha256:
         raise ConfigError(f"UnitFile.digests['sha256'] does not match sha256 {sha256}")
     size = unit_file.size
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise ConfigError(f"UnitFile.size must be a non-negative int, got {size!r}")
+    if size is not None:
+        check_int("UnitFile.size", size, minimum=0)
     created_at = _aware(unit_file.created_at, "UnitFile.created_at") or utcnow()
     verified_at = _aware(unit_file.verified_at, "UnitFile.verified_at")
     inserted = await tx.fetchone(

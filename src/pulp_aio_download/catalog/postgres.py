@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from .._extras import require
 from ..errors import ConfigError
 from ..urls import redact_url
 from . import _sql
@@ -91,14 +92,7 @@ def _dsn_secrets(dsn: str) -> list[str]:
 
 
 def _asyncpg() -> Any:
-    try:
-        import asyncpg
-    except ImportError:  # pragma: no cover - depends on the installed extras
-        raise ConfigError(
-            "the PostgreSQL catalog needs the 'postgres' extra: "
-            "pip install 'pulp-aio-download[postgres]'"
-        ) from None
-    return asyncpg
+    return require("asyncpg", extra="postgres", needed_by="the PostgreSQL catalog")
 
 
 class PostgresCatalog(SQLCatalog):
