@@ -6,8 +6,10 @@ origin, and compares every row of the catalog's record tables before and after.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -330,3 +332,54 @@ async def test_failed_file_is_counted_once_as_failed_in_the_progress_reports(
     final = reports[-1]
     assert (final.total, final.done, final.failed) == (2, 1, 1)
     assert final.bytes_done == len(good)
+
+
+async def test_download_cancelled_while_its_record_commits_leaves_nothing(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    """The record write is in the writer's transaction when the download is cancelled: it
+    commits anyway, and the rollback that follows the cancellation must undo it."""
+    data = os.urandom(40_000)
+    sha = sha256(data)
+    url = fault_server.add("/repo/c.rpm", data)
+    path = tmp_path / "catalog.sqlite3"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    committing = asyncio.Event()
+
+    class Observed(SQLiteCatalog):
+        async def _commit(self, conn: Any, batch: list[Any]) -> None:
+            if other.in_transaction:
+                committing.set()  # a write goes into the transaction the lock holds up
+            await super()._commit(conn, batch)
+
+    catalog = Observed(path, busy_timeout=30)
+    storage = pad.LocalStorage(tmp_path / "store")
+
+    async def another_writer_takes_the_lock(ctx: pad.DownloadContext) -> None:
+        await asyncio.to_thread(other.execute, "BEGIN IMMEDIATE")
+
+    store, record, *rest = pad.DEFAULT_HOOKS
+    config = pad.EngineConfig(
+        storage=storage,
+        catalog=catalog,
+        remotes=[pad.RemoteConfig(retry=NO_RETRY)],
+        hooks=[store, another_writer_takes_the_lock, record, *rest],
+    )
+    try:
+        async with pad.DownloadEngine(config) as engine:
+            task = asyncio.create_task(
+                engine.download(url, expected_digests={"sha256": sha}, expected_size=len(data))
+            )
+            # Stored, and the record write taken by the catalog's writer (blocked on the lock).
+            await asyncio.wait_for(committing.wait(), 10)
+            assert not task.done()
+            task.cancel()
+            await asyncio.to_thread(other.rollback)  # the record write now commits
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await catalog.get_unit_file(sha) is None
+            assert all(not v for v in (await rows(engine)).values())
+    finally:
+        other.close()
+    assert stored_files(tmp_path / "store") == {}
+    assert staging(tmp_path / "store") == []

@@ -14,6 +14,8 @@ file concerned.
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -88,16 +90,35 @@ class SQLCatalog(Catalog):
         except self._db_errors as exc:
             raise self._catalog_error(exc, "write to") from exc
 
+    async def _write_undoable(
+        self, op: Callable[[_sql.Tx], Awaitable[tuple[T, Any]]], undo_log: list[Any]
+    ) -> T:
+        """Run ``op`` (which returns its result and how to undo it) as :meth:`_write` does,
+        and log the undo entry once the write is committed.
+
+        A caller cancelled while the write is already in the writer's transaction cannot
+        stop it from committing: the cancellation waits for the outcome, so that the
+        rollback which follows it finds the entry and undoes the write.
+        """
+        write = asyncio.ensure_future(self._write(op))
+        try:
+            result, entry = await asyncio.shield(write)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                undo_log.append((await write)[1])
+            raise
+        undo_log.append(entry)
+        return result
+
     # -- unit files -----------------------------------------------------------------------------
     async def record_unit_file(
         self, unit_file: UnitFile, *, undo_log: list[Any] | None = None
     ) -> UnitFile:
         if undo_log is None:
             return await self._write(lambda tx: _sql.record_unit_file(tx, unit_file))
-        # Logged only once committed (a write may run again, or fail at commit).
-        record, entry = await self._write(lambda tx: _sql.record_unit_file_undoable(tx, unit_file))
-        undo_log.append(entry)
-        return record
+        return await self._write_undoable(
+            lambda tx: _sql.record_unit_file_undoable(tx, unit_file), undo_log
+        )
 
     async def get_unit_file(self, sha256: str) -> UnitFile | None:
         return await self._read(lambda tx: _sql.get_unit_file(tx, sha256))
@@ -124,11 +145,9 @@ class SQLCatalog(Catalog):
     ) -> ContentUnit:
         if undo_log is None:
             return await self._write(lambda tx: _sql.save_unit(tx, spec, sha256, repository))
-        unit, entry = await self._write(
-            lambda tx: _sql.save_unit_undoable(tx, spec, sha256, repository)
+        return await self._write_undoable(
+            lambda tx: _sql.save_unit_undoable(tx, spec, sha256, repository), undo_log
         )
-        undo_log.append(entry)
-        return unit
 
     async def undo(self, undo_log: Sequence[Any]) -> None:
         entries = list(undo_log)
