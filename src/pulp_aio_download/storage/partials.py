@@ -332,16 +332,15 @@ class PartialStore:
             os.close(fd)
             raise
         total = meta.get("total")
-        partial = PartialFile(
-            self,
+        partial = self.new(
             key,
             url=url,
             staging_path=staging_path,
+            validator=str(meta["validator"]),
             expected_size=expected_size,
             expected_digests=expected_digests,
             total=total if isinstance(total, int) else expected_size,
         )
-        partial.validator = str(meta["validator"])
         partial.promoted = True
         partial.flushed = length
         partial.next_checkpoint = length + partial.interval
