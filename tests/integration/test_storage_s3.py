@@ -137,6 +137,22 @@ async def test_multipart_failure_aborts_and_stores_nothing(
     assert await storage.stat(sha) is None
 
 
+async def test_multipart_of_a_longer_file_aborts_and_stores_nothing(
+    storage: S3Storage, s3_bucket: tuple[str, str]
+) -> None:
+    endpoint, bucket = s3_bucket
+    data = os.urandom(11 * MiB + 1)
+    staged, sha = stage(storage, data)
+
+    with pytest.raises(StorageError, match=r"the staged file is larger than 11534336 bytes"):
+        await storage.commit(staged, sha, 11 * MiB)
+
+    assert not staged.exists()
+    assert await list_keys(endpoint, bucket) == []
+    assert await pending_uploads(endpoint, bucket) == []
+    assert await storage.stat(sha) is None
+
+
 async def test_cancelled_multipart_upload_is_aborted(
     storage: S3Storage, s3_bucket: tuple[str, str]
 ) -> None:

@@ -21,7 +21,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
@@ -47,6 +47,9 @@ _MAX_PARTS = 10_000
 _QUARANTINE = "quarantine"
 _STAGING_PREFIX = "pulp-aio-download-s3-"
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+
+_SendPart = Callable[[str, int, int, int], Awaitable[str]]
+"""Sends one part of a multipart upload: ``(upload_id, number, offset, length)`` → ETag."""
 
 
 class S3Storage(Storage):
@@ -410,53 +413,63 @@ class S3Storage(Storage):
 
     async def _upload_multipart(self, staged: Path, key: str, size: int) -> None:
         loop = asyncio.get_running_loop()
-        part_size = self._part_size_for(size) or self.part_size
         fh: IO[bytes] = await loop.run_in_executor(None, staged.open, "rb")
-        try:
-            created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key)
-            upload_id: str = created["UploadId"]
-            try:
-                parts = []
-                for number, offset in enumerate(range(0, size, part_size), start=1):
-                    want = min(part_size, size - offset)
-                    data = await loop.run_in_executor(None, fh.read, want)
-                    if len(data) != want:
-                        raise StorageError(
-                            f"cannot store {self._uri(key)}: the staged file has "
-                            f"{offset + len(data)} bytes, expected {size}"
-                        )
-                    extra: dict[str, Any] = {}
-                    if self.checksums:
-                        extra["ContentMD5"] = await loop.run_in_executor(None, _md5_b64, data)
-                    response = await self._client.upload_part(
-                        Bucket=self.bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=data,
-                        ContentLength=want,
-                        **extra,
-                    )
-                    del data
-                    parts.append({"ETag": response["ETag"], "PartNumber": number})
-                if await loop.run_in_executor(None, fh.read, 1):
-                    raise StorageError(
-                        f"cannot store {self._uri(key)}: the staged file is larger than "
-                        f"{size} bytes"
-                    )
-                await self._client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
+
+        async def send(upload_id: str, number: int, offset: int, length: int) -> str:
+            data = await loop.run_in_executor(None, fh.read, length)
+            if len(data) != length:
+                raise StorageError(
+                    f"cannot store {self._uri(key)}: the staged file has "
+                    f"{offset + len(data)} bytes, expected {size}"
                 )
-            except BaseException:
-                # Shielded: a cancelled commit still releases the parts already uploaded.
-                await asyncio.shield(self._abort(key, upload_id))
-                raise
+            last = offset + length == size
+            if last and len(await loop.run_in_executor(None, fh.read, 1)):
+                raise StorageError(
+                    f"cannot store {self._uri(key)}: the staged file is larger than {size} bytes"
+                )
+            extra: dict[str, Any] = {}
+            if self.checksums:
+                extra["ContentMD5"] = await loop.run_in_executor(None, _md5_b64, data)
+            response = await self._client.upload_part(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+                ContentLength=length,
+                **extra,
+            )
+            return str(response["ETag"])
+
+        try:
+            parts = await self._multipart(key, size, send)
         finally:
             await loop.run_in_executor(None, fh.close)
-        log.debug("uploaded %s (%d bytes, %d parts)", self._uri(key), size, len(parts))
+        log.debug("uploaded %s (%d bytes, %d parts)", self._uri(key), size, parts)
+
+    async def _multipart(self, key: str, size: int, send: _SendPart) -> int:
+        """Create a multipart upload of ``key``, send the parts of its ``size`` bytes with
+        ``send(upload_id, number, offset, length)`` (which returns the part's ETag) and
+        complete it; abort it on any error or cancellation. Return the number of parts."""
+        part_size = self._part_size_for(size) or self.part_size
+        created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key)
+        upload_id: str = created["UploadId"]
+        try:
+            parts = []
+            for number, offset in enumerate(range(0, size, part_size), start=1):
+                etag = await send(upload_id, number, offset, min(part_size, size - offset))
+                parts.append({"ETag": etag, "PartNumber": number})
+            await self._client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            # Shielded: a cancelled upload still releases the parts already sent.
+            await asyncio.shield(self._abort(key, upload_id))
+            raise
+        return len(parts)
 
     async def _abort(self, key: str, upload_id: str) -> None:
         try:
@@ -544,31 +557,18 @@ class S3Storage(Storage):
         log.info("quarantined %s as %s", self._uri(key), self._uri(target))
 
     async def _copy_multipart(self, source: str, target: str, size: int) -> None:
-        part_size = max(self.part_size, -(-size // _MAX_PARTS))
-        created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=target)
-        upload_id: str = created["UploadId"]
-        try:
-            parts = []
-            for number, offset in enumerate(range(0, size, part_size), start=1):
-                last = min(offset + part_size, size) - 1
-                response = await self._client.upload_part_copy(
-                    Bucket=self.bucket,
-                    Key=target,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource={"Bucket": self.bucket, "Key": source},
-                    CopySourceRange=f"bytes={offset}-{last}",
-                )
-                parts.append({"ETag": response["CopyPartResult"]["ETag"], "PartNumber": number})
-            await self._client.complete_multipart_upload(
+        async def send(upload_id: str, number: int, offset: int, length: int) -> str:
+            response = await self._client.upload_part_copy(
                 Bucket=self.bucket,
                 Key=target,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
+                PartNumber=number,
+                CopySource={"Bucket": self.bucket, "Key": source},
+                CopySourceRange=f"bytes={offset}-{offset + length - 1}",
             )
-        except BaseException:
-            await asyncio.shield(self._abort(target, upload_id))
-            raise
+            return str(response["CopyPartResult"]["ETag"])
+
+        await self._multipart(target, size, send)
 
     async def delete(self, sha256: str) -> None:
         import botocore.exceptions
