@@ -82,6 +82,32 @@ def test_mapping_examples(exc: BaseException, expected: type[pad.DownloadError],
     assert "secret" not in str(error) and "repo.example/x.rpm" in str(error)
 
 
+def _response_error(cls: type[aiohttp.ClientResponseError], status: int) -> BaseException:
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL as YURL
+
+    info = aiohttp.RequestInfo(YURL(URL), "GET", CIMultiDictProxy(CIMultiDict()))
+    return cls(info, (), status=status, message="Invalid header value char\nmore")
+
+
+@pytest.mark.parametrize("status_raised", [True, False])
+def test_proxy_errors_keep_their_meaning(status_raised: bool) -> None:
+    exc = _response_error(aiohttp.ClientHttpProxyError, 407)
+    error = map_client_error(exc, URL, status_raised=status_raised)
+    assert type(error) is pad.ProxyError
+    assert error.status == 407
+    assert str(error).startswith("proxy authentication required (HTTP 407)")
+
+
+def test_a_response_error_without_raise_for_status_is_a_broken_response() -> None:
+    exc = _response_error(aiohttp.ClientResponseError, 400)
+    assert type(map_client_error(exc, URL)) is pad.HTTPStatusError
+    error = map_client_error(exc, URL, status_raised=False)
+    assert type(error) is pad.ConnectionFailed
+    detail = "Invalid header value char"
+    assert error.message == f"invalid HTTP response status line or headers: {detail}"
+
+
 def test_timeouts_name_which_one() -> None:
     kinds = {
         map_client_error(e, URL).timeout  # type: ignore[attr-defined]

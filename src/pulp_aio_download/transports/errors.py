@@ -133,26 +133,44 @@ ERROR_MAP: tuple[tuple[type[BaseException], Any], ...] = (
 )
 
 
-def map_client_error(exc: BaseException, url: str) -> DownloadError:
-    """Translate an aiohttp (or socket/ssl) exception raised for ``url``."""
+def _unparsable(exc: BaseException, url: str) -> DownloadError:
+    assert isinstance(exc, aiohttp.ClientResponseError)
+    detail = (str(exc.message) or type(exc).__name__).splitlines()[0][:120]
+    return ConnectionFailed(f"invalid HTTP response status line or headers: {detail}", url=url)
+
+
+def map_client_error(exc: BaseException, url: str, *, status_raised: bool = True) -> DownloadError:
+    """Translate an aiohttp (or socket/ssl) exception raised for ``url``.
+
+    ``status_raised=False`` for a request sent with ``raise_for_status`` off: a
+    ``ClientResponseError`` is then its response failing to parse (a header too large, a
+    malformed status line), never an HTTP status the server sent. Proxy errors
+    (``ClientHttpProxyError``, a subclass) keep their meaning either way.
+    """
     if isinstance(exc, DownloadError):
         return exc
-    if isinstance(exc, aiohttp.ClientHttpProxyError):
-        # HTTPStatusError subclasses ClientResponseError: keep the proxy meaning.
-        return _proxy_status(exc, url)
     for cls, make in ERROR_MAP:
         if isinstance(exc, cls):
+            if cls is aiohttp.ClientResponseError and not status_raised:
+                make = _unparsable
             error: DownloadError = make(exc, url)
             return error
     return ConnectionFailed(f"{type(exc).__name__}: {exc}", url=url)
 
 
-def from_proxy(resp: aiohttp.ClientResponse, proxy: URL) -> bool:
-    """Whether a 401/407 to a request sent through ``proxy`` says it is the proxy's own.
+def from_proxy(resp: aiohttp.ClientResponse, proxy: URL | None) -> bool:
+    """Whether a response to a request sent through ``proxy`` (None: sent directly) is
+    the proxy refusing its credentials rather than the origin's answer.
 
-    Through a ``CONNECT`` tunnel (https) only a 407 does (the proxy's refusal of the
-    tunnel raised already); for plain http also a ``Proxy-Authenticate`` header.
+    A 407 always is. A 401 is when the request went through a proxy and the response
+    carries ``Proxy-Authenticate`` (tinyproxy answers wrong credentials so) on plain http;
+    through a ``CONNECT`` tunnel (https) the proxy's refusal of the tunnel raised already.
     """
     if resp.status == 407:
         return True
-    return resp.url.scheme == "http" and "Proxy-Authenticate" in resp.headers
+    return (
+        resp.status == 401
+        and proxy is not None
+        and resp.url.scheme == "http"
+        and "Proxy-Authenticate" in resp.headers
+    )

@@ -227,17 +227,8 @@ class HttpTransport:
                     proxy=proxy,
                     ssl=self.ssl_for(current, proxy),
                 )
-            except aiohttp.ClientHttpProxyError as exc:
-                raise map_client_error(exc, current) from exc
-            except aiohttp.ClientResponseError as exc:
-                # raise_for_status is off: this is the response failing to parse (a header
-                # too large, a malformed status line), never an HTTP status the server sent.
-                detail = (str(exc.message) or type(exc).__name__).splitlines()[0][:120]
-                raise ConnectionFailed(
-                    f"invalid HTTP response status line or headers: {detail}", url=current
-                ) from exc
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                raise map_client_error(exc, current) from exc
+                raise map_client_error(exc, current, status_raised=False) from exc
             except ValueError as exc:
                 raise ConfigError(f"invalid request: {redact_url(str(exc))}", url=current) from exc
             status = resp.status
@@ -267,7 +258,7 @@ class HttpTransport:
                 log.debug("redirect %s -> %s", redact_url(current), redact_url(target))
                 current = target
                 continue
-            if proxy is not None and status in (401, 407) and from_proxy(resp, proxy):
+            if from_proxy(resp, proxy):
                 resp.release()
                 raise proxy_auth_error(current, status)
             if status == 401 and self.remote.auth is not None and not challenged:
@@ -286,9 +277,6 @@ class HttpTransport:
                     continue
             if status == 401 and await self._proxy_refused(resp, proxy, current):
                 raise proxy_auth_error(current, status)
-            if status == 407:
-                resp.release()
-                raise proxy_auth_error(current)
             if not 200 <= status < 300:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 reason = resp.reason

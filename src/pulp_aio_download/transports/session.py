@@ -213,7 +213,7 @@ class PolicyMiddleware:
         auth = self._transport.remote.auth
         if not ours or auth is None or resp.status != 401:
             return resp
-        if req.proxy is not None and from_proxy(resp, req.proxy):
+        if from_proxy(resp, req.proxy):
             return resp  # the proxy's answer (tinyproxy sends 401), not the origin's
         transport = self._transport
         retry = await answer_challenge(
