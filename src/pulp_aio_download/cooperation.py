@@ -142,6 +142,13 @@ class Cooperation:
         self.poll_max = max(poll_min, min(poll_max, self.lease / 4))
         self.statistics = CooperationStatistics()
         self._cleanups: set[asyncio.Task[None]] = set()
+        #: claims held now (how many downloads of this process hold each), renewed together
+        self._held: dict[str, int] = {}
+        self._renewer: asyncio.Future[None] | None = None
+        #: claims given up whose release is not written yet, written together
+        self._to_release: dict[str, None] = {}
+        self._releaser: asyncio.Task[None] | None = None
+        self._maintenance = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"Cooperation(owner={self.owner!r}, lease={self.lease})"
@@ -161,15 +168,27 @@ class Cooperation:
         if served is not None:
             yield served
             return
-        stop = asyncio.Event()
-        renewer = asyncio.ensure_future(self._renew(sha256, stop))
+        self._to_release.pop(sha256, None)  # claimed again before its release went out
+        self._held[sha256] = self._held.get(sha256, 0) + 1
+        if self._renewer is None:
+            self._renewer = asyncio.ensure_future(self._renew())
         try:
             yield None
         finally:
-            # In the background: the result need not wait for it (peers look at the
-            # recorded location, not at the claim), and with SQLite's group commit the
-            # release joins the next batch of writes. aclose() waits for it.
-            self._background(self._finish(sha256, stop, renewer))
+            self._drop(sha256)
+
+    def _drop(self, sha256: str) -> None:
+        # Synchronous, so it runs whatever happens to the caller. The release goes out in
+        # the background, with every other release due by then in one write: the result
+        # need not wait for it (peers look at the recorded location, not at the claim).
+        # aclose() waits for it.
+        count = self._held.pop(sha256, 1) - 1
+        if count > 0:  # another download of this process holds the same claim
+            self._held[sha256] = count
+            return
+        self._to_release[sha256] = None
+        if self._releaser is None:
+            self._releaser = self._background(self._release_due())
 
     async def _acquire(
         self, sha256: str, serve_stored: Callable[[], Awaitable[T | None]]
@@ -211,43 +230,55 @@ class Cooperation:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.poll_max)
 
-    async def _renew(self, sha256: str, stop: asyncio.Event) -> None:
+    async def _renew(self) -> None:
+        """Every third of a lease, renew every claim held, in one write; stop when none
+        is held (the next claim starts a new renewer)."""
         interval = self.lease / 3
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-            if stop.is_set():
-                return
-            try:
-                held = await self.catalog.claim(sha256, self.owner, self.lease)
-            except Exception as exc:
-                log.warning("%s: could not renew the claim of %s: %s", sha256, self.owner, exc)
-                continue
-            if not held:
-                self.statistics.lost += 1
-                log.warning(
-                    "%s: the claim of %s expired and was taken by another worker; "
-                    "both may transfer the file",
-                    sha256,
-                    self.owner,
-                )
-
-    async def _finish(
-        self, sha256: str, stop: asyncio.Event, renewer: asyncio.Future[None]
-    ) -> None:
-        # Stop the renewer between two renewals, never in the middle of one: a renewal
-        # committed after the release would re-create the claim until its lease expires.
-        stop.set()
-        await asyncio.wait([renewer])
-        await self._release(sha256)
-
-    async def _release(self, sha256: str) -> None:
         try:
-            await self.catalog.release(sha256, self.owner)
+            while self._held:
+                await asyncio.sleep(interval)
+                held = list(self._held)
+                if not held:
+                    break
+                async with self._maintenance:  # never interleaved with a release
+                    try:
+                        kept = await self.catalog.renew_claims(held, self.owner, self.lease)
+                    except Exception as exc:
+                        log.warning(
+                            "could not renew %d claim(s) of %s: %s", len(held), self.owner, exc
+                        )
+                        continue
+                for sha256 in held:
+                    if sha256 not in kept and sha256 in self._held:
+                        self.statistics.lost += 1
+                        log.warning(
+                            "%s: the claim of %s expired and was taken by another worker; "
+                            "both may transfer the file",
+                            sha256,
+                            self.owner,
+                        )
+        finally:
+            self._renewer = None
+
+    async def _release_due(self) -> None:
+        try:
+            while self._to_release:
+                # A renewal in flight commits before this release, never after it.
+                async with self._maintenance:
+                    batch = [s for s in self._to_release if s not in self._held]
+                    self._to_release.clear()
+                    if batch:
+                        await self._release(batch)
+        finally:
+            self._releaser = None
+
+    async def _release(self, sha256s: list[str]) -> None:
+        try:
+            await self.catalog.release_claims(sha256s, self.owner)
         except Exception as exc:
             log.warning(
-                "%s: could not release the claim of %s (it expires in %.0f s): %s",
-                sha256,
+                "%s: could not release the claim(s) of %s (they expire in %.0f s): %s",
+                ", ".join(sha256s[:3]) + (", ..." if len(sha256s) > 3 else ""),
                 self.owner,
                 self.lease,
                 exc,
@@ -265,9 +296,13 @@ class Cooperation:
         await asyncio.shield(self._background(work))
 
     async def aclose(self) -> None:
-        """Wait for releases still running for cancelled callers (before the catalog closes)."""
+        """Wait for the releases still due (before the catalog closes); stop renewing."""
         while self._cleanups:
             await asyncio.wait(set(self._cleanups))
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.gather(renewer, return_exceptions=True)
 
 
 def _dead_here(owner: str) -> bool:

@@ -342,6 +342,25 @@ async def test_claims(catalog: Catalog, catalog_factory: CatalogFactory) -> None
     assert not await catalog.claim(sha(1), "worker-a", lease=60)
 
 
+async def test_claims_renewed_and_released_together(
+    catalog: Catalog, catalog_factory: CatalogFactory
+) -> None:
+    other = await catalog_factory()
+    for i in (1, 2, 3):
+        assert await catalog.claim(sha(i), "worker-a", lease=60)
+    await catalog.release(sha(2), "worker-a")
+    assert await other.claim(sha(2), "worker-b", lease=60)
+    await catalog.release(sha(3), "worker-a")
+    # Held: renewed. Taken by another worker, or released: neither taken back nor re-created.
+    assert await catalog.renew_claims([sha(1), sha(2), sha(3)], "worker-a", 60) == {sha(1)}
+    assert await catalog.claim_holder(sha(2)) == "worker-b"
+    assert await catalog.claim_holder(sha(3)) is None
+
+    await catalog.release_claims([sha(1), sha(2)], "worker-a")  # sha(2) is not its own
+    assert await catalog.claim_holder(sha(1)) is None
+    assert await catalog.claim_holder(sha(2)) == "worker-b"
+
+
 async def test_expired_claim_can_be_taken(
     catalog: Catalog, catalog_factory: CatalogFactory
 ) -> None:

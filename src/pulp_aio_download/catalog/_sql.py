@@ -833,6 +833,34 @@ async def release(tx: Tx, sha256: str, owner: str) -> None:
     await tx.execute("DELETE FROM claims WHERE sha256 = $1 AND owner = $2", sha256.lower(), owner)
 
 
+async def renew_claims(tx: Tx, sha256s: Sequence[str], owner: str, lease: float) -> set[str]:
+    """Extend ``owner``'s claims on ``sha256s``; the ones it still holds.
+
+    An update, never an insert: a claim released (or taken over) meanwhile stays so, whatever
+    order a renewal and a release commit in.
+    """
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or lease < 0:
+        raise ConfigError(f"claim lease must be a non-negative number, got {lease!r}")
+    now = _NOW_EPOCH[tx.dialect]
+    held = set()
+    for sha256 in sha256s:
+        row = await tx.fetchone(
+            f"UPDATE claims SET expires_at = {now} + CAST($3 AS DOUBLE PRECISION) "
+            "WHERE sha256 = $1 AND owner = $2 RETURNING sha256",
+            sha256.lower(),
+            owner,
+            float(lease),
+        )
+        if row is not None:
+            held.add(sha256)
+    return held
+
+
+async def release_claims(tx: Tx, sha256s: Sequence[str], owner: str) -> None:
+    for sha256 in sha256s:
+        await release(tx, sha256, owner)
+
+
 async def claim_unless_stored(tx: Tx, sha256: str, owner: str, lease: float) -> str:
     """``"stored"`` when ``sha256`` has a recorded location, else :func:`claim`'s outcome
     as ``"claimed"`` or ``"held"`` (by another owner), in one transaction.

@@ -175,6 +175,14 @@ class SQLCatalog(Catalog):
     async def release(self, sha256: str, owner: str) -> None:
         await self._write(lambda tx: _sql.release(tx, sha256, owner))
 
+    async def renew_claims(self, sha256s: Sequence[str], owner: str, lease: float) -> set[str]:
+        wanted = list(sha256s)
+        return await self._write(lambda tx: _sql.renew_claims(tx, wanted, owner, lease))
+
+    async def release_claims(self, sha256s: Sequence[str], owner: str) -> None:
+        wanted = list(sha256s)
+        await self._write(lambda tx: _sql.release_claims(tx, wanted, owner))
+
     async def claim_unless_stored(self, sha256: str, owner: str, lease: float) -> str:
         return await self._write(lambda tx: _sql.claim_unless_stored(tx, sha256, owner, lease))
 

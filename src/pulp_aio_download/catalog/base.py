@@ -136,6 +136,20 @@ class Catalog(abc.ABC):
     async def release(self, sha256: str, owner: str) -> None:
         """Give up ``owner``'s claim on ``sha256`` (no error if not held)."""
 
+    async def renew_claims(self, sha256s: Sequence[str], owner: str, lease: float) -> set[str]:
+        """Extend ``owner``'s claims on ``sha256s`` by ``lease`` seconds from now; return
+        those ``owner`` still holds (a claim another worker took is not taken back).
+
+        Backends do it in one transaction and never re-create a released claim; this
+        default renews each with :meth:`claim`.
+        """
+        return {s for s in sha256s if await self.claim(s, owner, lease)}
+
+    async def release_claims(self, sha256s: Sequence[str], owner: str) -> None:
+        """Give up ``owner``'s claims on ``sha256s`` (backends: in one transaction)."""
+        for sha256 in sha256s:
+            await self.release(sha256, owner)
+
     async def claim_unless_stored(self, sha256: str, owner: str, lease: float) -> str:
         """``"stored"`` when ``sha256`` already has a recorded location; otherwise claim it
         like :meth:`claim` and return ``"claimed"`` or ``"held"`` (by another owner).
