@@ -36,6 +36,7 @@ from .errors import (
     StorageError,
 )
 from .hooks import DEFAULT_HOOKS, DownloadContext, Hook, run_hooks
+from .lookup import Found, Lookahead, look_up
 from .models import (
     DownloadRequest,
     DownloadResult,
@@ -83,11 +84,9 @@ class EngineStatistics:
 @dataclass(frozen=True, slots=True)
 class _Batch:
     """What one batch (``download_each``, a ``verify`` run, or an engine's loose
-    ``download()`` calls) shares: its progress tracker, and the sha256s it found absent
-    from storage in one pass (no per-file lookup for those)."""
+    ``download()`` calls) shares: its progress tracker."""
 
     tracker: ProgressTracker
-    absent: frozenset[str] = frozenset()
 
 
 class DownloadEngine:
@@ -351,18 +350,23 @@ class DownloadEngine:
         await self._check_files([request])
         return await self._download_one(request, self._loose_batch())
 
-    async def _download_one(self, request: DownloadRequest, batch: _Batch) -> DownloadResult:
+    async def _download_one(
+        self, request: DownloadRequest, batch: _Batch, found: Found | None = None
+    ) -> DownloadResult:
+        """One file; ``found``: what a batch lookup found of its sha256 (None: unknown)."""
         tracker = batch.tracker
         tracker.add(1, request.expected_size)
         try:
-            return await self._single_flight(request, batch)
+            return await self._single_flight(request, batch, found)
         except DownloadError as exc:
             tracker.file_failed(retried=was_retried(exc))
             if exc.url is None:  # a shared part (catalog, storage) does not know the file
                 raise exc.with_url(request.url) from exc
             raise
 
-    async def _single_flight(self, request: DownloadRequest, batch: _Batch) -> DownloadResult:
+    async def _single_flight(
+        self, request: DownloadRequest, batch: _Batch, found: Found | None
+    ) -> DownloadResult:
         sha = request.sha256
         key: tuple[str, ...] = ("sha256", sha) if sha else ("url", request.url)
         leader = self._inflight.get(key)
@@ -379,7 +383,7 @@ class DownloadEngine:
         future: asyncio.Future[DownloadResult] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            result = await self._download(request, batch)
+            result = await self._download(request, batch, found)
         except BaseException as exc:
             if isinstance(exc, DownloadError):
                 future.set_exception(exc)
@@ -394,11 +398,18 @@ class DownloadEngine:
             if self._inflight.get(key) is future:
                 del self._inflight[key]
 
-    async def _download(self, request: DownloadRequest, batch: _Batch) -> DownloadResult:
+    async def _download(
+        self, request: DownloadRequest, batch: _Batch, found: Found | None
+    ) -> DownloadResult:
         sha = request.sha256
         if sha:
-            # A batch looked its artifacts up in one pass: no per-file stat for those absent.
-            cached = None if sha in batch.absent else await self._serve_cached(request, sha, batch)
+            # A batch looked its artifacts up by chunks: no per-file stat or catalog read.
+            if found is None:
+                cached = await self._serve_cached(request, sha, batch)
+            elif found.stored is None:
+                cached = None
+            else:
+                cached = await self._serve_cached(request, sha, batch, found)
             if cached is not None:
                 return cached
             if self._cooperation is not None:
@@ -502,7 +513,7 @@ class DownloadEngine:
         return result
 
     async def _serve_cached(
-        self, request: DownloadRequest, sha256: str, batch: _Batch
+        self, request: DownloadRequest, sha256: str, batch: _Batch, found: Found | None = None
     ) -> DownloadResult | None:
         """The stored artifact ``sha256`` as a cached result, or None when it is not stored
         or not known valid (the caller then transfers it, and the validated bytes replace a
@@ -513,8 +524,11 @@ class DownloadEngine:
         request expects a digest the catalog lacks, a re-hash that matches. A byte flipped
         in place without any trace (media bitrot) is found by :meth:`verify`, which re-hashes
         every file: re-hashing on every cache hit would make a re-sync read every byte.
+
+        ``found`` is what a batch lookup found of it (stored, its stat and record): then
+        neither is asked for again.
         """
-        stored = await self.storage.stat(sha256)
+        stored = found.stored if found is not None else await self.storage.stat(sha256)
         if stored is None:
             return None
         if request.expected_size is not None and stored.size not in (None, request.expected_size):
@@ -525,7 +539,10 @@ class DownloadEngine:
                 request.expected_size,
             )
             return None
-        record = await self._catalog.get_unit_file(sha256) if self._catalog else None
+        if found is not None:
+            record = found.record
+        else:
+            record = await self._catalog.get_unit_file(sha256) if self._catalog else None
         if (
             record is not None
             and record.size is not None
@@ -639,18 +656,18 @@ class DownloadEngine:
             interval=self.config.progress_interval,
         )
         tracker.plan(len(items), sum(r.expected_size or 0 for r in items))
-        absent = await self.storage.absent({r.sha256 for r in items if r.sha256})
-        batch = _Batch(tracker, frozenset(absent or ()))
-        queue = iter(enumerate(items))
+        batch = _Batch(tracker)
+        queue = Lookahead(items, functools.partial(look_up, self.storage, self._catalog))
         failure: list[BaseException] = []
 
         async def worker() -> None:
-            for index, request in queue:
+            while (item := await queue.next()) is not None:
+                index, request, found = item
                 if failure:
                     return
                 outcome: DownloadResult | DownloadError
                 try:
-                    outcome = await self._download_one(request, batch)
+                    outcome = await self._download_one(request, batch, found)
                 except DownloadError as exc:
                     if not return_exceptions:
                         failure.append(exc)
@@ -678,6 +695,7 @@ class DownloadEngine:
             await asyncio.gather(*workers, return_exceptions=True)
             raise
         finally:
+            await queue.aclose()
             tracker.total = max(tracker.total, len(items))
             await tracker.finish()
 

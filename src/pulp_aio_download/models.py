@@ -41,6 +41,9 @@ DIGEST_ALGORITHMS: Mapping[str, int] = {
 }
 
 _HEX = re.compile(r"[0-9a-f]+")
+#: The common URL, checked without ``urlsplit``: http(s), a plain ``host[:port]`` without
+#: userinfo, a path without spaces or control characters. Others take the general way.
+_PLAIN_URL = re.compile(r"(https?)://([A-Za-z0-9._~-]+(?::[0-9]*)?)(?:[/?#][^\x00-\x20\x7f]*)?")
 
 
 def _set(obj: object, name: str, value: object) -> None:
@@ -114,6 +117,23 @@ class Source:
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url:
             raise ConfigError(f"source url must be a non-empty string, got {self.url!r}")
+        plain = _PLAIN_URL.fullmatch(self.url)
+        if plain is not None:
+            _set(self, "_scheme", plain[1])
+            _set(self, "_host", plain[2])
+        else:
+            self._split_url()
+        check_int("source priority", self.priority)
+        if (
+            isinstance(self.weight, bool)
+            or not isinstance(self.weight, (int, float))
+            or not self.weight > 0
+        ):
+            raise ConfigError(f"source weight must be a positive number, got {self.weight!r}")
+        if self.remote is not None and (not isinstance(self.remote, str) or not self.remote):
+            raise ConfigError(f"source remote must be a non-empty string, got {self.remote!r}")
+
+    def _split_url(self) -> None:
         try:
             parts = urlsplit(self.url)
         except ValueError as exc:
@@ -131,15 +151,6 @@ class Source:
             _set(self, "_userinfo", (user, password))
         _set(self, "_scheme", parts.scheme)
         _set(self, "_host", parts.netloc.rpartition("@")[2])
-        check_int("source priority", self.priority)
-        if (
-            isinstance(self.weight, bool)
-            or not isinstance(self.weight, (int, float))
-            or not self.weight > 0
-        ):
-            raise ConfigError(f"source weight must be a positive number, got {self.weight!r}")
-        if self.remote is not None and (not isinstance(self.remote, str) or not self.remote):
-            raise ConfigError(f"source remote must be a non-empty string, got {self.remote!r}")
 
     @property
     def scheme(self) -> str:

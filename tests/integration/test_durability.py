@@ -71,3 +71,21 @@ async def test_absent_lists_what_is_not_stored(tmp_path: Path) -> None:
     other = "0" * 64
     assert await storage.absent([sha, other]) == {other}
     await storage.close()
+
+
+async def test_stat_many_finds_what_stat_finds_in_one_pass(tmp_path: Path) -> None:
+    storage = pad.LocalStorage(tmp_path / "store", durability="none")
+    await storage.open()
+    shas = []
+    for data in (b"one", b"two"):
+        staged = storage.new_staging_path()
+        staged.write_bytes(data)
+        shas.append(hashlib.sha256(data).hexdigest())
+        await storage.commit(staged, shas[-1], len(data))
+    other = "0" * 64
+    found = await storage.stat_many([shas[0], other, shas[1]])
+    assert sorted(found or {}) == sorted(shas)
+    for sha in shas:
+        assert found is not None and found[sha] == await storage.stat(sha)
+    assert await storage.stat_many([]) == {}
+    await storage.close()

@@ -205,6 +205,35 @@ async def test_lazy_record_then_located(catalog: Catalog) -> None:
     assert verified.verified_at == when
 
 
+async def test_get_unit_files_reads_many_as_get_unit_file_reads_one(catalog: Catalog) -> None:
+    # More than one statement's worth, with several sources each in their recorded order.
+    count = _sql.LOOKUP_CHUNK + 7
+    for i in range(1, count + 1):
+        await catalog.record_unit_file(
+            unit_file(
+                i,
+                digests={"md5": f"{i:032x}"},
+                sources=(
+                    Source(f"https://z.example/{i}", priority=i % 3, remote="fedora"),
+                    Source(f"https://a.example/{i}", weight=0.5),
+                ),
+            )
+        )
+    await catalog.mark_verified(sha(2), datetime(2030, 1, 1, tzinfo=timezone.utc))
+    wanted = [sha(i) for i in range(count + 1, 0, -1)]  # sha(count + 1) has no record
+    wanted.append(sha(3).upper())  # a repeat, in capitals: one entry
+    found = await catalog.get_unit_files(wanted)
+
+    assert sorted(found) == sorted(sha(i) for i in range(1, count + 1))
+    for i in (1, 2, count):
+        assert found[sha(i)] == await catalog.get_unit_file(sha(i))
+    assert [s.url for s in found[sha(1)].sources] == ["https://z.example/1", "https://a.example/1"]
+    assert found[sha(2)].verified_at == datetime(2030, 1, 1, tzinfo=timezone.utc)
+    assert found[sha(7)].digests == {"md5": f"{7:032x}", "sha256": sha(7)}
+    assert await catalog.get_unit_files([]) == {}
+    assert await catalog.get_unit_files([sha(count + 1)]) == {}
+
+
 async def test_invalid_records_are_refused(catalog: Catalog) -> None:
     with pytest.raises(ConfigError, match="sha256"):
         await catalog.record_unit_file(unit_file(1, sha256="not-hex"))

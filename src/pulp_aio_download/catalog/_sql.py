@@ -29,6 +29,7 @@ from ..urls import split_userinfo
 
 __all__ = [
     "LATEST_VERSION",
+    "LOOKUP_CHUNK",
     "MIGRATIONS",
     "Dialect",
     "Migration",
@@ -43,6 +44,7 @@ __all__ = [
     "forget_location",
     "get_unit",
     "get_unit_file",
+    "get_unit_files",
     "iterate_unit_files",
     "load_health",
     "load_remote",
@@ -486,6 +488,42 @@ async def get_unit_file(tx: Tx, sha256: str) -> UnitFile | None:
         row[0],
     )
     return _unit_file(row, sources)
+
+
+#: The most sha256s one lookup statement names (SQLite before 3.32 binds at most 999).
+LOOKUP_CHUNK = 500
+
+
+def _among(tx: Tx, column: str, values: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+    """``column`` is one of ``values``: the condition and its arguments (from ``$1``)."""
+    if tx.dialect == "postgres":
+        return f"{column} = ANY($1::text[])", (list(values),)
+    marks = ", ".join(f"${i}" for i in range(1, len(values) + 1))
+    return f"{column} IN ({marks})", tuple(values)
+
+
+async def get_unit_files(tx: Tx, sha256s: Sequence[str]) -> dict[str, UnitFile]:
+    """The unit files of ``sha256s`` (lower-case hex) that exist, by sha256, in a few
+    statements per :data:`LOOKUP_CHUNK` of them."""
+    found: dict[str, UnitFile] = {}
+    for start in range(0, len(sha256s), LOOKUP_CHUNK):
+        where, args = _among(tx, "sha256", sha256s[start : start + LOOKUP_CHUNK])
+        rows = await tx.fetchall(
+            f"SELECT {_UNIT_FILE_COLUMNS} FROM unit_files WHERE {where}", *args
+        )
+        if not rows:
+            continue
+        sources = await tx.fetchall(
+            f"SELECT sha256, {_SOURCE_COLUMNS} FROM unit_file_sources WHERE {where} "
+            "ORDER BY sha256, position",
+            *args,
+        )
+        by_sha: dict[str, list[Row]] = {}
+        for source in sources:
+            by_sha.setdefault(source[0], []).append(source[1:])
+        for row in rows:
+            found[row[0]] = _unit_file(row, by_sha.get(row[0], []))
+    return found
 
 
 async def unit_file_page(tx: Tx, after: str, limit: int) -> list[UnitFile]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -122,6 +122,12 @@ class SQLCatalog(Catalog):
 
     async def get_unit_file(self, sha256: str) -> UnitFile | None:
         return await self._read(lambda tx: _sql.get_unit_file(tx, sha256))
+
+    async def get_unit_files(self, sha256s: Iterable[str]) -> dict[str, UnitFile]:
+        wanted = list(dict.fromkeys(s.lower() for s in sha256s))
+        if not wanted:
+            return {}
+        return await self._read(lambda tx: _sql.get_unit_files(tx, wanted))
 
     def unit_files(self) -> AsyncIterator[UnitFile]:
         return _sql.iterate_unit_files(

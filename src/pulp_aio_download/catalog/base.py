@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,20 @@ class Catalog(abc.ABC):
     @abc.abstractmethod
     async def get_unit_file(self, sha256: str) -> UnitFile | None:
         """The unit file of ``sha256``, or None."""
+
+    async def get_unit_files(self, sha256s: Iterable[str]) -> dict[str, UnitFile]:
+        """The unit files of ``sha256s``, by sha256 (one without a record is left out).
+
+        The SQL backends read them in one transaction, a few hundred per query, so that a
+        batch of stored files costs a few reads, not one per file. This default asks
+        :meth:`get_unit_file` for each.
+        """
+        found = {}
+        for sha256 in dict.fromkeys(s.lower() for s in sha256s):
+            record = await self.get_unit_file(sha256)
+            if record is not None:
+                found[sha256] = record
+        return found
 
     @abc.abstractmethod
     def unit_files(self) -> AsyncIterator[UnitFile]:

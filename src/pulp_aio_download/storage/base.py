@@ -109,6 +109,17 @@ class Storage(abc.ABC):
     async def stat(self, sha256: str) -> StoredArtifact | None:
         """The stored artifact ``sha256``, or None when it is not stored."""
 
+    async def stat_many(self, sha256s: Iterable[str]) -> dict[str, StoredArtifact] | None:
+        """:meth:`stat` of many artifacts in one pass: the stored ones among ``sha256s``
+        by sha256 (one that is not there is left out); None when the backend cannot tell
+        cheaply (the engine then falls back on :meth:`absent`, then :meth:`stat` per file).
+
+        A snapshot for batches, like :meth:`absent`: the engine serves an artifact from it
+        only with the checks :meth:`stat` would get, and a commit still finds one stored
+        since.
+        """
+        return None
+
     async def absent(self, sha256s: Iterable[str]) -> set[str] | None:
         """The artifacts of ``sha256s`` that are not stored, found in one pass; None when
         the backend cannot tell cheaply (the engine then asks :meth:`stat` per file).

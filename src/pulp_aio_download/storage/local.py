@@ -273,6 +273,26 @@ class LocalStorage(Storage):
             raise StorageError(f"cannot stat artifact {sha256}: {exc}") from exc
         return StoredArtifact(artifact_key(sha256), path, st.st_size, changed_at=st.st_ctime)
 
+    async def stat_many(self, sha256s: Iterable[str]) -> dict[str, StoredArtifact] | None:
+        wanted = list(sha256s)
+        return await asyncio.get_running_loop().run_in_executor(None, self._stat_many, wanted)
+
+    def _stat_many(self, sha256s: list[str]) -> dict[str, StoredArtifact]:
+        found = {}
+        stat = os.stat
+        for sha256 in sha256s:
+            path = self.path_of(sha256)
+            try:
+                st = stat(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StorageError(f"cannot stat artifact {sha256}: {exc}") from exc
+            found[sha256] = StoredArtifact(
+                artifact_key(sha256), path, st.st_size, changed_at=st.st_ctime
+            )
+        return found
+
     async def absent(self, sha256s: Iterable[str]) -> set[str] | None:
         wanted = list(sha256s)
         exists = os.path.exists
