@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_PARTIAL_MAX_BYTES",
     "DEFAULT_PARTIAL_MIN_SIZE",
     "DEFAULT_RETRY_STATUSES",
+    "DEFAULT_SEGMENT_THRESHOLD",
     "AuthScheme",
     "EngineConfig",
     "ProxyConfig",
@@ -48,6 +49,9 @@ DEFAULT_PARTIAL_MAX_AGE = 3 * 24 * 3600.0
 """Partials untouched for longer than this (seconds) are removed when an engine starts."""
 
 DEFAULT_PARTIAL_MAX_BYTES = 10 * 1024**3
+
+DEFAULT_SEGMENT_THRESHOLD = 64 * 1024 * 1024
+"""Files smaller than this are one stream even when a remote has ``segments`` > 1."""
 
 
 class AuthScheme(Protocol):
@@ -225,6 +229,11 @@ class RemoteConfig:
         max_redirects: redirects followed per request.
         allow_insecure_redirects: allow ``https`` → ``http`` redirects.
         trust_env: take ``HTTP(S)_PROXY``/``NO_PROXY`` and ``.netrc`` from the environment.
+        segments: ranges of one large file fetched at once, each over its own connection
+            (aria2's ``--split``); 1 (the default) turns segmented downloads off. See
+            :mod:`~pulp_aio_download.transfer.segments`.
+        segment_threshold: files smaller than this many bytes are one stream (default
+            64 MiB).
     """
 
     name: str = "default"
@@ -242,6 +251,8 @@ class RemoteConfig:
     max_redirects: int = 10
     allow_insecure_redirects: bool = False
     trust_env: bool = False
+    segments: int = 1
+    segment_threshold: int = DEFAULT_SEGMENT_THRESHOLD
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -252,6 +263,8 @@ class RemoteConfig:
             check_int("RemoteConfig.max_connections", self.max_connections, minimum=1)
         _non_negative("RemoteConfig", "rate_limit", self.rate_limit, allow_zero=False)
         check_int("RemoteConfig.max_redirects", self.max_redirects, minimum=0)
+        check_int("RemoteConfig.segments", self.segments, minimum=1)
+        check_int("RemoteConfig.segment_threshold", self.segment_threshold, minimum=0)
         if self.password is not None and self.username is None:
             raise ConfigError(f"remote {self.name!r}: password given without username")
         headers = dict(self.headers)
@@ -269,6 +282,7 @@ class RemoteConfig:
             "auth": type(self.auth).__name__ if self.auth else None,
             "max_connections": self.max_connections,
             "rate_limit": self.rate_limit,
+            "segments": self.segments if self.segments != 1 else None,
         }
         inner = ", ".join(f"{k}={v!r}" for k, v in shown.items() if v is not None)
         return f"RemoteConfig({inner})"

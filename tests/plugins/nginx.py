@@ -4,7 +4,10 @@ Fixture:
     nginx (function): ``nginx(root)`` starts Debian's nginx serving ``root`` on its own
         loopback port, with its own pid file, error log and access log in a temporary
         directory; every server started is stopped when the test ends. ``nginx(root,
-        rate=N)`` sends every response at most at N bytes/s (``limit_rate``).
+        rate=N)`` sends every response at most at N bytes/s (``limit_rate``, per
+        connection: what a CDN's cap on each connection looks like); ``directives`` adds
+        nginx directives to the location (e.g. ``"max_ranges 0;"``: a server that ignores
+        ``Range``).
 
 The binary comes from the Debian ``nginx`` package (``.ci/install-nginx.sh`` installs it);
 without it the test fails (it is never skipped). The packaged service is never touched.
@@ -38,7 +41,8 @@ events {{ worker_connections 256; }}
 http {{
     log_format probe escape=json
         '{{"uri":"$uri","status":$status,"range":"$http_range",'
-        '"if_range":"$http_if_range","body_bytes":$body_bytes_sent}}';
+        '"if_range":"$http_if_range","body_bytes":$body_bytes_sent,'
+        '"connection":$connection,"end":$msec,"seconds":$request_time}}';
     access_log {tmp}/access.log;
     access_log {tmp}/probe.log probe;
     default_type application/octet-stream;
@@ -93,7 +97,9 @@ class NginxServer:
 
     def entries(self) -> list[dict[str, object]]:
         """Every request logged so far as a dict: ``uri``, ``status``, ``range`` and
-        ``if_range`` (the request headers, ``""`` when absent), ``body_bytes`` (sent)."""
+        ``if_range`` (the request headers, ``""`` when absent), ``body_bytes`` (sent),
+        ``connection`` (its serial number), ``end`` (epoch seconds, ms resolution) and
+        ``seconds`` (how long it took)."""
         log = self.tmp / "probe.log"
         if not log.exists():
             return []
@@ -128,13 +134,15 @@ def _free_port() -> int:
         return port
 
 
-def _start(binary: str, root: Path, tmp: Path, rate: int | None = None) -> NginxServer:
+def _start(
+    binary: str, root: Path, tmp: Path, rate: int | None = None, directives: str = ""
+) -> NginxServer:
     tmp.mkdir(parents=True)
     port = _free_port()
     # As root, nginx would switch its worker to "nobody", who may not read a test's files.
     user = "user root;" if os.geteuid() == 0 else ""
     config = tmp / "nginx.conf"
-    limit = f"limit_rate {rate};" if rate else ""
+    limit = (f"limit_rate {rate};" if rate else "") + directives
     config.write_text(
         _CONFIG.format(user=user, tmp=tmp, port=port, root=root.resolve(), limit=limit)
     )
@@ -162,16 +170,16 @@ def _start(binary: str, root: Path, tmp: Path, rate: int | None = None) -> Nginx
 
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[Callable[..., NginxServer]]:
-    """``nginx(root, rate=None)``: a started nginx serving ``root``; stopped after the
-    test."""
+    """``nginx(root, rate=None, directives="")``: a started nginx serving ``root``;
+    stopped after the test."""
     binary = find_nginx()
     if binary is None:
         pytest.fail("nginx is not installed: run sh .ci/install-nginx.sh")
     started: list[NginxServer] = []
 
-    def start(root: Path, rate: int | None = None) -> NginxServer:
+    def start(root: Path, rate: int | None = None, directives: str = "") -> NginxServer:
         assert binary is not None
-        server = _start(binary, root, tmp_path / f"nginx-{len(started)}", rate)
+        server = _start(binary, root, tmp_path / f"nginx-{len(started)}", rate, directives)
         started.append(server)
         return server
 

@@ -27,6 +27,8 @@ rate_limit = 10.5
 max_redirects = 3
 allow_insecure_redirects = true
 trust_env = true
+segments = 4
+segment_threshold = 1048576
 
 [remotes.vendor.tls]
 verify = true
@@ -96,6 +98,8 @@ def test_every_field_is_read(tmp_path: Path) -> None:
         max_redirects=3,
         allow_insecure_redirects=True,
         trust_env=True,
+        segments=4,
+        segment_threshold=1048576,
         tls=pad.TLSConfig(
             verify=True,
             ca_file=tmp_path / "ca.pem",
@@ -164,6 +168,12 @@ def test_load_remotes_reads_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
             "[remotes.a] key 'proxy_password_env': environment variable 'T_UNSET_VAR'",
         ),
         ("[remotes.a]\nmax_connections = -1\n", "[remotes.a]: RemoteConfig.max_connections"),
+        ("[remotes.a]\nsegments = 0\n", "[remotes.a]: RemoteConfig.segments must be a positive"),
+        ("[remotes.a]\nsegments = 2.5\n", "[remotes.a] key 'segments': must be int"),
+        (
+            "[remotes.a]\nsegment_threshold = -1\n",
+            "[remotes.a]: RemoteConfig.segment_threshold must be a non-negative int",
+        ),
         ("[remotes.a.proxy]\nusername = 'u'\n", "[remotes.a.proxy]: missing required key 'url'"),
         ("[remotes.a.auth]\ntype = 'digest'\n", "[remotes.a.auth] key 'type': must be 'basic'"),
         ("[remote.a]\n", "unknown top-level key 'remote'"),

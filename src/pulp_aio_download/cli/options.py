@@ -131,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="bar (default on a terminal), json lines on stdout, or none",
     )
     sync.add_argument("--json", action="store_true", help="print the summary as JSON")
+    sync.add_argument(
+        "--segments",
+        type=int,
+        default=None,
+        metavar="N",
+        help="fetch each large file (from every remote's segment_threshold, default 64 MiB) "
+        "as N ranges at once, over N connections, when its server answers ranges "
+        "(for every remote of the run; default: each remote's own, 1 = off)",
+    )
     _common(sync)
 
     verify = sub.add_parser("verify", help="re-hash stored files against the catalog")
@@ -185,6 +194,11 @@ def engine_config(
         from .remotes_file import load_remotes
 
         remotes = load_remotes(args.remotes)
+    segments = getattr(args, "segments", None)
+    if segments is not None:
+        if segments < 1:
+            raise UsageError("--segments must be at least 1")
+        remotes = _with_segments(remotes, segments)
     kwargs: dict[str, Any] = {}
     if args.concurrency is not None:
         if args.concurrency < 1:
@@ -202,6 +216,17 @@ def engine_config(
         )
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _with_segments(remotes: dict[str, Any], segments: int) -> dict[str, Any]:
+    """Every remote of the run (the default one included) with ``segments``."""
+    from dataclasses import replace
+
+    from ..config import RemoteConfig
+
+    out = {name: replace(remote, segments=segments) for name, remote in remotes.items()}
+    out.setdefault("default", RemoteConfig(segments=segments))
+    return out
 
 
 def _storage_from_uri(uri: str, endpoint_url: str | None, read_only: bool = False) -> Any:

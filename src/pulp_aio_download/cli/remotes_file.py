@@ -12,6 +12,8 @@ from the environment: ``password_env = "VAR"`` (and ``proxy_password_env``, or
     headers = { "X-Client" = "mirror-1" }
     max_connections = 4
     rate_limit = 10.0
+    segments = 4                    # large files over 4 connections at once
+    segment_threshold = 67108864    # from 64 MiB on
 
     [remotes.vendor.tls]
     ca_file = "vendor-ca.pem"
@@ -71,6 +73,8 @@ _REMOTE_KEYS: dict[str, tuple[type, ...]] = {
     "max_redirects": (int,),
     "allow_insecure_redirects": (bool,),
     "trust_env": (bool,),
+    "segments": (int,),
+    "segment_threshold": (int,),
 }
 _TLS_KEYS: dict[str, tuple[type, ...]] = {
     "verify": (bool,),

@@ -19,9 +19,11 @@ sidecar (version 1)::
 
 ``ranges`` lists the half-open byte ranges known to be on disk: the data file was flushed
 (``fdatasync``) before the sidecar naming them was written, so bytes past the ranges (a
-torn tail after a crash) are cut back on resume. Today a transfer writes one range from
-byte 0; segmented downloads will write several, and a reader uses the leading range from
-byte 0.
+torn tail after a crash) are cut back on resume. A one-stream transfer writes one range
+from byte 0 and continues the leading range from byte 0 (:meth:`PartialStore.adopt`); a
+segmented download (:mod:`~pulp_aio_download.transfer.segments`) writes several, sorted
+and disjoint, into a file of the whole length with holes, and fetches only the holes when
+it continues them (:meth:`PartialStore.adopt_ranges`).
 
 Checkpoints come every ``clamp(total / 256, 1 MiB, 16 MiB)`` bytes (4 MiB when the size is
 unknown), so at most 0.4 % of a large file is fetched again after a crash beyond what was
@@ -173,6 +175,34 @@ def _leading_length(meta: Mapping[str, object]) -> int:
     return int(first[1])
 
 
+def _ranges(meta: Mapping[str, object], total: int | None = None) -> list[tuple[int, int]] | None:
+    """The sidecar's ranges, checked: sorted, disjoint, non-empty, within ``total`` when
+    given. None when they are malformed."""
+    ranges = meta.get("ranges")
+    if not isinstance(ranges, list):
+        return None
+    out: list[tuple[int, int]] = []
+    end = 0
+    for item in ranges:
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in item)
+        ):
+            return None
+        start, stop = item
+        if start < end or stop <= start or (total is not None and stop > total):
+            return None
+        out.append((start, stop))
+        end = stop
+    return out
+
+
+def _length_on_disk(meta: Mapping[str, object]) -> int:
+    ranges = _ranges(meta)
+    return sum(b - a for a, b in ranges) if ranges else 0
+
+
 def list_partials(directory: Path) -> list[PartialInfo]:
     """The partials in ``directory`` (a storage's partials dir), oldest first."""
     found: list[PartialInfo] = []
@@ -195,7 +225,7 @@ def list_partials(directory: Path) -> list[PartialInfo]:
                 key=key,
                 path=Path(entry.path),
                 size=st.st_size,
-                length=_leading_length(meta) if meta else 0,
+                length=_length_on_disk(meta) if meta else 0,
                 url=url if isinstance(url, str) else None,
                 updated=st.st_mtime,
             )
@@ -356,6 +386,26 @@ class PartialStore:
         expected_size: int | None,
         expected_digests: Mapping[str, str],
     ) -> str | None:
+        reason = self._foreign(meta, key, url, expected_size, expected_digests)
+        if reason is not None:
+            return reason
+        assert meta is not None
+        length = _leading_length(meta)
+        if length == 0:
+            return "no bytes recorded"
+        if expected_size is not None and length >= expected_size:
+            return "as long as the whole file"
+        return None
+
+    def _foreign(
+        self,
+        meta: Mapping[str, object] | None,
+        key: str,
+        url: str,
+        expected_size: int | None,
+        expected_digests: Mapping[str, str],
+    ) -> str | None:
+        """Why the sidecar ``meta`` is not of this request's file, or None."""
         if meta is None:
             return "no readable sidecar"
         if meta.get("key") != key:
@@ -372,12 +422,71 @@ class PartialStore:
             recorded.get(a) not in (None, v) for a, v in expected_digests.items()
         ):
             return "other expected digests"
-        length = _leading_length(meta)
-        if length == 0:
-            return "no bytes recorded"
-        if expected_size is not None and length >= expected_size:
-            return "as long as the whole file"
         return None
+
+    def adopt_ranges(
+        self,
+        key: str,
+        *,
+        url: str,
+        staging_path: Path,
+        expected_size: int | None,
+        expected_digests: Mapping[str, str],
+        total: int,
+    ) -> PartialFile | None:
+        """Take over partial ``key`` for a segmented download of a ``total``-byte file:
+        lock it and check its sidecar; its :attr:`PartialFile.ranges` are the bytes on
+        disk, the rest are holes to fetch. None when there is none, it is in use, or it
+        does not fit (it is then removed). Runs in a worker thread; the caller owns the
+        returned ``fd``; once complete the file moves to ``staging_path``."""
+        path = self.data_path(key)
+        fd = _open_locked(path)
+        if fd is None:
+            if path.exists():
+                log.debug("%s: partial %s is being written by another process", url, key)
+            return None
+        try:
+            meta = _read_meta(self.meta_path(key))
+            reason = self._foreign(meta, key, url, expected_size, expected_digests)
+            ranges = _ranges(meta, total) if meta is not None else None
+            if reason is None:
+                assert meta is not None
+                length = sum(b - a for a, b in ranges or ())
+                if meta.get("total") != total:
+                    reason = f"a file of {meta.get('total')} bytes, not {total}"
+                elif not ranges:
+                    reason = "no bytes recorded"
+                elif length >= total:
+                    reason = "as long as the whole file"
+                elif os.fstat(fd).st_size < ranges[-1][1]:
+                    reason = "its data file is shorter than its ranges"
+            if reason is not None:
+                log.debug("%s: discarding partial %s (%s)", url, key, reason)
+                _unlink(self.meta_path(key))
+                _unlink(path)
+                os.close(fd)
+                self.known.discard(key)
+                return None
+            assert meta is not None
+            assert ranges
+        except BaseException:
+            os.close(fd)
+            raise
+        partial = self.new(
+            key,
+            url=url,
+            staging_path=staging_path,
+            validator=str(meta["validator"]),
+            expected_size=expected_size,
+            expected_digests=expected_digests,
+            total=total,
+        )
+        partial.promoted = True
+        partial.ranges = ranges
+        partial.flushed = length
+        partial.fd = fd
+        self.known.add(key)
+        return partial
 
     def new(
         self,
@@ -439,6 +548,8 @@ class PartialFile:
         self.next_checkpoint = self.interval
         #: the adopted file's descriptor (handed to the writer, which owns it then).
         self.fd = -1
+        #: the ranges on disk of a partial adopted by :meth:`PartialStore.adopt_ranges`.
+        self.ranges: list[tuple[int, int]] = []
         self._failed = False
 
     @property
@@ -460,7 +571,14 @@ class PartialFile:
         return moved
 
     def _checkpoint(self, fd: int, size: int, path: Path) -> Path | None:
-        if self.validator is None:
+        return self.checkpoint_ranges(fd, [(0, size)] if size else [], path)
+
+    def checkpoint_ranges(self, fd: int, ranges: list[tuple[int, int]], path: Path) -> Path | None:
+        """``ranges`` (sorted, disjoint) of the file behind ``fd`` are written: publish the
+        file as a partial if it is not yet, flush it, and write the sidecar naming them.
+        Returns the file's new path when it was published just now. Runs in a worker
+        thread, one call at a time."""
+        if self.validator is None or self._failed:
             return None
         moved = None
         try:
@@ -471,7 +589,7 @@ class PartialFile:
                 moved = self.data_path
             if self.store.sync:
                 _sync_data(fd)
-            self._write_meta(size)
+            self._write_meta(ranges)
         except OSError as exc:
             # The partial is a convenience: a disk that refuses it must not fail the
             # download (the data file's own writes report real disk errors).
@@ -502,7 +620,7 @@ class PartialFile:
             return True
         return False
 
-    def _write_meta(self, size: int) -> None:
+    def _write_meta(self, ranges: list[tuple[int, int]]) -> None:
         meta = {
             "version": VERSION,
             "key": self.key,
@@ -511,21 +629,21 @@ class PartialFile:
             "expected_size": self.expected_size,
             "expected_digests": self.expected_digests,
             "total": self.total,
-            "ranges": [[0, size]] if size else [],
+            "ranges": [[a, b] for a, b in ranges],
             "updated": time.time(),
         }
         final = self.store.meta_path(self.key)
         tmp = final.with_name(final.name + ".tmp")
         tmp.write_text(json.dumps(meta, separators=(",", ":")))
         os.replace(tmp, final)
-        self.flushed = size
+        self.flushed = sum(b - a for a, b in ranges)
 
     def reset(self) -> None:
         """The file was cut to 0 bytes (the server sent the whole file again)."""
         self.next_checkpoint = self.interval
         if self.promoted and not self._failed:
             try:
-                self._write_meta(0)
+                self._write_meta([])
             except OSError:
                 self._failed = True
 
@@ -548,6 +666,16 @@ class PartialFile:
         if self.expected_size is not None and size >= self.expected_size:
             return False
         self._checkpoint(fd, size, path)
+        return self.promoted and not self._failed
+
+    def keep_ranges(self, fd: int, ranges: list[tuple[int, int]], path: Path) -> bool:
+        """A segmented download stops unfinished: write a last checkpoint naming
+        ``ranges``. True when the partial is kept."""
+        if not ranges or self.validator is None or self._failed:
+            return False
+        if self.total is not None and sum(b - a for a, b in ranges) >= self.total:
+            return False
+        self.checkpoint_ranges(fd, ranges, path)
         return self.promoted and not self._failed
 
     def discard(self) -> None:

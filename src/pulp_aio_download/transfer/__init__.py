@@ -2,7 +2,9 @@
 
 * :mod:`.stage` — attempts, backoff, resume, stall detection (:class:`TransferStage`);
 * :mod:`.hashing` — the hashing writer: every digest and the size in one pass, off the
-  event loop.
+  event loop;
+* :mod:`.segments` — a large file fetched as several ranges at once (``segments`` > 1);
+* :mod:`.staged` — the validated staging file a transfer hands to the hook chain.
 
 The resumable partials a transfer leaves for a later process are kept by
 :mod:`~pulp_aio_download.storage.partials`.

@@ -20,7 +20,6 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import (
@@ -38,6 +37,8 @@ from ..storage.partials import PartialStore, partial_key
 from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
 from .hashing import HashingWriter, verify_digests
+from .segments import fetch_segmented, segmentable
+from .staged import Staged
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -50,19 +51,6 @@ if TYPE_CHECKING:
 __all__ = ["Staged", "TransferStage"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Staged:
-    """A validated staging file, ready for the hook chain."""
-
-    path: Path
-    digests: dict[str, str]
-    size: int
-    headers: Mapping[str, str]
-    attempts: int
-    url: str
-    carried: int = 0  # bytes continued from a partial of an earlier process
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +84,10 @@ class TransferStage:
         The caller owns the returned staging file. On failure nothing is left behind
         (but a resumable partial, see :mod:`.partials`).
         """
+        if segmentable(request, source, remote):  # large files over several connections
+            staged = await fetch_segmented(self, request, source, remote, tracker)
+            if staged is not None:
+                return staged
         return await _fetch_source(_Attempt(self, request, source, remote, tracker))
 
 

@@ -28,6 +28,9 @@ class TransportRequest:
         remote: the :class:`RemoteConfig` whose network policy applies.
         userinfo: credentials the URL carried (user, password), sent to its origin only.
         offset: the first byte wanted (``Range: bytes=offset-``); 0 for the whole body.
+        length: bytes wanted from ``offset`` (``Range: bytes=offset-(offset+length-1)``),
+            or None for the rest of the file. A transport may send more than asked (a
+            server that ignores ranges): the caller reads what it needs.
         validator: the ETag or Last-Modified the bytes before ``offset`` came with
             (``If-Range``), or None.
     """
@@ -37,6 +40,7 @@ class TransportRequest:
     userinfo: tuple[str, str | None] | None = field(default=None, repr=False)
     offset: int = 0
     validator: str | None = None
+    length: int | None = None
 
 
 class Response(abc.ABC):

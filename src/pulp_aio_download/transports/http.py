@@ -200,7 +200,7 @@ class HttpTransport:
         the response once its headers arrived. A non-2xx final status raises
         :class:`HTTPStatusError` (with ``retry_after`` when the server sent one)."""
         url, userinfo = request.url, request.userinfo
-        offset, validator = request.offset, request.validator
+        offset, validator, length = request.offset, request.validator, request.length
         first_origin = origin(url)
         current = url
         challenged = False
@@ -209,8 +209,9 @@ class HttpTransport:
             headers: dict[str, str] = {}
             if origin(current) == first_origin:
                 headers.update(self.auth_headers(current, userinfo))
-            if offset:
-                headers["Range"] = f"bytes={offset}-"
+            if offset or length is not None:
+                last = "" if length is None else str(offset + length - 1)
+                headers["Range"] = f"bytes={offset}-{last}"
                 if validator:
                     headers["If-Range"] = validator
             proxy = self.proxy_for(current)
@@ -285,7 +286,7 @@ class HttpTransport:
                     status=status, reason=reason, url=current, retry_after=retry_after
                 )
             got_offset = 0
-            if offset and status == 206:
+            if status == 206 and (offset or length is not None):
                 got_offset = _content_range_start(resp.headers)
             return HttpResponse(resp, current, got_offset)
 

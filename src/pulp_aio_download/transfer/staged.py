@@ -1,0 +1,25 @@
+"""What a transfer hands to the hook chain: a validated staging file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["Staged"]
+
+
+@dataclass(slots=True)
+class Staged:
+    """A validated staging file, ready for the hook chain."""
+
+    path: Path
+    digests: dict[str, str]
+    size: int
+    headers: Mapping[str, str]
+    attempts: int
+    url: str
+    carried: int = 0  # bytes continued from a partial of an earlier process
