@@ -3,9 +3,9 @@
 A re-sync of a repository that is already stored is the most common sync there is. Asking
 storage (a ``stat``) and the catalog (a read) about each file costs two thread hops per
 file; :class:`Lookahead` asks about a whole chunk of a batch's requests at once
-(:meth:`Storage.stat_many <pulp_aio_download.storage.Storage.stat_many>`, then
-:meth:`Catalog.get_unit_files <pulp_aio_download.catalog.Catalog.get_unit_files>` for the
-artifacts found), and looks the next chunk up while the workers go through this one. What
+(:meth:`Storage.stat_many <pulp_aio_download.storage.Storage.stat_many>` and
+:meth:`Catalog.get_unit_files <pulp_aio_download.catalog.Catalog.get_unit_files>`, side by
+side), and looks the next chunk up while the workers go through this one. What
 it finds is a snapshot: the engine serves a file from it only after the checks it makes on
 a stat and a record of its own (size, digests, changed since verified), and a file that
 fails them goes the per-file way.
@@ -29,9 +29,11 @@ __all__ = ["NOT_STORED", "Found", "Lookahead", "look_up"]
 
 log = logging.getLogger(__name__)
 
-#: Requests looked up together (the first chunk is waited for; later ones are looked up
-#: while the workers go through the one before).
+#: Requests looked up together (the first chunk is waited for; the next ones are looked
+#: up while the workers go through the one before).
 CHUNK = 1000
+#: Chunks looked up ahead of the one handed out.
+AHEAD = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +60,17 @@ async def look_up(
     A storage that can only tell what is absent (:meth:`Storage.absent`) gives the absent
     ones; the others are left out of the mapping (asked alone).
     """
-    stats = await storage.stat_many(sha256s)
+    if catalog is None:
+        stats = await storage.stat_many(sha256s)
+        records: Mapping[str, UnitFile] = {}
+    else:
+        # Both at once: the stats come from a worker thread, the records from the catalog's.
+        stats, records = await asyncio.gather(
+            storage.stat_many(sha256s), catalog.get_unit_files(sha256s)
+        )
     if stats is None:
         absent = await storage.absent(sha256s)
         return None if absent is None else dict.fromkeys(absent, NOT_STORED)
-    records = await catalog.get_unit_files(stats) if catalog is not None and stats else {}
     return {
         sha256: NOT_STORED
         if (stored := stats.get(sha256)) is None
@@ -98,7 +106,7 @@ class Lookahead:
         self._next = 0
         self._known: Looked | None = None
         self._known_until = 0  # requests before this index are covered by _known
-        self._pending: tuple[int, asyncio.Task[Looked | None]] | None = None
+        self._pending: dict[int, asyncio.Task[Looked | None]] = {}  # by first index
 
     async def next(self) -> tuple[int, DownloadRequest, Found | None] | None:
         """The next request (its index, the request, what its lookup found of it: None
@@ -123,18 +131,19 @@ class Lookahead:
         known = await asyncio.shield(task)
         if self._known_until != start:  # another worker installed it meanwhile
             return
-        self._pending = None
+        del self._pending[start]
         self._known, self._known_until = known, start + self._chunk
-        if self._known_until < len(self._requests):
-            self._task(self._known_until)
+        for ahead in range(AHEAD):
+            following = self._known_until + ahead * self._chunk
+            if following < len(self._requests):
+                self._task(following)
 
     def _task(self, start: int) -> asyncio.Task[Looked | None]:
-        if self._pending is not None and self._pending[0] == start:
-            return self._pending[1]
-        chunk = self._requests[start : start + self._chunk]
-        sha256s = list(dict.fromkeys(r.sha256 for r in chunk if r.sha256))
-        task = asyncio.ensure_future(self._safely(sha256s))
-        self._pending = (start, task)
+        task = self._pending.get(start)
+        if task is None:
+            chunk = self._requests[start : start + self._chunk]
+            sha256s = list(dict.fromkeys(r.sha256 for r in chunk if r.sha256))
+            task = self._pending[start] = asyncio.ensure_future(self._safely(sha256s))
         return task
 
     async def _safely(self, sha256s: list[str]) -> Looked | None:
@@ -147,10 +156,10 @@ class Lookahead:
             return None
 
     async def aclose(self) -> None:
-        """Stop a lookup still running (the batch ended early)."""
-        if self._pending is not None:
-            task = self._pending[1]
-            self._pending = None
+        """Stop the lookups still running (the batch ended early)."""
+        tasks, self._pending = list(self._pending.values()), {}
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -503,26 +503,29 @@ def _among(tx: Tx, column: str, values: Sequence[str]) -> tuple[str, tuple[Any, 
 
 
 async def get_unit_files(tx: Tx, sha256s: Sequence[str]) -> dict[str, UnitFile]:
-    """The unit files of ``sha256s`` (lower-case hex) that exist, by sha256, in a few
-    statements per :data:`LOOKUP_CHUNK` of them."""
+    """The unit files of ``sha256s`` (lower-case hex) that exist, by sha256: one statement
+    (records joined with their sources) per :data:`LOOKUP_CHUNK` of them."""
     found: dict[str, UnitFile] = {}
     for start in range(0, len(sha256s), LOOKUP_CHUNK):
-        where, args = _among(tx, "sha256", sha256s[start : start + LOOKUP_CHUNK])
+        where, args = _among(tx, "f.sha256", sha256s[start : start + LOOKUP_CHUNK])
         rows = await tx.fetchall(
-            f"SELECT {_UNIT_FILE_COLUMNS} FROM unit_files WHERE {where}", *args
-        )
-        if not rows:
-            continue
-        sources = await tx.fetchall(
-            f"SELECT sha256, {_SOURCE_COLUMNS} FROM unit_file_sources WHERE {where} "
-            "ORDER BY sha256, position",
+            "SELECT f.sha256, f.size, f.digests, f.location, f.created_at, f.verified_at, "
+            f"s.{', s.'.join(_SOURCE_COLUMNS.split(', '))} FROM unit_files f "
+            "LEFT JOIN unit_file_sources s ON s.sha256 = f.sha256 "
+            f"WHERE {where} ORDER BY f.sha256, s.position",
             *args,
         )
-        by_sha: dict[str, list[Row]] = {}
-        for source in sources:
-            by_sha.setdefault(source[0], []).append(source[1:])
+        record: Row = ()
+        sources: list[Row] = []
         for row in rows:
-            found[row[0]] = _unit_file(row, by_sha.get(row[0], []))
+            if row[0] != (record[0] if record else None):
+                if record:
+                    found[record[0]] = _unit_file(record, sources)
+                record, sources = row[:6], []
+            if row[6] is not None:
+                sources.append(row[6:])
+        if record:
+            found[record[0]] = _unit_file(record, sources)
     return found
 
 
