@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pulp_aio_download as pad
 
-__all__ = ["BILLION_LAUGHS", "NO_RETRY", "run_cli", "sha256", "until"]
+__all__ = [
+    "BILLION_LAUGHS",
+    "NO_RETRY",
+    "basic",
+    "cli",
+    "free_port",
+    "make_engine",
+    "remote_once",
+    "run_cli",
+    "sha256",
+    "until",
+]
 
 #: A Metalink document whose entities expand to 10**9 "lol"s (3 GB): it must be refused.
 BILLION_LAUGHS = (
@@ -34,6 +48,41 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def basic(user: str, password: str) -> str:
+    """The ``Authorization`` value of HTTP basic auth, computed here (not by the code under
+    test)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound once and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def remote_once(**fields: Any) -> pad.RemoteConfig:
+    """A RemoteConfig of ``fields`` that tries each source once (``retry=NO_RETRY``
+    unless ``fields`` give another)."""
+    return pad.RemoteConfig(**{"retry": NO_RETRY, **fields})
+
+
+def make_engine(tmp_path: Path, *remotes: pad.RemoteConfig, **config: Any) -> pad.DownloadEngine:
+    """A DownloadEngine for a test: the ``remotes`` given (none: those of ``config``, or
+    the default remote), the other EngineConfig fields from ``config`` and, unless
+    ``config`` names a storage or a data_dir, a LocalStorage in ``tmp_path / "store"``."""
+    if remotes:
+        config["remotes"] = list(remotes)
+    if "storage" not in config and "data_dir" not in config:
+        config["storage"] = pad.LocalStorage(tmp_path / "store")
+    return pad.DownloadEngine(pad.EngineConfig(**config))
+
+
+def cli(*args: str) -> list[str]:
+    """The command line of ``python -m pulp_aio_download ARGS`` (for a process of its own)."""
+    return [sys.executable, "-m", "pulp_aio_download", *args]
+
+
 def run_cli(
     *args: str,
     cwd: Path | None = None,
@@ -51,7 +100,7 @@ def run_cli(
     if base_env is None:
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("PULP_AIO_DOWNLOAD")}
     return subprocess.run(
-        [*prefix, sys.executable, "-m", "pulp_aio_download", *args],
+        [*prefix, *cli(*args)],
         capture_output=True,
         text=True,
         cwd=cwd,

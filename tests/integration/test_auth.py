@@ -14,14 +14,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from helpers import basic
 from pulp_aio_download.auth import Auth, BasicAuth, BearerTokenAuth, parse_www_authenticate
 from pulp_aio_download.errors import ConfigError, DownloadError, HTTPStatusError
 
 SERVICE = "registry.test"
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 class FakeClock:

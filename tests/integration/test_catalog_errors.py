@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import socket
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
+from helpers import free_port
 from pulp_aio_download.catalog.postgres import PostgresCatalog, display_dsn
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
 from pulp_aio_download.storage.local import LocalStorage
@@ -45,12 +45,6 @@ def populate(server: FaultServer, data_dir: Path) -> pad.DownloadResult:
 
 def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-def dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- SQLite ---------------------------------------------------------------------------------
@@ -207,7 +201,7 @@ def test_display_dsn_never_shows_a_password() -> None:
 
 
 async def test_postgres_connection_refused() -> None:
-    dsn = f"postgresql://pulp:s3cret-pw@127.0.0.1:{dead_port()}/pulp"
+    dsn = f"postgresql://pulp:s3cret-pw@127.0.0.1:{free_port()}/pulp"
     catalog = PostgresCatalog(dsn)
     with pytest.raises(pad.CatalogError) as caught:
         await catalog.open()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
+from helpers import make_engine
 from plugins.s3 import s3_client
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
 from pulp_aio_download.errors import DigestMismatch
@@ -28,18 +29,16 @@ def make_storage(s3_bucket: tuple[str, str], tmp_path: Path) -> S3Storage:
     )
 
 
-def make_engine(s3_bucket: tuple[str, str], tmp_path: Path) -> pad.DownloadEngine:
-    return pad.DownloadEngine(
-        pad.EngineConfig(
-            storage=make_storage(s3_bucket, tmp_path),
-            catalog=SQLiteCatalog(tmp_path / "catalog.sqlite3"),
-        )
-    )
+def s3_engine(s3_bucket: tuple[str, str], tmp_path: Path) -> pad.DownloadEngine:
+    """An engine on the bucket and a SQLite catalog in ``tmp_path`` (a second one built
+    later is another process's view of the same state)."""
+    catalog = SQLiteCatalog(tmp_path / "catalog.sqlite3")
+    return make_engine(tmp_path, storage=make_storage(s3_bucket, tmp_path), catalog=catalog)
 
 
 @pytest.fixture
 async def engine(s3_bucket: tuple[str, str], tmp_path: Path) -> AsyncIterator[pad.DownloadEngine]:
-    async with make_engine(s3_bucket, tmp_path) as engine:
+    async with s3_engine(s3_bucket, tmp_path) as engine:
         yield engine
 
 
@@ -114,12 +113,12 @@ async def test_second_request_is_served_from_s3_without_origin_request(
 ) -> None:
     data, sha = payload("c")
     url = fault_server.add("/repo/c.bin", data)
-    async with make_engine(s3_bucket, tmp_path) as engine:
+    async with s3_engine(s3_bucket, tmp_path) as engine:
         first = await engine.download(url, expected_digests={"sha256": sha})
     assert fault_server.stats("/repo/c.bin").requests == 1
 
     # A new engine (as another process would): the object in the bucket serves it.
-    async with make_engine(s3_bucket, tmp_path) as engine:
+    async with s3_engine(s3_bucket, tmp_path) as engine:
         second = await engine.download(url, expected_digests={"sha256": sha})
 
     assert fault_server.stats("/repo/c.bin").requests == 1
@@ -174,7 +173,7 @@ async def test_interrupted_large_download_resumes_into_s3(
     url = fault_server.add("/big.iso", data, faults=[Fault(trickle=4 * 1024 * 1024)])
     partials = tmp_path / "staging" / f"pulp-aio-download-partials-{os.getuid()}"
     part = partials / f"sha256-{sha}.part"
-    async with make_engine(s3_bucket, tmp_path) as first:
+    async with s3_engine(s3_bucket, tmp_path) as first:
         task = asyncio.ensure_future(first.download(url, expected_digests={"sha256": sha}))
         while not part.with_suffix(".json").exists():
             assert not task.done()
@@ -185,7 +184,7 @@ async def test_interrupted_large_download_resumes_into_s3(
     kept = part.stat().st_size
     assert kept > 0
     assert f"{PREFIX}/{artifact_key(sha)}" not in await objects(s3_bucket)
-    async with make_engine(s3_bucket, tmp_path) as second:
+    async with s3_engine(s3_bucket, tmp_path) as second:
         result = await second.download(url, expected_digests={"sha256": sha})
     assert fault_server.requests_for("/big.iso")[1].headers["Range"] == f"bytes={kept}-"
     assert result.location == f"s3://{s3_bucket[1]}/{PREFIX}/{artifact_key(sha)}"

@@ -7,7 +7,6 @@ HTTPS servers, a JWT token server, the FaultServer."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import gzip
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from aiohttp import web
 
 import pulp_aio_download as pad
-from helpers import NO_RETRY
+from helpers import NO_RETRY, basic
 from plugins.proxy import ProxyProcess
 from plugins.registry import ROBOT, RegistryFactory, read_jwt
 from plugins.tls import TLSServerFactory
@@ -31,10 +30,6 @@ def config(tmp_path: Path, *remotes: pad.RemoteConfig, **engine: object) -> pad.
         remotes=list(remotes) or [pad.RemoteConfig()],
         **engine,  # type: ignore[arg-type]
     )
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def proxy_config(proxy: ProxyProcess) -> pad.ProxyConfig:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
-from pulp_aio_download.storage.local import LocalStorage
+from helpers import make_engine
 from pulp_aio_download.testing import Fault, FaultServer
 
 if sys.version_info >= (3, 11):
@@ -52,10 +52,7 @@ def fast_remote(attempts: int = 3, **timeouts: float | None) -> pad.RemoteConfig
 
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[pad.DownloadEngine]:
-    config = pad.EngineConfig(
-        storage=LocalStorage(tmp_path / "store"), remotes={"default": fast_remote()}
-    )
-    async with pad.DownloadEngine(config) as eng:
+    async with make_engine(tmp_path, fast_remote()) as eng:
         yield eng
 
 
@@ -161,11 +158,8 @@ async def test_slow_but_live_trickle_is_not_killed(
     # 60 KB at ~150 KB/s: slower than a LAN, faster than the 50 KB/s floor.
     data = DATA[:60_000]
     url = fault_server.add("/f", data, faults=Fault(trickle=150_000))
-    config = pad.EngineConfig(
-        storage=LocalStorage(tmp_path / "store"),
-        remotes={"default": fast_remote(attempts=1, stall_window=0.2)},
-    )
-    async with pad.DownloadEngine(config) as eng, bound(BOUND):
+    remote = fast_remote(attempts=1, stall_window=0.2)
+    async with make_engine(tmp_path, remote) as eng, bound(BOUND):
         result = await eng.download(url, expected_size=len(data))
     assert result.attempts == 1 and result.path is not None
     assert result.path.read_bytes() == data

@@ -3,7 +3,6 @@ bearer-token challenge end to end against a real loopback registry."""
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,27 +12,14 @@ import pytest
 from aiohttp import web
 
 import pulp_aio_download as pad
-from helpers import NO_RETRY, sha256
+from helpers import basic, make_engine, remote_once, sha256
 from pulp_aio_download.auth import BasicAuth, BearerTokenAuth
 from pulp_aio_download.testing import FaultServer
 
 
-def engine(tmp_path: Path, **remote: object) -> pad.DownloadEngine:
-    return pad.DownloadEngine(
-        pad.EngineConfig(
-            storage=pad.LocalStorage(tmp_path / "store"),
-            remotes=[pad.RemoteConfig(retry=NO_RETRY, **remote)],  # type: ignore[arg-type]
-        )
-    )
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
 async def test_remote_basic_auth(fault_server: FaultServer, tmp_path: Path) -> None:
     url = fault_server.add("/a", b"secret bytes", auth=("alice", "pw"))
-    async with engine(tmp_path, username="alice", password="pw") as e:
+    async with make_engine(tmp_path, remote_once(username="alice", password="pw")) as e:
         result = await e.download(url)
     assert result.size == 12
     assert fault_server.requests_for("/a")[0].headers["Authorization"] == basic("alice", "pw")
@@ -43,7 +29,7 @@ async def test_wrong_basic_auth_is_401_not_retried(
     fault_server: FaultServer, tmp_path: Path
 ) -> None:
     url = fault_server.add("/a", b"x", auth=("alice", "pw"))
-    async with engine(tmp_path, username="alice", password="wrong") as e:
+    async with make_engine(tmp_path, remote_once(username="alice", password="wrong")) as e:
         with pytest.raises(pad.HTTPStatusError) as info:
             await e.download(url)
     assert info.value.status == 401 and "wrong" not in str(info.value)
@@ -52,13 +38,13 @@ async def test_wrong_basic_auth_is_401_not_retried(
 
 async def test_basic_auth_object(fault_server: FaultServer, tmp_path: Path) -> None:
     url = fault_server.add("/a", b"x", auth=("bob", "pä:ss"))
-    async with engine(tmp_path, auth=BasicAuth("bob", "pä:ss")) as e:
+    async with make_engine(tmp_path, remote_once(auth=BasicAuth("bob", "pä:ss"))) as e:
         await e.download(url)
 
 
 async def test_headers_and_default_user_agent(fault_server: FaultServer, tmp_path: Path) -> None:
     url = fault_server.add("/a", b"x")
-    async with engine(tmp_path, headers={"X-Mirror": "m1"}) as e:
+    async with make_engine(tmp_path, remote_once(headers={"X-Mirror": "m1"})) as e:
         await e.download(url)
     headers = fault_server.requests_for("/a")[0].headers
     assert headers["X-Mirror"] == "m1"
@@ -68,7 +54,7 @@ async def test_headers_and_default_user_agent(fault_server: FaultServer, tmp_pat
 
 async def test_custom_user_agent(fault_server: FaultServer, tmp_path: Path) -> None:
     url = fault_server.add("/a", b"x")
-    async with engine(tmp_path, user_agent="my-plugin/2") as e:
+    async with make_engine(tmp_path, remote_once(user_agent="my-plugin/2")) as e:
         await e.download(url)
     assert fault_server.requests_for("/a")[0].headers["User-Agent"] == "my-plugin/2"
 
@@ -139,7 +125,7 @@ async def test_bearer_challenge_end_to_end(registry: Registry, tmp_path: Path) -
     url1 = registry.add("library/app", layer1)
     url2 = registry.add("library/app", layer2)
     auth = BearerTokenAuth("robot", "robot-pw")
-    async with engine(tmp_path, auth=auth) as e:
+    async with make_engine(tmp_path, remote_once(auth=auth)) as e:
         r1 = await e.download(url1, expected_digests={"sha256": sha256(layer1)})
         r2 = await e.download(url2, expected_digests={"sha256": sha256(layer2)})
     assert r1.path is not None and r1.path.read_bytes() == layer1
@@ -162,7 +148,7 @@ async def test_bearer_challenge_end_to_end(registry: Registry, tmp_path: Path) -
 async def test_bearer_scopes_are_separate(registry: Registry, tmp_path: Path) -> None:
     url_a = registry.add("team/a", b"a" * 100)
     url_b = registry.add("team/b", b"b" * 100)
-    async with engine(tmp_path, auth=BearerTokenAuth("robot", "robot-pw")) as e:
+    async with make_engine(tmp_path, remote_once(auth=BearerTokenAuth("robot", "robot-pw"))) as e:
         await e.download(url_a)
         await e.download(url_b)
     assert [r["scope"] for r in registry.token_requests] == [
@@ -173,7 +159,7 @@ async def test_bearer_scopes_are_separate(registry: Registry, tmp_path: Path) ->
 
 async def test_bearer_token_refused(registry: Registry, tmp_path: Path) -> None:
     url = registry.add("library/app", b"x")
-    async with engine(tmp_path, auth=BearerTokenAuth("robot", "wrong")) as e:
+    async with make_engine(tmp_path, remote_once(auth=BearerTokenAuth("robot", "wrong"))) as e:
         with pytest.raises(pad.HTTPStatusError) as info:
             await e.download(url)
     assert info.value.status == 401 and "/token" in str(info.value)

@@ -7,25 +7,15 @@ import asyncio
 from pathlib import Path
 
 import pulp_aio_download as pad
-from helpers import until
+from helpers import make_engine, until
 from pulp_aio_download.testing import Fault, FaultServer
-
-
-def engine(tmp_path: Path, *remotes: pad.RemoteConfig, **kwargs: object) -> pad.DownloadEngine:
-    return pad.DownloadEngine(
-        pad.EngineConfig(
-            storage=pad.LocalStorage(tmp_path / "store"),
-            remotes=list(remotes) or [pad.RemoteConfig()],
-            **kwargs,  # type: ignore[arg-type]
-        )
-    )
 
 
 async def test_rate_limit_spaces_requests(fault_server: FaultServer, tmp_path: Path) -> None:
     n, rate = 6, 20.0
     urls = [fault_server.add(f"/f{i}", f"file {i}".encode()) for i in range(n)]
     warm = fault_server.add("/warm", b"warm")
-    async with engine(tmp_path, pad.RemoteConfig(rate_limit=rate)) as e:
+    async with make_engine(tmp_path, pad.RemoteConfig(rate_limit=rate)) as e:
         await e.download(warm)  # the remote's session and TLS context are built once, here
         await asyncio.gather(*(e.download(u) for u in urls))
     times = sorted(r.time for r in fault_server.requests if r.path != "/warm")
@@ -38,7 +28,7 @@ async def test_rate_limit_is_per_remote(fault_server: FaultServer, tmp_path: Pat
     slow = [fault_server.add(f"/slow{i}", b"s") for i in range(3)]
     fast = [fault_server.add(f"/fast{i}", b"f%d" % i) for i in range(3)]
     remotes = (pad.RemoteConfig(), pad.RemoteConfig(name="slow", rate_limit=2.0))
-    async with engine(tmp_path, *remotes) as e:
+    async with make_engine(tmp_path, *remotes) as e:
         slow_tasks = [asyncio.create_task(e.download(u, remote="slow")) for u in slow]
         await asyncio.gather(*(e.download(u) for u in fast))
         # The unlimited remote finished while the limited one still waits for its tokens.
@@ -52,7 +42,7 @@ async def test_remote_max_connections_on_top_of_global(
     urls = [fault_server.add(f"/f{i}", b"x%d" % i) for i in range(6)]
     others = [fault_server.add(f"/o{i}", b"o%d" % i) for i in range(3)]
     remotes = (pad.RemoteConfig(), pad.RemoteConfig(name="narrow", max_connections=2))
-    async with engine(tmp_path, *remotes, max_connections=8) as e:
+    async with make_engine(tmp_path, *remotes, max_connections=8) as e:
         fault_server.gate()
         tasks = [asyncio.create_task(e.download(u, remote="narrow")) for u in urls]
         tasks += [asyncio.create_task(e.download(u)) for u in others]
@@ -73,7 +63,7 @@ async def test_429_storm_lowers_that_host_only(tmp_path: Path) -> None:
     async with (
         FaultServer() as stormy,
         FaultServer() as calm,
-        engine(tmp_path, pad.RemoteConfig(retry=retry), max_connections=cap) as e,
+        make_engine(tmp_path, pad.RemoteConfig(retry=retry), max_connections=cap) as e,
     ):
         # Phase 1: every file of the stormy host answers 429 once.
         storm = [

@@ -11,21 +11,12 @@ import pytest
 from aiohttp import web
 
 import pulp_aio_download as pad
-from helpers import NO_RETRY, sha256
+from helpers import make_engine, remote_once, sha256
 from plugins.proxy import ProxyProcess
 from plugins.tls import TLSServerFactory
 from pulp_aio_download.testing import FaultServer
 
 PROXY_HEADERS = ("Proxy-Authorization", "Proxy-Authenticate", "Proxy-Connection")
-
-
-def engine(tmp_path: Path, **remote: object) -> pad.DownloadEngine:
-    return pad.DownloadEngine(
-        pad.EngineConfig(
-            storage=pad.LocalStorage(tmp_path / "store"),
-            remotes=[pad.RemoteConfig(**{"retry": NO_RETRY, **remote})],  # type: ignore[arg-type]
-        )
-    )
 
 
 def proxy_config(proxy: ProxyProcess, password: str | None = None) -> pad.ProxyConfig:
@@ -47,7 +38,7 @@ async def test_http_through_proxy_with_auth(
 ) -> None:
     files = {f"/f{i}": f"through the proxy {i}".encode() * 100 for i in range(3)}
     urls = [fault_server.add(path, data) for path, data in files.items()]
-    async with engine(tmp_path, proxy=proxy_config(http_proxy)) as e:
+    async with make_engine(tmp_path, remote_once(proxy=proxy_config(http_proxy))) as e:
         for url, data in zip(urls, files.values(), strict=True):
             result = await e.download(url, expected_digests={"sha256": sha256(data)})
             assert result.path is not None and result.path.read_bytes() == data
@@ -73,7 +64,7 @@ async def test_https_through_connect(
     app.router.add_get("/{name}", handler)
     base = await tls_server(app)
     tls = pad.TLSConfig(ca_file=tls_ca_file)
-    async with engine(tmp_path, proxy=proxy_config(http_proxy), tls=tls) as e:
+    async with make_engine(tmp_path, remote_once(proxy=proxy_config(http_proxy), tls=tls)) as e:
         for i in range(3):
             await e.download(f"{base}/f{i}", expected_digests={"sha256": sha256(body(f"f{i}"))})
     assert len(seen) == 3
@@ -99,11 +90,13 @@ async def test_wrong_proxy_password_is_proxy_error(
 ) -> None:
     url = fault_server.add("/a", b"x") if scheme == "http" else await tls_server() + "/"
     retry = pad.RetryPolicy(attempts=3, backoff=0)  # 407 is never retried
-    async with engine(
+    async with make_engine(
         tmp_path,
-        proxy=proxy_config(http_proxy, password="wrong-password"),
-        tls=pad.TLSConfig(ca_file=tls_ca_file),
-        retry=retry,
+        remote_once(
+            proxy=proxy_config(http_proxy, password="wrong-password"),
+            tls=pad.TLSConfig(ca_file=tls_ca_file),
+            retry=retry,
+        ),
     ) as e:
         with pytest.raises(pad.ProxyError, match="407") as info:
             await e.download(url)
@@ -115,7 +108,9 @@ async def test_unreachable_proxy_is_proxy_error(fault_server: FaultServer, tmp_p
     async with FaultServer() as gone:
         dead = gone.base_url
     url = fault_server.add("/a", b"x")
-    async with engine(tmp_path, proxy=pad.ProxyConfig(url=dead, username="u", password="pw")) as e:
+    async with make_engine(
+        tmp_path, remote_once(proxy=pad.ProxyConfig(url=dead, username="u", password="pw"))
+    ) as e:
         with pytest.raises(pad.ProxyError, match="proxy") as info:
             await e.download(url)
     assert "pw" not in str(info.value).replace("proxy", "")
@@ -129,7 +124,7 @@ async def test_proxy_credentials_on_every_request(tmp_path: Path) -> None:
         for i in range(3):
             recorder.add(f"/f{i}", b"f%d" % i)
         proxy = pad.ProxyConfig(url=recorder.base_url, username="svc", password="pw")
-        async with engine(tmp_path, proxy=proxy) as e:
+        async with make_engine(tmp_path, remote_once(proxy=proxy)) as e:
             for i in range(3):
                 # The origin name is never resolved: the request goes to the proxy.
                 await e.download(f"http://origin.invalid/f{i}")
@@ -153,7 +148,7 @@ async def test_trust_env_uses_environment_proxy(
         "HTTP_PROXY", f"http://{http_proxy.username}:{http_proxy.password}@{host_port}"
     )
     url = fault_server.add("/a", b"via env")
-    async with engine(tmp_path, trust_env=True) as e:
+    async with make_engine(tmp_path, remote_once(trust_env=True)) as e:
         await e.download(url)
     [request] = fault_server.requests_for("/a")
     assert "proxy.py" in request.headers.get("Via", "")
@@ -162,11 +157,11 @@ async def test_trust_env_uses_environment_proxy(
     # NO_PROXY exempts the host; without trust_env the environment is ignored.
     fault_server.add("/b", b"direct")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    async with engine(tmp_path / "2", trust_env=True) as e:
+    async with make_engine(tmp_path / "2", remote_once(trust_env=True)) as e:
         await e.download(fault_server.url("/b"))
     monkeypatch.delenv("NO_PROXY")
     fault_server.add("/c", b"ignored env")
-    async with engine(tmp_path / "3") as e:
+    async with make_engine(tmp_path / "3", remote_once()) as e:
         await e.download(fault_server.url("/c"))
     for path in ("/b", "/c"):
         assert "Via" not in fault_server.requests_for(path)[0].headers

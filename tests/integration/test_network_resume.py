@@ -9,22 +9,14 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
-from helpers import sha256
+from helpers import make_engine, sha256
 from pulp_aio_download.testing import Fault, FaultServer
 
 RETRY = pad.RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05)
 
 
-def engine(tmp_path: Path) -> pad.DownloadEngine:
-    return pad.DownloadEngine(
-        pad.EngineConfig(
-            storage=pad.LocalStorage(tmp_path / "store"), remotes=[pad.RemoteConfig(retry=RETRY)]
-        )
-    )
-
-
 async def fetch(tmp_path: Path, url: str, data: bytes) -> pad.DownloadResult:
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=RETRY)) as e:
         result = await e.download(
             url, expected_digests={"sha256": sha256(data)}, expected_size=len(data)
         )

@@ -17,21 +17,10 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
-from helpers import sha256
+from helpers import make_engine, sha256
 from pulp_aio_download.testing import Fault, FaultServer
 
 FAST = pad.RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05)
-
-
-def engine(
-    tmp_path: Path, remote: pad.RemoteConfig | None = None, **kwargs: object
-) -> pad.DownloadEngine:
-    config = pad.EngineConfig(
-        storage=pad.LocalStorage(tmp_path / "store"),
-        remotes=[remote or pad.RemoteConfig(retry=FAST)],
-        **kwargs,  # type: ignore[arg-type]
-    )
-    return pad.DownloadEngine(config)
 
 
 def no_staging_left(tmp_path: Path) -> bool:
@@ -42,7 +31,7 @@ def no_staging_left(tmp_path: Path) -> bool:
 async def test_503_then_200(fault_server: FaultServer, tmp_path: Path) -> None:
     data = os.urandom(10_000)
     url = fault_server.add("/a", data, faults=[Fault(status=503)])
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=FAST)) as e:
         result = await e.download(url, expected_digests={"sha256": sha256(data)})
     assert result.attempts == 2 and result.path is not None and result.path.read_bytes() == data
     assert fault_server.stats("/a").statuses == [503, 200]
@@ -52,7 +41,7 @@ async def test_429_retry_after_seconds_is_waited(fault_server: FaultServer, tmp_
     data = b"throttled" * 100
     url = fault_server.add("/a", data, faults=[Fault(status=429, retry_after=0.6)])
     remote = pad.RemoteConfig(retry=pad.RetryPolicy(attempts=2, backoff=0.0, max_backoff=30))
-    async with engine(tmp_path, remote) as e:
+    async with make_engine(tmp_path, remote) as e:
         await e.download(url, expected_digests={"sha256": sha256(data)})
     first, second = fault_server.requests_for("/a")
     assert second.time - first.time >= 0.55
@@ -63,7 +52,7 @@ async def test_retry_after_http_date_is_waited(fault_server: FaultServer, tmp_pa
     when = datetime.now(timezone.utc) + timedelta(seconds=2)
     url = fault_server.add("/a", data, faults=[Fault(status=503, retry_after=when)])
     remote = pad.RemoteConfig(retry=pad.RetryPolicy(attempts=2, backoff=0.0, max_backoff=30))
-    async with engine(tmp_path, remote) as e:
+    async with make_engine(tmp_path, remote) as e:
         await e.download(url, expected_digests={"sha256": sha256(data)})
     first, second = fault_server.requests_for("/a")
     # HTTP-dates have whole seconds: at least one full second is left of the two.
@@ -74,7 +63,7 @@ async def test_retry_after_is_capped(fault_server: FaultServer, tmp_path: Path) 
     data = b"capped"
     url = fault_server.add("/a", data, faults=[Fault(status=429, retry_after=3600)])
     remote = pad.RemoteConfig(retry=pad.RetryPolicy(attempts=2, backoff=0.0, max_backoff=0.1))
-    async with engine(tmp_path, remote) as e:
+    async with make_engine(tmp_path, remote) as e:
         result = await asyncio.wait_for(e.download(url), timeout=20)
     assert result.attempts == 2
 
@@ -84,7 +73,7 @@ async def test_other_4xx_never_retried(
     fault_server: FaultServer, tmp_path: Path, status: int
 ) -> None:
     url = fault_server.add("/a", b"x", faults=Fault(status=status))
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=FAST)) as e:
         with pytest.raises(pad.HTTPStatusError) as info:
             await e.download(url)
     assert info.value.status == status
@@ -95,7 +84,7 @@ async def test_other_4xx_never_retried(
 async def test_configured_statuses_only(fault_server: FaultServer, tmp_path: Path) -> None:
     url = fault_server.add("/a", b"x", faults=Fault(status=500))
     remote = pad.RemoteConfig(retry=pad.RetryPolicy(attempts=3, backoff=0, statuses=(503,)))
-    async with engine(tmp_path, remote) as e:
+    async with make_engine(tmp_path, remote) as e:
         with pytest.raises(pad.HTTPStatusError):
             await e.download(url)
     assert fault_server.stats("/a").requests == 1
@@ -103,7 +92,7 @@ async def test_configured_statuses_only(fault_server: FaultServer, tmp_path: Pat
 
 async def test_retries_exhausted_give_last_error(fault_server: FaultServer, tmp_path: Path) -> None:
     url = fault_server.add("/a", b"x", faults=Fault(status=502))
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=FAST)) as e:
         with pytest.raises(pad.HTTPStatusError) as info:
             await e.download(url)
     assert info.value.status == 502 and fault_server.stats("/a").requests == FAST.attempts
@@ -112,7 +101,7 @@ async def test_retries_exhausted_give_last_error(fault_server: FaultServer, tmp_
 async def test_connection_refused_is_retried(tmp_path: Path) -> None:
     async with FaultServer() as server:
         url = server.url("/gone")
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=FAST)) as e:
         with pytest.raises(pad.ConnectionFailed) as info:
             await e.download(url)
     assert "cannot connect" in str(info.value) and url in str(info.value)
@@ -123,7 +112,7 @@ async def test_each_attempt_logged_with_reason_and_delay(
 ) -> None:
     url = fault_server.add("/a", b"ok", faults=[Fault(status=503), Fault(truncate_at=0)])
     caplog.set_level(logging.INFO, logger="pulp_aio_download")  # what -v shows
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=FAST)) as e:
         await e.download(url)
     records = [r for r in caplog.records if "retrying in" in r.getMessage()]
     assert [r.levelno for r in records] == [logging.INFO, logging.INFO]
@@ -140,7 +129,7 @@ async def test_final_failure_says_how_many_attempts(
 ) -> None:
     url = fault_server.add("/down", b"never", faults=Fault(status=503))
     gone = fault_server.add("/gone", b"never", faults=Fault(status=404))
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=FAST)) as e:
         with pytest.raises(pad.HTTPStatusError) as info:
             await e.download(url)
         with pytest.raises(pad.HTTPStatusError) as not_retried:
@@ -159,7 +148,7 @@ async def test_all_sources_failed_counts_every_attempt(
 ) -> None:
     first = fault_server.add("/m1", b"x", faults=Fault(status=503))
     second = fault_server.add("/m2", b"x", faults=Fault(status=404))
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=FAST)) as e:
         with pytest.raises(pad.AllSourcesFailed) as info:
             await e.download(pad.DownloadRequest(sources=[first, second]))
     assert info.value.attempts == 5  # 4 at the mirror answering 503, 1 at the 404
@@ -171,7 +160,7 @@ async def test_slot_given_back_while_sleeping(fault_server: FaultServer, tmp_pat
     slow = fault_server.add("/slow", b"slow", faults=[Fault(status=429, retry_after=30)])
     quick = fault_server.add("/quick", b"quick")
     remote = pad.RemoteConfig(retry=pad.RetryPolicy(attempts=2, backoff=0, max_backoff=60))
-    async with engine(tmp_path, remote, max_connections=1) as e:
+    async with make_engine(tmp_path, remote, max_connections=1) as e:
         sleeping = asyncio.create_task(e.download(slow))
         while fault_server.stats("/slow").statuses != [429]:
             await asyncio.sleep(0.01)
@@ -199,7 +188,7 @@ async def test_stall_mid_body_hits_sock_read(fault_server: FaultServer, tmp_path
         retry=pad.RetryPolicy(attempts=1),
         timeouts=pad.Timeouts(sock_read=0.3, min_speed=None),
     )
-    async with engine(tmp_path, remote) as e:
+    async with make_engine(tmp_path, remote) as e:
         with pytest.raises(pad.DownloadTimeout) as info:
             await e.download(url)
     assert info.value.timeout == "sock_read" and "sock_read" in str(info.value)
@@ -211,7 +200,7 @@ async def test_no_answer_hits_sock_read(fault_server: FaultServer, tmp_path: Pat
     remote = pad.RemoteConfig(
         retry=pad.RetryPolicy(attempts=1), timeouts=pad.Timeouts(sock_read=0.3)
     )
-    async with engine(tmp_path, remote) as e:
+    async with make_engine(tmp_path, remote) as e:
         with pytest.raises(pad.DownloadTimeout) as info:
             await e.download(url)
     assert info.value.timeout == "sock_read"
@@ -222,7 +211,7 @@ async def test_total_timeout(fault_server: FaultServer, tmp_path: Path) -> None:
     remote = pad.RemoteConfig(
         retry=pad.RetryPolicy(attempts=1), timeouts=pad.Timeouts(total=0.3, min_speed=None)
     )
-    async with engine(tmp_path, remote) as e:
+    async with make_engine(tmp_path, remote) as e:
         with pytest.raises(pad.DownloadTimeout) as info:
             await e.download(url)
     assert info.value.timeout == "total" and "total" in str(info.value)
@@ -233,7 +222,7 @@ async def test_timeout_is_retried(fault_server: FaultServer, tmp_path: Path) -> 
     data = os.urandom(5000)
     url = fault_server.add("/a", data, faults=[Fault(never_answer=True)])
     remote = pad.RemoteConfig(retry=FAST, timeouts=pad.Timeouts(sock_read=0.3))
-    async with engine(tmp_path, remote) as e:
+    async with make_engine(tmp_path, remote) as e:
         result = await e.download(url, expected_digests={"sha256": sha256(data)})
     assert result.attempts == 2
 
@@ -247,7 +236,7 @@ async def test_trickle_below_min_speed_dropped_within_window(
         timeouts=pad.Timeouts(sock_read=30, min_speed=20_000, stall_window=0.5),
     )
     started = time.monotonic()
-    async with engine(tmp_path, remote) as e:
+    async with make_engine(tmp_path, remote) as e:
         with pytest.raises(pad.DownloadTimeout) as info:
             await e.download(url)
     assert info.value.timeout == "stall" and "stalled" in str(info.value)
@@ -265,7 +254,7 @@ async def test_slow_but_steady_body_survives_past_sock_read_sized_total(
         retry=pad.RetryPolicy(attempts=1),
         timeouts=pad.Timeouts(sock_read=0.4, min_speed=10_000, stall_window=0.5),
     )
-    async with engine(tmp_path, remote) as e:
+    async with make_engine(tmp_path, remote) as e:
         started = time.monotonic()
         result = await e.download(url, expected_digests={"sha256": sha256(data)})
         elapsed = time.monotonic() - started
@@ -289,7 +278,7 @@ async def test_classic_bad_sync_sequence_ends_valid(
         ],
     )
     remote = pad.RemoteConfig(retry=pad.RetryPolicy(attempts=5, backoff=0.01, max_backoff=0.05))
-    async with engine(tmp_path, remote) as e:
+    async with make_engine(tmp_path, remote) as e:
         result = await e.download(
             url, expected_digests={"sha256": sha256(data)}, expected_size=len(data)
         )

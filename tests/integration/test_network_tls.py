@@ -12,23 +12,14 @@ import trustme
 from aiohttp import web
 
 import pulp_aio_download as pad
-from helpers import NO_RETRY
+from helpers import make_engine, remote_once
 from plugins.tls import ClientCertFiles, TLSServerFactory
 
 BODY = b"hello over tls"
 
 
-def engine(tmp_path: Path, tls: pad.TLSConfig, **remote: object) -> pad.DownloadEngine:
-    return pad.DownloadEngine(
-        pad.EngineConfig(
-            storage=pad.LocalStorage(tmp_path / "store"),
-            remotes=[pad.RemoteConfig(tls=tls, retry=NO_RETRY, **remote)],  # type: ignore[arg-type]
-        )
-    )
-
-
 async def get(tmp_path: Path, url: str, tls: pad.TLSConfig) -> pad.DownloadResult:
-    async with engine(tmp_path, tls) as e:
+    async with make_engine(tmp_path, remote_once(tls=tls)) as e:
         result = await e.download(
             url, expected_digests={"sha256": hashlib.sha256(BODY).hexdigest()}
         )
@@ -51,7 +42,7 @@ async def test_custom_ca_data(
 
 async def test_unknown_ca_is_tls_error(tls_server: TLSServerFactory, tmp_path: Path) -> None:
     url = await tls_server() + "/"
-    async with engine(tmp_path, pad.TLSConfig()) as e:
+    async with make_engine(tmp_path, remote_once(tls=pad.TLSConfig())) as e:
         with pytest.raises(pad.TLSError, match="unknown CA") as info:
             await e.download(url)
     assert url in str(info.value)
@@ -61,7 +52,7 @@ async def test_hostname_mismatch_is_tls_error(
     tls_server: TLSServerFactory, tls_ca: trustme.CA, tls_ca_file: Path, tmp_path: Path
 ) -> None:
     url = await tls_server(cert=tls_ca.issue_cert("elsewhere.example")) + "/"
-    async with engine(tmp_path, pad.TLSConfig(ca_file=tls_ca_file)) as e:
+    async with make_engine(tmp_path, remote_once(tls=pad.TLSConfig(ca_file=tls_ca_file))) as e:
         with pytest.raises(pad.TLSError, match="hostname mismatch"):
             await e.download(url)
 
@@ -71,7 +62,7 @@ async def test_min_version_not_met_is_tls_error(
 ) -> None:
     url = await tls_server(max_version=ssl.TLSVersion.TLSv1_2) + "/"
     tls = pad.TLSConfig(ca_file=tls_ca_file, min_version="TLSv1.3")
-    async with engine(tmp_path, tls) as e:
+    async with make_engine(tmp_path, remote_once(tls=tls)) as e:
         with pytest.raises(pad.ConnectionFailed, match="TLS version"):
             await e.download(url)
     await get(tmp_path, url, pad.TLSConfig(ca_file=tls_ca_file, min_version="TLSv1.2"))
@@ -93,8 +84,8 @@ async def test_ciphers_applied(
     url = await tls_server(app, max_version=ssl.TLSVersion.TLSv1_2) + "/cipher"
     seen: dict[str, list[str]] = {}
     for ciphers in ("ECDHE+AESGCM", "ECDHE+CHACHA20"):
-        async with engine(
-            tmp_path / ciphers, pad.TLSConfig(ca_file=tls_ca_file, ciphers=ciphers)
+        async with make_engine(
+            tmp_path / ciphers, remote_once(tls=pad.TLSConfig(ca_file=tls_ca_file, ciphers=ciphers))
         ) as e:
             result = await e.download(url)
         assert result.path is not None
@@ -130,7 +121,9 @@ async def test_client_certificate_required(
     # Without one the server drops the connection without a TLS alert we could read
     # (TLS 1.2: a reset during the handshake; TLS 1.3: a disconnect after it), which looks
     # like any dropped connection: ConnectionFailed (retried), saying what to check.
-    async with engine(tmp_path / "ko", pad.TLSConfig(ca_file=tls_ca_file)) as e:
+    async with make_engine(
+        tmp_path / "ko", remote_once(tls=pad.TLSConfig(ca_file=tls_ca_file))
+    ) as e:
         with pytest.raises(pad.ConnectionFailed, match="client certificate") as info:
             await e.download(url)
     assert not isinstance(info.value, pad.TLSError)
@@ -141,7 +134,7 @@ async def test_one_ssl_context_per_remote(
 ) -> None:
     base = await tls_server()
     tls = pad.TLSConfig(ca_file=tls_ca_file)
-    async with engine(tmp_path, tls) as e:
+    async with make_engine(tmp_path, remote_once(tls=tls)) as e:
         await e.download(base + "/", expected_digests={"sha256": hashlib.sha256(BODY).hexdigest()})
         transport = e._pool.http(e.config.remote("default"))
         context = transport.ssl_for(base + "/", None)

@@ -3,7 +3,6 @@ basic credentials, for origin URLs (sources) and proxy URLs alike, and never sho
 
 from __future__ import annotations
 
-import base64
 import logging
 from pathlib import Path
 from urllib.parse import quote
@@ -11,17 +10,13 @@ from urllib.parse import quote
 import pytest
 
 import pulp_aio_download as pad
-from helpers import NO_RETRY
+from helpers import NO_RETRY, basic
 from plugins.proxy import ProxyProcess
 from pulp_aio_download.testing import FaultServer
 from pulp_aio_download.urls import split_userinfo
 
 PASSWORD = "s3cr3t-P@ss"
 ENCODED = "s3cr3t-P%40ss"
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def test_split_userinfo_decodes() -> None:

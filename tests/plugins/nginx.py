@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import free_port
+
 __all__ = ["NginxServer", "find_nginx", "nginx"]
 
 _CONFIG = """\
@@ -127,18 +129,11 @@ class NginxServer:
             self.process.stderr.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _start(
     binary: str, root: Path, tmp: Path, rate: int | None = None, directives: str = ""
 ) -> NginxServer:
     tmp.mkdir(parents=True)
-    port = _free_port()
+    port = free_port()
     # As root, nginx would switch its worker to "nobody", who may not read a test's files.
     user = "user root;" if os.geteuid() == 0 else ""
     config = tmp / "nginx.conf"

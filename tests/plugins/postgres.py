@@ -18,7 +18,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from helpers import free_port
 
 __all__ = ["PostgresServer", "find_postgres_bin", "postgres_database", "postgres_dsn"]
 
@@ -47,12 +48,6 @@ def find_postgres_bin() -> Path | None:
         if (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
             return Path(candidate)
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _server_user() -> str | None:
@@ -135,7 +130,7 @@ def _start_server(bindir: Path) -> PostgresServer:
         )  # fmt: skip
         # A port found free may be taken before the server binds it: try a few.
         for attempt in range(5):
-            server.port = _free_port()
+            server.port = free_port()
             try:
                 server.start()
                 return server

@@ -29,18 +29,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import free_port
 from plugins.proxy import ProxyProcess
 
 TINYPROXY_USER = "tinyuser"
 TINYPROXY_PASSWORD = "tiny-s3cret"
 _START_TIMEOUT = 15.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _binary() -> str:
@@ -96,7 +90,7 @@ def tinyproxy_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyPr
     directory = tmp_path_factory.mktemp("tinyproxy")
     output = directory / "stdout.log"
     for _ in range(5):
-        port = _free_port()
+        port = free_port()
         config = _config(directory, port)
         with output.open("ab") as sink:
             process = subprocess.Popen(

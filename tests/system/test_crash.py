@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
+from helpers import cli
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
 from pulp_aio_download.testing import Fault, FaultServer
 
@@ -62,10 +63,6 @@ def write_manifest(path: Path, server: FaultServer, files: list[bytes], slow: Fa
             )
         )
     path.write_text("\n".join(lines) + "\n")
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pulp_aio_download", *args]
 
 
 def artifacts(root: Path) -> list[Path]:

@@ -17,8 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ import pytest
 from aiohttp import web
 
 import pulp_aio_download as pad
+from helpers import cli, free_port
 from pulp_aio_download.catalog.postgres import PostgresCatalog
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
 from pulp_aio_download.hooks import DownloadContext
@@ -44,12 +43,6 @@ PARTS = [
     "proxy down",
 ]
 ONE_TRY = pad.RetryPolicy(attempts=1)
-
-
-def dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -183,7 +176,7 @@ async def failing_part(
             from pulp_aio_download.storage.s3 import S3Storage
 
             fixtures.getfixturevalue("s3_env")
-            endpoint = f"http://127.0.0.1:{dead_port()}"
+            endpoint = f"http://127.0.0.1:{free_port()}"
             part.add_files(server.add, None)
             part.cli += ["--storage", "s3://boundary/artifacts", "--s3-endpoint-url", endpoint]
             part.env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
@@ -197,7 +190,7 @@ async def failing_part(
             )
 
         elif name == "token realm down":
-            realm = f"http://127.0.0.1:{dead_port()}/token"
+            realm = f"http://127.0.0.1:{free_port()}/token"
             _, add = await stack.enter_async_context(bearer_origin(realm))
             part.add_files(add, "registry")
             remotes = tmp / "remotes.toml"
@@ -213,7 +206,7 @@ async def failing_part(
             )
 
         elif name == "proxy down":
-            proxy = f"http://127.0.0.1:{dead_port()}"
+            proxy = f"http://127.0.0.1:{free_port()}"
             part.add_files(server.add, "proxied")
             remote = pad.RemoteConfig(
                 name="proxied", proxy=pad.ProxyConfig(url=proxy), retry=ONE_TRY
@@ -312,11 +305,11 @@ async def library_entry_points(part: Part) -> None:
     assert isinstance(raised, pad.DownloadError) and raised.url in part.urls, repr(raised)
 
 
-async def run_cli(part: Part, *args: str) -> tuple[int, str, str]:
+async def run_cli_async(part: Part, *args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULP_AIO_DOWNLOAD")}
     env.update(part.env)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pulp_aio_download", *args, *part.cli,
+        *cli(*args, *part.cli),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 120)
@@ -342,7 +335,7 @@ async def cli_entry_points(part: Part) -> None:
         ["catalog", "units", "boundary"],
     ]
     for command in commands:
-        code, out, err = await run_cli(part, *command)
+        code, out, err = await run_cli_async(part, *command)
         assert "Traceback" not in err, (command, err)
         assert code in (0, 1, 2), (command, code, err)
         if code == 2:  # cannot open what the command needs: one line, nothing downloaded
@@ -365,7 +358,7 @@ async def test_only_download_errors_come_out(
 async def test_one_config_serves_many_sync_calls_through_a_token_realm(tmp_path: Path) -> None:
     """A plugin builds its EngineConfig once and calls the sync helpers many times, each
     in its own event loop: the remote's BearerTokenAuth must work in every one of them."""
-    realm = f"http://127.0.0.1:{dead_port()}/token"
+    realm = f"http://127.0.0.1:{free_port()}/token"
     async with bearer_origin(realm) as (_, add):
         part = Part("token realm reused", tmp_path)
         part.add_files(add, "registry")

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
-from helpers import sha256
+from helpers import cli, make_engine, remote_once, sha256
 from plugins.nginx import NginxServer
 from pulp_aio_download.storage.partials import checkpoint_interval, partial_key
 from pulp_aio_download.testing import Fault, FaultServer
@@ -31,10 +30,6 @@ MiB = 1024 * 1024
 SIZE = 6 * MiB + 123  # above EngineConfig.partial_min_size (4 MiB)
 RATE = 2 * MiB  # bytes/s: the first run is killed after about a second
 CHUNK = 1 * MiB  # EngineConfig.chunk_size: the batch the writer may still hold
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pulp_aio_download", *args]
 
 
 def partials_dir(data_dir: Path) -> Path:
@@ -365,18 +360,12 @@ def test_interrupted_sync_resumes_every_large_file(
 # -- engine level: bounds at start, the lock, cancellation ------------------------------
 
 
-def engine(tmp_path: Path, **kwargs: object) -> pad.DownloadEngine:
-    return pad.DownloadEngine(
-        pad.EngineConfig(storage=pad.LocalStorage(tmp_path / "store"), **kwargs)  # type: ignore[arg-type]
-    )
-
-
 async def leave_partial(server: FaultServer, tmp_path: Path, name: str, data: bytes) -> Path:
     """Cancel a download of ``name`` once it has a partial; return the partial's path."""
     server.add(name, data, faults=[Fault(trickle=4 * MiB)])
     directory = tmp_path / "store" / ".partials"
     part = directory / f"{partial_key(sha256(data), '')}.part"
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path) as e:
         task = asyncio.ensure_future(
             e.download(server.url(name), expected_digests={"sha256": sha256(data)})
         )
@@ -399,7 +388,7 @@ async def test_cancellation_keeps_the_partial_and_the_next_engine_continues_it(
     kept = length(meta)
     assert part.stat().st_size == kept > 0  # the last checkpoint is exact
     assert list((tmp_path / "store" / ".staging").iterdir()) == []
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path) as e:
         result = await e.download(
             fault_server.url("/a.iso"), expected_digests={"sha256": sha256(data)}
         )
@@ -418,12 +407,12 @@ async def test_stale_and_oversized_partials_are_removed_at_start(
     now = time.time()
     os.utime(p_older, (now - 4 * 86400, now - 4 * 86400))  # beyond the default 3 days
     os.utime(p_old, (now - 2 * 86400, now - 2 * 86400))
-    async with engine(tmp_path):
+    async with make_engine(tmp_path):
         pass
     assert not p_older.exists() and not p_older.with_suffix(".json").exists()
     assert p_old.exists() and p_new.exists()
     # A cap below the two that are left: the oldest goes, the newest stays.
-    async with engine(tmp_path, partial_max_bytes=p_new.stat().st_size):
+    async with make_engine(tmp_path, partial_max_bytes=p_new.stat().st_size):
         pass
     assert not p_old.exists() and not p_old.with_suffix(".json").exists()
     assert p_new.exists() and p_new.with_suffix(".json").exists()
@@ -438,7 +427,7 @@ async def test_a_partial_locked_by_another_writer_is_neither_used_nor_replaced(
     fd = os.open(part, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # as a live writer of another process holds it
-        async with engine(tmp_path) as e:
+        async with make_engine(tmp_path) as e:
             result = await e.download(
                 fault_server.url("/a.iso"), expected_digests={"sha256": sha256(data)}
             )
@@ -453,7 +442,7 @@ async def test_a_partial_locked_by_another_writer_is_neither_used_nor_replaced(
 async def test_small_files_never_make_partials(fault_server: FaultServer, tmp_path: Path) -> None:
     data = os.urandom(3 * MiB)  # below partial_min_size
     fault_server.add("/small", data, faults=[Fault(truncate_at=2 * MiB)])
-    async with engine(tmp_path, remotes=[pad.RemoteConfig(retry=pad.RetryPolicy(attempts=1))]) as e:
+    async with make_engine(tmp_path, remote_once()) as e:
         with pytest.raises(pad.ConnectionFailed):
             await e.download(fault_server.url("/small"), expected_digests={"sha256": sha256(data)})
     assert list((tmp_path / "store" / ".partials").iterdir()) == []
@@ -466,18 +455,17 @@ async def test_a_failed_source_keeps_the_partial_a_gone_file_removes_it(
     data = os.urandom(SIZE)
     part = await leave_partial(fault_server, tmp_path, "/a.iso", data)
     kept = length(json.loads(part.with_suffix(".json").read_text()))
-    once = [pad.RemoteConfig(retry=pad.RetryPolicy(attempts=1))]
     digests = {"sha256": sha256(data)}
     # Cut again on the only attempt: the source is failing, the bytes are worth keeping.
     fault_server.set_faults("/a.iso", [Fault(truncate_at=MiB)])
-    async with engine(tmp_path, remotes=once) as e:
+    async with make_engine(tmp_path, remote_once()) as e:
         with pytest.raises(pad.ConnectionFailed):
             await e.download(fault_server.url("/a.iso"), expected_digests=digests)
     assert length(json.loads(part.with_suffix(".json").read_text())) == kept + MiB
     assert part.stat().st_size == kept + MiB
     # Gone from the server: the partial goes too.
     fault_server.set_faults("/a.iso", [Fault(status=404)])
-    async with engine(tmp_path, remotes=once) as e:
+    async with make_engine(tmp_path, remote_once()) as e:
         with pytest.raises(pad.HTTPStatusError):
             await e.download(fault_server.url("/a.iso"), expected_digests=digests)
     assert list((tmp_path / "store" / ".partials").iterdir()) == []

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import pulp_aio_download as pad
+from helpers import make_engine
 from plugins.s3 import s3_client
 from pulp_aio_download.catalog.postgres import PostgresCatalog
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
@@ -47,12 +48,9 @@ def payload(index: int, size: int = 2048) -> tuple[bytes, str]:
 
 def shared_engine(tmp_path: Path, **config: Any) -> pad.DownloadEngine:
     """An engine on the storage and SQLite catalog every engine of the test shares."""
-    return pad.DownloadEngine(
-        pad.EngineConfig(
-            storage=LocalStorage(tmp_path / "artifacts"),
-            catalog=SQLiteCatalog(tmp_path / "catalog.sqlite3"),
-            **config,
-        )
+    catalog = SQLiteCatalog(tmp_path / "catalog.sqlite3")
+    return make_engine(
+        tmp_path, storage=LocalStorage(tmp_path / "artifacts"), catalog=catalog, **config
     )
 
 

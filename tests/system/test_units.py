@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-import helpers
 import pulp_aio_download as pad
-from helpers import NO_RETRY, sha256
+from helpers import NO_RETRY, run_cli, sha256
 from pulp_aio_download.testing import Fault, FaultServer
 
 
@@ -39,10 +38,6 @@ def db_path(tmp_path: Path) -> Path:
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULP_AIO_DOWNLOAD")}
     return {**env, **extra}
-
-
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return helpers.run_cli(*args, base_env=cli_env(**env))
 
 
 def check_database(path: Path, artifacts: Path) -> dict[str, tuple[int, str | None]]:
@@ -367,7 +362,7 @@ def test_killed_sync_leaves_a_consistent_catalog(
     partial = check_database(data_dir / "catalog.sqlite3", data_dir / "artifacts")
     assert 0 < len(partial) < len(entries)
 
-    rerun = run_cli(*args, PULP_AIO_DOWNLOAD_CLAIM_LEASE="2")
+    rerun = run_cli(*args, env={"PULP_AIO_DOWNLOAD_CLAIM_LEASE": "2"})
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout)
     assert summary["done"] == len(entries) and summary["failed"] == 0

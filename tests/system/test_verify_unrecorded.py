@@ -15,7 +15,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 import pulp_aio_download as pad
-from helpers import sha256
+from helpers import cli, sha256
 from plugins.s3 import s3_client
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
 from pulp_aio_download.storage.base import artifact_key
@@ -31,10 +30,6 @@ from pulp_aio_download.storage.s3 import S3Storage
 from pulp_aio_download.testing import Fault, FaultServer
 
 MiB = 1024 * 1024
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pulp_aio_download", *args]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
