@@ -639,6 +639,7 @@ class DownloadEngine:
         callback: Callable[[int, DownloadResult | DownloadError], Any],
         *,
         return_exceptions: bool = True,
+        tracker: ProgressTracker | None = None,
     ) -> None:
         """Like :meth:`download_many`, but hand each outcome to ``callback(index, outcome)``
         as soon as it is known, and keep nothing: memory does not grow with the batch.
@@ -646,15 +647,21 @@ class DownloadEngine:
         ``outcome`` is the :class:`DownloadResult` or, with ``return_exceptions`` (the
         default here), the :class:`DownloadError`; without it the first failure is raised
         and the rest cancelled.
+
+        ``tracker``: count the batch into this :class:`ProgressTracker` (which the caller
+        finishes) instead of one of its own reporting to ``EngineConfig.progress``, so that
+        several batches that run at once (a worker process fed in chunks) report as one.
         """
         self._require_open()
         items = [self._make_request(r, {}) for r in requests]
         await self._check_files(items)
-        tracker = ProgressTracker(
-            self.config.progress,
-            message=f"Downloading {plural(len(items), 'file')}",
-            interval=self.config.progress_interval,
-        )
+        own = tracker is None
+        if tracker is None:
+            tracker = ProgressTracker(
+                self.config.progress,
+                message=f"Downloading {plural(len(items), 'file')}",
+                interval=self.config.progress_interval,
+            )
         tracker.plan(len(items), sum(r.expected_size or 0 for r in items))
         batch = _Batch(tracker)
         queue = Lookahead(items, functools.partial(look_up, self.storage, self._catalog))
@@ -696,8 +703,9 @@ class DownloadEngine:
             raise
         finally:
             await queue.aclose()
-            tracker.total = max(tracker.total, len(items))
-            await tracker.finish()
+            if own:
+                tracker.total = max(tracker.total, len(items))
+                await tracker.finish()
 
     # -- lazy content -------------------------------------------------------------------
     def _need_catalog(self, what: str) -> Catalog:

@@ -28,6 +28,7 @@ from .progress import Progress, progress_mode
 from .summary import BatchSummary, print_summary, print_verify_report
 
 if TYPE_CHECKING:
+    from ..config import EngineConfig
     from ..hooks import Hook
     from ..models import DownloadRequest
 
@@ -123,8 +124,10 @@ async def run_sync(
     progress: str,
     extra_roots: Sequence[Path] = (),
     hooks: Sequence[Hook] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Download ``requests`` with the common options; returns the summary."""
+    """Download ``requests`` with the common options (in ``workers`` engine processes);
+    returns the summary."""
     display = Progress(progress)
     extra: dict[str, Any] = {} if hooks is None else {"hooks": hooks}
     started = time.monotonic()
@@ -133,12 +136,40 @@ async def run_sync(
         config = engine_config(
             args, progress=display.callback, allowed_file_roots=list(extra_roots), **extra
         )
-        async with open_engine(config) as engine:
-            # Outcomes are counted as they come: memory does not grow with the batch.
-            await engine.download_each(requests, summary.add)
+        if workers == 1:
+            async with open_engine(config) as engine:
+                # Outcomes are counted as they come: memory does not grow with the batch.
+                await engine.download_each(requests, summary.add)
+        else:
+            await _run_workers(config, requests, workers, summary)
     finally:
         display.close()
     return summary.to_json(time.monotonic() - started)
+
+
+async def _run_workers(
+    config: EngineConfig, requests: Sequence[DownloadRequest], workers: int, summary: BatchSummary
+) -> None:
+    from ..errors import CatalogError, StorageError
+    from ..parallel import WorkersDidNotStart, run_parallel
+
+    try:
+        await run_parallel(requests, config, workers, summary.add, probe_store=True)
+    except WorkersDidNotStart as exc:
+        if isinstance(exc.error, (StorageError, CatalogError)):
+            raise UsageError(str(exc.error)) from None
+        raise exc.error from None
+
+
+def _workers(args: argparse.Namespace, files: int) -> int:
+    """``--workers``, else the cores capped by the work and by ``--concurrency``."""
+    if args.workers is not None:
+        if args.workers < 1:
+            raise UsageError("--workers must be at least 1")
+        return int(args.workers)
+    from ..parallel import default_workers
+
+    return default_workers(files, args.concurrency or 64)
 
 
 async def _cmd_sync(args: argparse.Namespace) -> int:
@@ -150,7 +181,12 @@ async def _cmd_sync(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     progress = progress_mode(args.progress, sys.stderr)
     summary = await run_sync(
-        args, loaded.requests, progress=progress, extra_roots=loaded.file_roots, hooks=loaded.hooks
+        args,
+        loaded.requests,
+        progress=progress,
+        extra_roots=loaded.file_roots,
+        hooks=loaded.hooks,
+        workers=_workers(args, len(loaded.requests)),
     )
     if args.json:
         print(json.dumps(summary))

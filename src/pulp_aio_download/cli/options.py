@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
         "as N ranges at once, over N connections, when its server answers ranges "
         "(for every remote of the run; default: each remote's own, 1 = off)",
     )
+    sync.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="engine processes sharing the batch and --concurrency (default: the cores, "
+        "capped at one per 1000 files; 1: this process alone)",
+    )
     _common(sync)
 
     verify = sub.add_parser("verify", help="re-hash stored files against the catalog")

@@ -283,6 +283,17 @@ class BearerTokenAuth(Auth):
         password = ", password='***'" if self._basic is not None else ""
         return f"BearerTokenAuth(username={self.username!r}{password})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The locks belong to this process's event loops: a copy (in a worker process,
+        # see pulp_aio_download.parallel) makes its own. Tokens cross with the rest.
+        state = self.__dict__.copy()
+        del state["_locks"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._locks = weakref.WeakKeyDictionary()
+
     # -- what the engine calls ----------------------------------------------------------
 
     def apply(self, url: str, headers: MutableMapping[str, str]) -> None:

@@ -1,0 +1,316 @@
+"""``sync --workers N`` and ``run_batch(..., workers=N)``: real worker processes, a real
+threaded FaultServer that counts the requests to every path, a real SQLite catalog.
+
+* 2 and 4 workers mirror a manifest in which the same content appears under several
+  URLs, far apart: every file stored with its digest, every unit recorded, each content
+  transferred once (counted at the server), the merged JSON progress counting every file
+  once;
+* ``kill -9`` of the worker that is mid-transfer: the others take its files over, nothing
+  half-done is left (no staging file, no claim, no record without its file), and a rerun
+  finds everything stored;
+* SIGINT to the parent stops every worker, cleanly;
+* ``run_batch(workers=2)`` keeps the input order, with a failure in its place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pulp_aio_download as pad
+from pulp_aio_download.testing import Fault, FaultServer
+
+DISTINCT = 40
+#: Lines whose content another line (far away in the manifest) also has, under its URL.
+REPEATED = (0, 3, 7, 12, 20, 33)
+
+
+def content(index: int, size: int = 3000) -> bytes:
+    return hashlib.sha512(f"file {index}".encode()).digest() * (size // 64) + bytes([index])
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pulp_aio_download", *args]
+
+
+def write_manifest(path: Path, server: FaultServer, files: list[bytes]) -> list[list[str]]:
+    """One line per file, then one more line (another URL, far away) for each of
+    ``REPEATED``; returns the paths of every content."""
+    lines: list[dict[str, object]] = []
+    paths: list[list[str]] = [[] for _ in files]
+
+    def line(index: int, name: str) -> None:
+        data = files[index]
+        server.add(name, data)
+        paths[index].append(name)
+        lines.append(
+            {
+                "url": server.url(name),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+                "unit": {
+                    "type": "file",
+                    "key": f"line{len(lines)}",
+                    "relative_path": name.lstrip("/"),
+                },
+                "repository": "mirror",
+            }
+        )
+
+    for index in range(len(files)):
+        line(index, f"/repo/{index}.bin")
+    for index in REPEATED:
+        line(index, f"/mirror/copy-of-{index}.bin")
+    path.write_text("".join(json.dumps(entry) + "\n" for entry in lines))
+    return paths
+
+
+def stored(store: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in store.rglob("*")
+        if p.is_file() and not {".staging", ".quarantine", ".partials"} & set(p.parts)
+    )
+
+
+def assert_nothing_half_done(data_dir: Path) -> None:
+    """No staging file, no claim, every artifact valid under its key and recorded, and
+    every recorded location holding its file."""
+    store = data_dir / "artifacts"
+    assert list((store / ".staging").iterdir()) == []
+    artifacts = stored(store)
+    for path in artifacts:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == path.parent.name + path.name
+    with sqlite3.connect(data_dir / "catalog.sqlite3") as db:
+        claims = db.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
+        recorded = {
+            sha for (sha,) in db.execute("SELECT sha256 FROM unit_files WHERE location IS NOT NULL")
+        }
+    db.close()
+    assert claims == 0
+    assert recorded == {p.parent.name + p.name for p in artifacts}
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes of the parent ``pid`` (Linux): its children spawned by
+    multiprocessing (not its resource tracker)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
+def owner_of_port(port: int, candidates: list[int]) -> int:
+    """The process among ``candidates`` whose TCP socket has local ``port`` (Linux)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            next(fh)
+            for row in fh:
+                fields = row.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in candidates:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) in inodes:
+                    return pid
+            except OSError:
+                continue
+    raise AssertionError(f"no process of {candidates} has a socket on port {port}")
+
+
+def wait_for(condition: object, what: str, timeout: float = 30.0) -> None:
+    """Wait until ``condition()`` holds, looked at every few milliseconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"not reached in {timeout} s: {what}")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def popen() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test starts, killed (if still running) and reaped after it."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_workers_mirror_a_manifest_transferring_each_content_once(
+    threaded_server: FaultServer, tmp_path: Path, workers: int
+) -> None:
+    files = [content(i) for i in range(DISTINCT)]
+    manifest = tmp_path / "manifest.jsonl"
+    paths = write_manifest(manifest, threaded_server, files)
+    data_dir = tmp_path / "data"
+    done = subprocess.run(
+        cli("sync", str(manifest), "--data-dir", str(data_dir), "--workers", str(workers),
+            "--concurrency", "8", "--progress", "json", "--json", "-v"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"over {workers} worker processes" in done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    summary = lines[-1]
+    reports = lines[:-1]
+    total = DISTINCT + len(REPEATED)
+    assert summary["files"] == summary["done"] == total and summary["failed"] == 0
+    # One transfer per content, whichever URL and whichever worker.
+    for names in paths:
+        assert sum(threaded_server.stats(name).requests for name in names) == 1, names
+    # The merged progress counts every file once.
+    assert reports and reports[-1]["state"] == "completed"
+    assert reports[-1]["done"] == reports[-1]["total"] == total
+    dones = [r["done"] for r in reports]
+    assert dones == sorted(dones) and all(r["total"] == total for r in reports)
+    assert reports[-1]["bytes_done"] == sum(len(files[i]) for i in range(DISTINCT)) + sum(
+        len(files[i]) for i in REPEATED
+    )
+    store = data_dir / "artifacts"
+    assert {p.parent.name + p.name for p in stored(store)} == {
+        hashlib.sha256(data).hexdigest() for data in files
+    }
+    assert_nothing_half_done(data_dir)
+    units = subprocess.run(
+        cli("catalog", "units", "mirror", "--data-dir", str(data_dir)),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert units.returncode == 0, units.stderr
+    assert sorted(u["key"] for u in json.loads(units.stdout)) == sorted(
+        f"line{i}" for i in range(total)
+    )
+
+
+def start_stalled_sync(
+    server: FaultServer, tmp_path: Path, popen: list[subprocess.Popen[str]]
+) -> tuple[subprocess.Popen[str], Path, Path, str]:
+    """A ``sync --workers 2`` whose one large file stalls after 2 MB on its first
+    request (the next request is served whole); returns once a worker is mid-transfer."""
+    files = [content(i) for i in range(DISTINCT)]
+    large = content(99, 3_000_000)
+    files.append(large)
+    manifest = tmp_path / "manifest.jsonl"
+    write_manifest(manifest, server, files)
+    stalled = f"/repo/{len(files) - 1}.bin"
+    server.set_faults(stalled, [Fault(stall_after=2_000_000, stall_seconds=120), None])
+    data_dir = tmp_path / "data"
+    process = subprocess.Popen(
+        cli("sync", str(manifest), "--data-dir", str(data_dir), "--workers", "2",
+            "--concurrency", "4", "--progress", "none", "--json"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    popen.append(process)
+    staging = data_dir / "artifacts" / ".staging"
+    wait_for(
+        lambda: (
+            server.stats(stalled).bytes_sent >= 2_000_000
+            and staging.is_dir()
+            and any(staging.iterdir())
+        ),
+        "the large file staged and stalled mid-transfer",
+    )
+    return process, manifest, data_dir, stalled
+
+
+def test_kill_9_of_a_worker_mid_transfer_leaves_nothing_half_done(
+    threaded_server: FaultServer, tmp_path: Path, popen: list[subprocess.Popen[str]]
+) -> None:
+    process, manifest, data_dir, stalled = start_stalled_sync(threaded_server, tmp_path, popen)
+    workers = worker_pids(process.pid)
+    assert len(workers) == 2
+    peer = threaded_server.requests_for(stalled)[0].peer
+    assert peer is not None
+    victim = owner_of_port(peer[1], workers)
+    os.kill(victim, signal.SIGKILL)
+    out, err = process.communicate(timeout=120)
+    # The other worker took the file over (a second request, served whole).
+    assert process.returncode == 0, err
+    assert "was killed by SIGKILL" in err
+    summary = json.loads(out)
+    assert summary["done"] == summary["files"] == DISTINCT + 1 + len(REPEATED)
+    assert threaded_server.stats(stalled).requests == 2
+    assert_nothing_half_done(data_dir)
+
+    rerun = subprocess.run(
+        cli("sync", str(manifest), "--data-dir", str(data_dir), "--workers", "2",
+            "--progress", "none", "--json"),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    again = json.loads(rerun.stdout)
+    assert again["cached"] == again["done"] == again["files"]
+    verify = subprocess.run(
+        cli("verify", "--data-dir", str(data_dir), "--json", "--progress", "none"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    report = json.loads(verify.stdout)
+    assert report["ok"] == report["checked"] == DISTINCT + 1
+
+
+def test_sigint_to_the_parent_stops_every_worker(
+    threaded_server: FaultServer, tmp_path: Path, popen: list[subprocess.Popen[str]]
+) -> None:
+    process, _, data_dir, stalled = start_stalled_sync(threaded_server, tmp_path, popen)
+    workers = worker_pids(process.pid)
+    assert len(workers) == 2
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived its parent"
+    assert threaded_server.stats(stalled).requests == 1
+    assert_nothing_half_done(data_dir)
+
+
+def test_run_batch_with_workers_keeps_the_input_order(
+    threaded_server: FaultServer, tmp_path: Path
+) -> None:
+    files = [content(i) for i in range(30)]
+    requests = []
+    for i, data in enumerate(files):
+        requests.append(
+            pad.DownloadRequest(
+                threaded_server.add(f"/batch/{i}", data),
+                expected_digests={"sha256": hashlib.sha256(data).hexdigest()},
+                expected_size=len(data),
+            )
+        )
+    requests.insert(17, pad.DownloadRequest(threaded_server.url("/batch/missing")))
+    reports: list[pad.ProgressReport] = []
+    config = pad.EngineConfig(data_dir=tmp_path / "data", progress=reports.append)
+    results = pad.run_batch(requests, config, workers=2)
+    assert len(results) == len(requests)
+    for request, outcome in zip(requests, results, strict=True):
+        if request.url.endswith("/missing"):
+            assert isinstance(outcome, pad.HTTPStatusError) and outcome.status == 404
+            assert outcome.url == request.url
+        else:
+            assert isinstance(outcome, pad.DownloadResult), outcome
+            assert outcome.url == request.url and outcome.path is not None
+            assert outcome.sha256 == request.sha256
+            assert hashlib.sha256(outcome.path.read_bytes()).hexdigest() == request.sha256
+    final = reports[-1]
+    assert (final.state, final.done, final.failed, final.total) == ("failed", 30, 1, 31)
+
+    with pytest.raises(pad.HTTPStatusError) as raised:
+        pad.run_batch(requests, config, return_exceptions=False, workers=2)
+    assert raised.value.url == threaded_server.url("/batch/missing")
+    assert list((tmp_path / "data" / "artifacts" / ".staging").iterdir()) == []
