@@ -436,14 +436,23 @@ def piece_check(files: Sequence[MetalinkFile]) -> Hook:
     recorded: ``hooks=[piece_check(files), *pad.DEFAULT_HOOKS]``. Requests that are not
     among ``files``, files without pieces and artifacts already stored (validated by
     sha256 when stored) are let through. The check reads the staged file once more, off
-    the event loop.
+    the event loop. The hook pickles (it holds only the pieces), so it can go to worker
+    processes (``run_batch(..., workers=N)``).
     """
-    table = {_request_key(f.request): f.pieces for f in files if f.pieces is not None}
+    return _PieceCheck({_request_key(f.request): f.pieces for f in files if f.pieces is not None})
 
-    async def verify_pieces(ctx: DownloadContext) -> None:
+
+class _PieceCheck:
+    """The hook :func:`piece_check` returns: the pieces of every file, by request."""
+
+    def __init__(self, table: dict[tuple[object, ...], Pieces]) -> None:
+        self.table = table
+        self.__qualname__ = "verify_pieces"  # how hook errors name it
+
+    async def __call__(self, ctx: DownloadContext) -> None:
         if ctx.cached or ctx.path is None:
             return
-        pieces = table.get(_request_key(ctx.request))
+        pieces = self.table.get(_request_key(ctx.request))
         if pieces is None:
             return
         loop = asyncio.get_running_loop()
@@ -460,5 +469,3 @@ def piece_check(files: Sequence[MetalinkFile]) -> Hook:
                     f"{pieces.algorithm} mismatch: expected {expected}, got {actual}"
                 ),
             )
-
-    return verify_pieces

@@ -91,3 +91,10 @@ def test_requests_are_checked_before_any_worker_starts(tmp_path: Path) -> None:
         prepare_request((tmp_path / "f").as_uri(), config)
     with pytest.raises(pad.ConfigError, match="workers must be at least 1"):
         pad.run_batch(["http://h/x"], config, workers=0)
+
+
+def test_the_metalink_piece_check_crosses_a_process_boundary() -> None:
+    from pulp_aio_download.metalink import piece_check
+
+    hook = pickle.loads(pickle.dumps(piece_check([])))
+    assert hook.__qualname__ == "verify_pieces"

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="engine processes sharing the batch and --concurrency (default: the cores, "
-        "capped at one per 1000 files; 1: this process alone)",
+        "capped at one per 2000 files; 1: this process alone)",
     )
     _common(sync)
 

@@ -22,13 +22,15 @@ import sys
 import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import EngineConfig
-from ..engine import DownloadEngine
 from ..errors import ConfigError, DownloadError
-from ..models import DownloadRequest, DownloadResult, ProgressReport
 from ..progress import ProgressTracker
+
+if TYPE_CHECKING:
+    from ..config import EngineConfig
+    from ..engine import DownloadEngine
+    from ..models import DownloadRequest, DownloadResult, ProgressReport
 
 __all__ = ["worker_main"]
 
@@ -120,6 +122,8 @@ class _Worker:
         threading.Thread(
             target=_read, args=(self.conn, loop, inbox), name="parent-reader", daemon=True
         ).start()
+        from ..engine import DownloadEngine  # here: the parent imports this module too
+
         engine = DownloadEngine(self.config)
         try:
             await engine.start()
