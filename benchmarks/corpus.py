@@ -95,6 +95,9 @@ WORKLOADS: dict[str, Workload] = {
         # nginx's limit_rate grants one second's worth (4 MiB) at once, so it slows only
         # bodies above 4 MiB, not these 64 KiB ones.
         Workload("WAN", 5000, 64 * KiB, delay=0.03, limit_rate="4m", concurrency=64),
+        # One 1 GiB file from a server that caps each connection at 50 MB/s (a CDN's cap):
+        # one stream against segmented downloads (opt-in: not in the default run).
+        Workload("SEG", 1, 1024 * MiB, limit_rate="50m"),
     )
 }
 
@@ -108,6 +111,7 @@ QUICK_WORKLOADS: dict[str, Workload] = {
         Workload("L", 2, 16 * MiB),
         Workload("mixed", 2000, 64 * KiB, kind="mixed", big=4 * MiB),
         Workload("WAN", 500, 64 * KiB, delay=0.03, limit_rate="4m", concurrency=64),
+        Workload("SEG", 1, 128 * MiB, limit_rate="10m"),
     )
 }
 

@@ -22,6 +22,13 @@ Workloads set their own server and concurrency where they say so: WAN is served 
 nginx that holds every request 30 ms before the first byte and sends at most 4 MiB/s per
 response, fetched at concurrency 64.
 
+Segmented downloads (issue 15) have an opt-in workload, not in the default list: ``SEG``,
+one 1 GiB file from an nginx capped at 50 MB/s per connection (``limit_rate 50m``), for
+the tools ``pulp-cli`` (one stream), ``pulp-cli-seg4`` (``sync --segments 4``) and
+``aria2c-s4`` (``aria2c -s4 -x4``)::
+
+    python benchmarks/run.py --workloads SEG --tools pulp-cli,pulp-cli-seg4,aria2c-s4
+
 Also measured in the same run: hashlib sha256 throughput on one and two threads, and for
 S the re-run of ``pulp-aio-download sync`` with everything already stored (with the number
 of HTTP requests it made, counted from an nginx access log enabled only for that check).
@@ -163,6 +170,37 @@ def _pulp_cli_command(c: Context, *extra: str) -> list[str]:
     ]
 
 
+def _pulp_cli_segments_available() -> str | None:
+    """None when ``sync --help`` lists ``--segments``, else why the runs are skipped."""
+    argv = [*_pulp_cli_argv(), "sync", "--help"]
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{argv[0]}: {exc}"
+    if done.returncode != 0 or b"--segments" not in done.stdout:
+        return "`pulp-aio-download sync --help` has no --segments option"
+    return None
+
+
+def _aria2c_command(c: Context, split: int = 1) -> list[str]:
+    return [
+        "aria2c",
+        "--no-conf",
+        "-i",
+        str(c.inputs.aria2),
+        f"--max-concurrent-downloads={c.concurrency}",
+        f"--max-connection-per-server={split}",
+        f"--split={split}",
+        "--file-allocation=none",
+        "--auto-file-renaming=false",
+        "--allow-overwrite=true",
+        "--console-log-level=warn",
+        "--summary-interval=0",
+        "--download-result=hide",
+        "--quiet=true",
+    ]
+
+
 def _librepo_available() -> str | None:
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         return f"{SYSTEM_PYTHON} not found (python3-librepo is a Debian package)"
@@ -276,22 +314,21 @@ TOOLS: dict[str, Tool] = {
         Tool(
             "aria2c",
             "aria2c -i with `checksum=sha-256=...` per file (verified after download)",
-            lambda c: [
-                "aria2c",
-                "--no-conf",
-                "-i",
-                str(c.inputs.aria2),
-                f"--max-concurrent-downloads={c.concurrency}",
-                "--max-connection-per-server=1",
-                "--split=1",
-                "--file-allocation=none",
-                "--auto-file-renaming=false",
-                "--allow-overwrite=true",
-                "--console-log-level=warn",
-                "--summary-interval=0",
-                "--download-result=hide",
-                "--quiet=true",
-            ],
+            _aria2c_command,
+            _check_files,
+            _which("aria2c"),
+        ),
+        Tool(
+            "pulp-cli-seg4",
+            "`pulp-aio-download sync --segments 4` (large files as 4 ranges at once)",
+            lambda c: _pulp_cli_command(c, "--segments", "4"),
+            _exit_code_only,
+            _pulp_cli_segments_available,
+        ),
+        Tool(
+            "aria2c-s4",
+            "aria2c -s4 -x4: 4 connections per file (`--split=4 --max-connection-per-server=4`)",
+            lambda c: _aria2c_command(c, 4),
             _check_files,
             _which("aria2c"),
         ),
@@ -749,6 +786,25 @@ def targets_issue14(
     return out
 
 
+def targets_issue15(table: dict[str, dict[str, Summary]]) -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) for the segmented-download targets of issue 15 (SEG)."""
+    rows = table.get("SEG")
+    if rows is None:
+        return []
+    seg = rows.get("pulp-cli-seg4")
+    out: list[tuple[str, str, str]] = []
+    for peer, need in (("pulp-cli", 3.5), ("aria2c-s4", 1.0)):
+        label = f"SEG: pulp-cli --segments 4 >= {need}x {peer} MB/s"
+        other = rows.get(peer)
+        if seg is None or seg.wall is None or other is None or other.wall is None:
+            out.append((label, "-", "pending"))
+            continue
+        ratio = other.wall / seg.wall
+        measured = f"{ratio:.2f}x ({_fmt(seg.mb_per_s)} / {_fmt(other.mb_per_s)} MB/s)"
+        out.append((label, measured, "met" if ratio >= need else "NOT met"))
+    return out
+
+
 def targets(
     table: dict[str, dict[str, Summary]],
     hashing: dict[str, float],
@@ -845,6 +901,7 @@ def render(
     notes: list[str],
     checks: list[tuple[str, str, str]],
     checks14: list[tuple[str, str, str]],
+    checks15: list[tuple[str, str, str]] | None = None,
 ) -> str:
     m = info["machine"]
     lines = [
@@ -944,6 +1001,10 @@ def render(
                 f"{rerun['speedup']:.1f}x faster (medians of {rerun['repeats']})."
             )
         lines.append("")
+    if checks15:
+        lines += ["## Targets (issue 15)", "", "| target | measured | verdict |", "|---|---|---|"]
+        lines += [f"| {t} | {m_} | {v} |" for t, m_, v in checks15]
+        lines.append("")
     lines += ["## Targets (issue 14)", "", "| target | measured | verdict |", "|---|---|---|"]
     lines += [f"| {t} | {m_} | {v} |" for t, m_, v in checks14]
     lines.append("")
@@ -1022,7 +1083,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"(default {DEFAULT_WORKLOADS})",
     )
     parser.add_argument(
-        "--tools", default=",".join(ALL_TOOLS), help=f"comma-separated, from {','.join(ALL_TOOLS)}"
+        "--tools",
+        default=",".join(ALL_TOOLS),
+        help=f"comma-separated, from {','.join(TOOLS)} (default {','.join(ALL_TOOLS)})",
     )
     parser.add_argument("--repeat", type=int, default=5, help="runs per tool and workload")
     parser.add_argument(
@@ -1177,7 +1240,8 @@ def main(argv: list[str] | None = None) -> int:
     concurrency = {n: w["concurrency"] for n, w in info["workloads"].items()}
     checks = targets(table, hashing, rerun, concurrency, args.ext4)
     checks14 = targets_issue14(table, hashing, reruns)
-    report = render(info, table, hashing, reruns, notes, checks, checks14)
+    checks15 = targets_issue15(table)
+    report = render(info, table, hashing, reruns, notes, checks, checks14, checks15)
     print(report)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / "latest.md").write_text(report)
@@ -1190,6 +1254,9 @@ def main(argv: list[str] | None = None) -> int:
         "targets": [dict(zip(("target", "measured", "verdict"), c, strict=True)) for c in checks],
         "targets_issue14": [
             dict(zip(("target", "measured", "verdict"), c, strict=True)) for c in checks14
+        ],
+        "targets_issue15": [
+            dict(zip(("target", "measured", "verdict"), c, strict=True)) for c in checks15
         ],
         "summary": {w: {t: asdict(r) for t, r in rows.items()} for w, rows in table.items()},
         "samples": [asdict(s) for s in samples],

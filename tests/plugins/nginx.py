@@ -117,6 +117,20 @@ class NginxServer:
             time.sleep(0.02)  # polling the log, not synchronisation by sleep
         return found
 
+    def wait_sent(
+        self, total: int, after: int = 0, timeout: float = 10.0
+    ) -> list[dict[str, object]]:
+        """The entries after the first ``after`` once their ``body_bytes`` add up to
+        ``total`` (or more)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.entries()[after:]
+            if sum(int(str(e["body_bytes"])) for e in found) >= total:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nginx logged {found} after {after}, not {total} bytes")
+            time.sleep(0.02)  # polling the log, not synchronisation by sleep
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGQUIT)

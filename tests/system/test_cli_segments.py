@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+import pytest
 
 from helpers import run_cli, sha256
 from plugins.nginx import NginxServer
@@ -80,3 +86,101 @@ def test_segments_below_one_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "pulp-aio-download: error: --segments must be at least 1"
+
+
+def _holes(kept: list[tuple[int, ...]], size: int) -> list[tuple[int, int]]:
+    holes, pos = [], 0
+    for start, end in [*kept, (size, size)]:
+        if start > pos:
+            holes.append((pos, start))
+        pos = max(pos, end)
+    return holes
+
+
+def _merged(asked: Iterable[str]) -> list[tuple[int, int]]:
+    """``bytes=A-B`` ranges as half-open spans, adjacent ones joined."""
+    spans: list[tuple[int, int]] = []
+    for first, last in sorted(
+        tuple(int(v) for v in r.removeprefix("bytes=").split("-")) for r in asked
+    ):
+        if spans and spans[-1][1] == first:
+            spans[-1] = (spans[-1][0], last + 1)
+        else:
+            spans.append((first, last + 1))
+    return spans
+
+
+def _sidecar(data_dir: Path) -> dict[str, object] | None:
+    for path in (data_dir / "artifacts" / ".partials").glob("*.json"):
+        try:
+            meta: dict[str, object] = json.loads(path.read_text())
+        except ValueError:
+            continue  # being replaced
+        return meta
+    return None
+
+
+def _on_disk(meta: dict[str, object] | None) -> int:
+    ranges = meta["ranges"] if meta else []
+    assert isinstance(ranges, list)
+    return sum(b - a for a, b in ranges)
+
+
+def test_kill_9_of_a_segmented_sync_then_rerun_fetches_only_the_holes(
+    tmp_path: Path, nginx: Callable[..., NginxServer]
+) -> None:
+    data = os.urandom(8 * MiB)
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "big.iso").write_bytes(data)
+    server = nginx(www, rate=1 * MiB)  # 2 MiB ranges: about 2 s each
+    line = {"url": f"{server.base_url}/big.iso", "sha256": sha256(data), "size": len(data)}
+    (tmp_path / "manifest.jsonl").write_text(json.dumps(line) + "\n")
+    (tmp_path / "remotes.toml").write_text("[remotes.default]\nsegment_threshold = 2097152\n")
+    data_dir = tmp_path / "data"
+    args = [
+        "sync",
+        str(tmp_path / "manifest.jsonl"),
+        "--segments",
+        "4",
+        "--remotes",
+        str(tmp_path / "remotes.toml"),
+        "--data-dir",
+        str(data_dir),
+        "--progress",
+        "none",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pulp_aio_download", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _on_disk(_sidecar(data_dir)) < 2 * MiB:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("no partial of 2 MiB before the process ended")
+            time.sleep(0.02)  # polling the sidecar, not synchronisation by sleep
+        process.send_signal(signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    meta = _sidecar(data_dir)
+    assert meta is not None
+    kept = [tuple(r) for r in meta["ranges"]]  # type: ignore[union-attr]
+    carried = _on_disk(meta)
+    assert 2 * MiB <= carried < len(data)
+    before = len(server.wait_logged(4))  # logged once the dead client's connections closed
+
+    rerun = run_cli(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    holes = _holes(kept, len(data))
+    again = server.wait_sent(len(data) - carried, after=before)
+    # Only the holes were asked for (each cut in one range or more).
+    assert _merged(str(e["range"]) for e in again) == holes
+    assert sum(int(str(e["body_bytes"])) for e in again) == len(data) - carried
+    stored = data_dir / "artifacts" / sha256(data)[:2] / sha256(data)[2:]
+    assert stored.read_bytes() == data
+    assert list((data_dir / "artifacts" / ".partials").iterdir()) == []
+    assert list((data_dir / "artifacts" / ".staging").iterdir()) == []
