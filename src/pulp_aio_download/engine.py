@@ -35,7 +35,7 @@ from .errors import (
     HookError,
     StorageError,
 )
-from .hooks import DEFAULT_HOOKS, DownloadContext, Hook, run_hooks
+from .hooks import DEFAULT_HOOKS, DownloadContext, Hook, run_hooks, store
 from .lookup import Found, Lookahead, look_up
 from .models import (
     DownloadRequest,
@@ -485,8 +485,15 @@ class DownloadEngine:
         assert self._stage is not None
         remote = self.config.remote(source.remote or request.remote)
         staged = await self._stage.fetch(request, source, remote, batch.tracker)
+        hooks = self._hooks()
+        body = staged.body
         kept = False
+        ctx: DownloadContext | None = None
         try:
+            if body is not None and (not hooks or hooks[0] is not store):
+                # A hook before store may read the staged file: write it now.
+                written, body = body, None
+                await self.storage.stage_body(written, staged.path)
             ctx = DownloadContext(
                 request=request,
                 storage=self.storage,
@@ -500,11 +507,13 @@ class DownloadEngine:
                 headers=staged.headers,
                 attempts=staged.attempts,
                 carried=staged.carried,
+                body=body,
             )
-            result = await run_hooks(self._hooks(), ctx)
+            result = await run_hooks(hooks, ctx)
             kept = ctx.stored is not None  # the store hook consumed the staged file
         finally:
-            if not kept:
+            # A small file whose bytes never left memory has nothing on disk to remove.
+            if not kept and (body is None or ctx is None or ctx.body is None):
                 await asyncio.shield(
                     asyncio.get_running_loop().run_in_executor(
                         None, functools.partial(staged.path.unlink, missing_ok=True)

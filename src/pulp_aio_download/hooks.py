@@ -75,6 +75,10 @@ class DownloadContext:
         unit: the :class:`ContentUnit` once created.
         previous: the catalog's unit file as the engine read it before the hook chain
             (set for cached hits; None when unknown).
+        body: the validated bytes of a small file not written to ``path`` yet: the engine
+            keeps them in memory when :func:`store` is the chain's first hook, and
+            :func:`store` writes and publishes them in one step
+            (:meth:`Storage.commit_body`); None otherwise, and once stored.
     """
 
     request: DownloadRequest
@@ -94,6 +98,7 @@ class DownloadContext:
     result: DownloadResult | None = None
     unit: ContentUnit | None = None
     previous: UnitFile | None = None
+    body: Sequence[bytes] | None = field(default=None, repr=False)
     # The rollback's bookkeeping (run_hooks): whether store published the artifact under a
     # key that held nothing, the catalog writes of the chain (Catalog.undo), and whether
     # report_progress counted the file as done (taken back, so a failed file counts once).
@@ -135,7 +140,11 @@ async def store(ctx: DownloadContext) -> None:
             raise StorageError(f"artifact {ctx.sha256} vanished from storage", url=ctx.url)
     else:
         assert ctx.path is not None
-        stored = await storage.commit(ctx.path, ctx.sha256, ctx.size)
+        body, ctx.body = ctx.body, None
+        if body is not None:
+            stored = await storage.commit_body(body, ctx.path, ctx.sha256, ctx.size)
+        else:
+            stored = await storage.commit(ctx.path, ctx.sha256, ctx.size)
         ctx._newly_stored = stored.created
     ctx.stored = stored
     ctx.path = stored.path

@@ -11,6 +11,7 @@ import pytest
 
 import pulp_aio_download as pad
 from pulp_aio_download.storage._durability import GroupSync
+from pulp_aio_download.storage.base import StoredArtifact
 from pulp_aio_download.testing import FaultServer
 
 
@@ -35,7 +36,8 @@ async def test_group_sync_reports_errors(tmp_path: Path) -> None:
 async def test_every_mode_stores_valid_files(
     fault_server: FaultServer, tmp_path: Path, durability: str
 ) -> None:
-    files = {f"/d/{i}": os.urandom(1000 + i) for i in range(40)}
+    # Small files are kept in memory and written by the commit; larger ones are staged.
+    files = {f"/d/{i}": os.urandom(1000 + i if i % 4 else 200_000 + i) for i in range(40)}
     for path, data in files.items():
         fault_server.add(path, data)
     storage = pad.LocalStorage(tmp_path / "store", durability=durability)
@@ -53,7 +55,35 @@ async def test_every_mode_stores_valid_files(
     assert list((tmp_path / "store" / ".staging").iterdir()) == []
     if durability == "batch":
         # 40 concurrent commits shared far fewer syncs than two per file.
-        assert 2 <= storage._group.syncs < 40
+        assert 2 <= storage.syncs < 40
+
+
+@pytest.mark.parametrize("durability", ["batch", "file", "none"])
+async def test_commit_body_writes_and_publishes_each_alone(tmp_path: Path, durability: str) -> None:
+    storage = pad.LocalStorage(tmp_path / "store", durability=durability)
+    await storage.open()
+    bodies = [[os.urandom(100), os.urandom(i)] for i in range(10)]
+    shas = [hashlib.sha256(b"".join(body)).hexdigest() for body in bodies]
+    unwritable = tmp_path / "store" / "no-such-dir" / "x.part"
+    outcomes = await asyncio.gather(
+        storage.commit_body([b"lost"], unwritable, hashlib.sha256(b"lost").hexdigest(), 4),
+        *(
+            storage.commit_body(body, storage.new_staging_path(), sha, 100 + i)
+            for i, (body, sha) in enumerate(zip(bodies, shas, strict=True))
+        ),
+        return_exceptions=True,
+    )
+    failed, *stored = outcomes
+    assert isinstance(failed, pad.StorageError)
+    assert "cannot write staging file" in str(failed) and not unwritable.exists()
+    for body, sha, artifact in zip(bodies, shas, stored, strict=True):
+        assert isinstance(artifact, StoredArtifact) and artifact.created
+        assert artifact.path is not None and artifact.path.read_bytes() == b"".join(body)
+        assert artifact.path == storage.path_of(sha)
+    assert list((tmp_path / "store" / ".staging").iterdir()) == []
+    if durability == "batch":
+        assert 2 <= storage.syncs <= 4  # one group, or two: before and after the renames
+    await storage.close()
 
 
 def test_unknown_durability_is_a_config_error(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import abc
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +16,14 @@ from ..errors import StorageError
 if TYPE_CHECKING:
     from ..models import LeftoverFile
 
-__all__ = ["Storage", "StoredArtifact", "artifact_key", "pid_alive", "sha256_of_key"]
+__all__ = [
+    "Storage",
+    "StoredArtifact",
+    "artifact_key",
+    "pid_alive",
+    "sha256_of_key",
+    "write_staging_file",
+]
 
 _KEY = re.compile(r"([0-9a-f]{2})/([0-9a-f]{62})")
 
@@ -104,6 +111,36 @@ class Storage(abc.ABC):
         Raises:
             StorageError: the artifact could not be stored; nothing is left under its key.
         """
+
+    async def commit_body(
+        self, body: Sequence[bytes], staged: Path, sha256: str, size: int
+    ) -> StoredArtifact:
+        """Publish the validated bytes ``body`` of a small file as artifact ``sha256``, as
+        :meth:`commit` publishes a staged file; ``staged`` is the staging name to write
+        them under first (not created yet).
+
+        The default writes the staging file (:meth:`stage_body`) and calls :meth:`commit`;
+        a backend that can write and publish in one step overrides it.
+
+        Raises:
+            StorageError: the artifact could not be stored; nothing is left under its key
+                or under ``staged``.
+        """
+        await self.stage_body(body, staged)
+        return await self.commit(staged, sha256, size)
+
+    async def stage_body(self, body: Sequence[bytes], staged: Path) -> None:
+        """Write ``body`` to the new staging file ``staged`` (fsynced when
+        :attr:`fsync_staged`), in a worker thread.
+
+        Raises:
+            StorageError: it could not be written (nothing is left under ``staged``).
+        """
+        import asyncio
+
+        await asyncio.get_running_loop().run_in_executor(
+            None, write_staging_file, staged, body, self.fsync_staged
+        )
 
     @abc.abstractmethod
     async def stat(self, sha256: str) -> StoredArtifact | None:
@@ -213,6 +250,41 @@ class Storage(abc.ABC):
             size += len(chunk)
             await loop.run_in_executor(None, update, chunk)
         return {name: h.hexdigest() for name, h in hashers.items()}, size
+
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def write_staging_file(path: Path, body: Sequence[bytes], fsync: bool) -> None:
+    """Create ``path`` with the bytes of ``body`` (fsynced when ``fsync``); on failure
+    nothing is left under it.
+
+    Raises:
+        StorageError: the file could not be written (full disk, permissions).
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS, 0o644)
+    except OSError as exc:
+        raise StorageError(f"cannot write staging file {path}: {exc.strerror or exc}") from exc
+    try:
+        try:
+            views = [memoryview(b) for b in body]
+            while views:
+                written = os.writev(fd, views[:1024])  # IOV_MAX on Linux
+                while views and written >= len(views[0]):
+                    written -= len(views.pop(0))
+                if written:
+                    views[0] = views[0][written:]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise StorageError(f"cannot write staging file {path}: {exc.strerror or exc}") from exc
 
 
 def pid_alive(pid: int) -> bool:

@@ -10,13 +10,20 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, StorageError
-from ._durability import GroupSync
-from .base import Storage, StoredArtifact, artifact_key, pid_alive, sha256_of_key
+from ._durability import Commit, CommitQueue, syncfs
+from .base import (
+    Storage,
+    StoredArtifact,
+    artifact_key,
+    pid_alive,
+    sha256_of_key,
+    write_staging_file,
+)
 
 if TYPE_CHECKING:
     from ..models import LeftoverFile
@@ -91,7 +98,9 @@ class LocalStorage(Storage):
         # host-pid-random-N: unique across hosts sharing the directory and across runs.
         self._prefix = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}-"
         self._counter = itertools.count()
-        self._group = GroupSync(self.root)
+        self._commits = CommitQueue(self._commit_batch)
+        #: Filesystem syncs made by ``"batch"`` commits (each shared by a group of them).
+        self.syncs = 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.root)!r})"
@@ -206,24 +215,76 @@ class LocalStorage(Storage):
         return self.root / artifact_key(sha256)
 
     async def commit(self, staged: Path, sha256: str, size: int) -> StoredArtifact:
-        batch = self.durability == "batch"
+        return await self._publish(Commit(staged, sha256, size))
+
+    async def commit_body(
+        self, body: Sequence[bytes], staged: Path, sha256: str, size: int
+    ) -> StoredArtifact:
+        """Write ``body`` under ``staged`` and publish it, in the same worker-thread job
+        as every other commit of the moment (``"file"`` durability: one job of its own)."""
+        self._check_writable()
+        return await self._publish(Commit(staged, sha256, size, body))
+
+    async def _publish(self, item: Commit) -> StoredArtifact:
+        if self.durability == "file":  # fsyncs of their own: concurrently, in many threads
+            work = asyncio.get_running_loop().run_in_executor(None, self._commit_one, item)
+        else:
+            work = self._commits.submit(item)
         try:
-            if batch:
-                await self._group()  # the staged bytes are on disk before the rename
-            work = asyncio.get_running_loop().run_in_executor(
-                None, self._commit_sync, staged, sha256, size
-            )
-            try:
-                stored = await asyncio.shield(work)
-                if batch and (stored.created or stored.replaced):
-                    await self._group()  # and so is the new name, before anyone records it
-            except asyncio.CancelledError:
-                await _finish_undo(asyncio.ensure_future(self._undo_commit(work)))
-                raise
-        except OSError as exc:
-            await asyncio.get_running_loop().run_in_executor(None, _discard_quietly, staged)
-            raise StorageError(f"cannot sync storage {self.root}: {exc}") from exc
+            stored: StoredArtifact = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await _finish_undo(asyncio.ensure_future(self._undo_commit(work)))
+            raise
         return stored
+
+    def _commit_one(self, item: Commit) -> StoredArtifact:
+        if item.body is not None:
+            write_staging_file(item.staged, item.body, fsync=True)
+        return self._commit_sync(item.staged, item.sha256, item.size)
+
+    def _commit_batch(self, items: list[Commit]) -> None:
+        """Publish ``items`` (worker thread): write the bodies, sync (``"batch"``) so that
+        every staged byte is on disk before any rename, rename, sync again so that the new
+        names are before anyone records them. Sets every item's outcome."""
+        sync = self.durability == "batch"
+        ready = []
+        for item in items:
+            try:
+                if item.body is not None:
+                    write_staging_file(item.staged, item.body, fsync=False)
+            except StorageError as exc:
+                item.outcome = exc
+            else:
+                ready.append(item)
+        if sync and ready and not self._sync(ready, "staged"):
+            return
+        published = []
+        for item in ready:
+            try:
+                item.outcome = stored = self._commit_sync(item.staged, item.sha256, item.size)
+            except StorageError as exc:
+                item.outcome = exc
+            else:
+                if stored.created or stored.replaced:
+                    published.append(item)
+        if sync and published:
+            self._sync(published, "published")
+
+    def _sync(self, items: list[Commit], stage: str) -> bool:
+        """syncfs; on failure each of ``items`` fails, leaving nothing behind (a staged
+        file is removed, an artifact it created too: nothing records it)."""
+        try:
+            syncfs(self.root)
+        except OSError as exc:
+            for item in items:
+                stored = item.outcome if stage == "published" else None
+                if stored is not None and stored.created and stored.path is not None:
+                    _discard_quietly(stored.path)
+                _discard_quietly(item.staged)
+                item.outcome = StorageError(f"cannot sync storage {self.root}: {exc}")
+            return False
+        self.syncs += 1
+        return True
 
     async def _undo_commit(self, work: asyncio.Future[StoredArtifact]) -> None:
         # The caller of a cancelled commit never learns of the artifact (nothing records

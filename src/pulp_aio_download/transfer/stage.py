@@ -360,7 +360,7 @@ async def _fetch_source(state: _Attempt) -> Staged:
                 async with admission.slot(state.remote, host):
                     await state.once()
                 assert state.writer is not None
-                digests, size = await state.writer.finish()
+                digests, size = await state.writer.finish(keep_small=True)
                 verify_digests(
                     digests,
                     request.expected_digests,
@@ -406,7 +406,14 @@ async def _fetch_source(state: _Attempt) -> Staged:
             admission.observe(host, ok=True, nbytes=size, seconds=time.monotonic() - started)
             writer, state.writer = state.writer, None
             return Staged(
-                writer.path, digests, size, state.headers, attempt, state.final_url, writer.carried
+                writer.path,
+                digests,
+                size,
+                state.headers,
+                attempt,
+                state.final_url,
+                writer.carried,
+                writer.body,
             )
     except BaseException as exc:
         if not isinstance(exc, Exception):  # cancelled, Ctrl-C: keep what we have

@@ -23,3 +23,6 @@ class Staged:
     attempts: int
     url: str
     carried: int = 0  # bytes continued from a partial of an earlier process
+    #: the bytes of a small file kept in memory: ``path`` is not written yet (see
+    #: :meth:`~pulp_aio_download.storage.base.Storage.commit_body`).
+    body: tuple[bytes, ...] | None = None
