@@ -41,7 +41,6 @@ from .errors import ValidationError as ValidationError
 from .hooks import DEFAULT_HOOKS as DEFAULT_HOOKS
 from .hooks import DownloadContext as DownloadContext
 from .hooks import Hook as Hook
-from .metalink import read_metalink as read_metalink
 from .models import ContentUnit as ContentUnit
 from .models import DownloadRequest as DownloadRequest
 from .models import DownloadResult as DownloadResult
@@ -50,7 +49,6 @@ from .models import Source as Source
 from .models import UnitFile as UnitFile
 from .models import UnitSpec as UnitSpec
 from .models import VerifyReport as VerifyReport
-from .pulp_manifest import read_pulp_manifest as read_pulp_manifest
 from .storage import LocalStorage as LocalStorage
 from .storage import Storage as Storage
 from .storage import TempStorage as TempStorage
@@ -112,17 +110,22 @@ __all__ = [
 if TYPE_CHECKING:
     from .catalog.postgres import PostgresCatalog as PostgresCatalog
     from .catalog.sqlite import SQLiteCatalog as SQLiteCatalog
+    from .metalink import read_metalink as read_metalink
+    from .pulp_manifest import read_pulp_manifest as read_pulp_manifest
     from .storage.s3 import S3Storage as S3Storage
 
 _LAZY = {
     "PostgresCatalog": "pulp_aio_download.catalog.postgres",
     "SQLiteCatalog": "pulp_aio_download.catalog.sqlite",
     "S3Storage": "pulp_aio_download.storage.s3",
+    "read_metalink": "pulp_aio_download.metalink",
+    "read_pulp_manifest": "pulp_aio_download.pulp_manifest",
 }
 
 
 def __getattr__(name: str) -> Any:
-    # Backends with optional dependencies are imported on first use.
+    # Backends with optional dependencies, and the readers of Metalink documents (an XML
+    # parser) and PULP_MANIFESTs, are imported on first use.
     if name in _LAZY:
         import importlib
 

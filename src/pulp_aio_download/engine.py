@@ -52,7 +52,6 @@ from .transports.base import Transport
 from .transports.file import resolve_file_url
 from .transports.pool import TransportPool
 from .urls import redact_url
-from .verification import verify_stored
 
 if TYPE_CHECKING:
     import aiohttp
@@ -807,6 +806,8 @@ class DownloadEngine:
         catalog = self._need_catalog("verify")
         # Repairs are counted by the run's own tracker, not reported as a stream of theirs.
         refetch = functools.partial(self._fetch, batch=_Batch(ProgressTracker(None)))
+        from .verification import verify_stored
+
         return await verify_stored(
             self.storage,
             catalog,

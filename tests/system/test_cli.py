@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers import run_cli
 from pulp_aio_download.testing import Fault, FaultServer
 
@@ -113,6 +115,49 @@ def test_sync_bad_manifest_exits_2_naming_the_line(
         proc = run_cli("sync", str(manifest), "--data-dir", str(tmp_path / "d"))
         assert proc.returncode == 2, bad_line
         assert "line 1" in proc.stderr and message in proc.stderr
+
+
+#: What a sync of a JSONL manifest with the default backends (local storage, SQLite) and no
+#: live bar does not need: the bar, the other backends, the XML parser of Metalink
+#: documents, the readers of other inputs, verify, the rate limiter.
+NOT_FOR_A_JSONL_SYNC = (
+    "rich",
+    "asyncpg",
+    "aiobotocore",
+    "botocore",
+    "defusedxml",
+    "xml.etree",
+    "aiolimiter",
+    "pulp_aio_download.catalog.postgres",
+    "pulp_aio_download.storage.s3",
+    "pulp_aio_download.metalink",
+    "pulp_aio_download.pulp_manifest",
+    "pulp_aio_download.verification",
+)
+
+
+@pytest.mark.parametrize("progress", ["none", "json"])
+def test_sync_of_a_jsonl_manifest_imports_only_what_it_needs(
+    threaded_server: FaultServer, tmp_path: Path, progress: str
+) -> None:
+    data = b"imported" * 100
+    url = threaded_server.add("/i.bin", data)
+    manifest = _manifest(
+        tmp_path / "m.jsonl", [{"url": url, "sha256": hashlib.sha256(data).hexdigest()}]
+    )
+    argv = ["sync", str(manifest), "--data-dir", str(tmp_path / "d"), "--progress", progress]
+    code = (
+        "import sys; from pulp_aio_download.cli import main\n"
+        f"code = main({argv!r})\n"
+        f"loaded = sorted(m for m in {NOT_FOR_A_JSONL_SYNC!r} if m in sys.modules)\n"
+        "print('LOADED', loaded, file=sys.stderr)\n"
+        "sys.exit(code or (3 if loaded else 0))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "LOADED []" in proc.stderr
+    stored = tmp_path / "d" / "artifacts" / hashlib.sha256(data).hexdigest()[:2]
+    assert [p.read_bytes() for p in stored.iterdir()] == [data]  # it did download
 
 
 def test_help_does_not_import_aiohttp() -> None:

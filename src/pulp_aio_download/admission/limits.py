@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from aiolimiter import AsyncLimiter
-
 from .._checks import check_int
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    from aiolimiter import AsyncLimiter
+
     from ..config import RemoteConfig
 
 __all__ = [
@@ -264,7 +264,11 @@ class RemoteLimiter(_Slot):
         self._max = max_connections
         self._rate = rate_limit
         self._semaphore = asyncio.Semaphore(max_connections) if max_connections else None
-        self._limiter = AsyncLimiter(1, 1.0 / rate_limit) if rate_limit else None
+        self._limiter: AsyncLimiter | None = None
+        if rate_limit:
+            from aiolimiter import AsyncLimiter  # (it reads its package metadata: ~15 ms)
+
+            self._limiter = AsyncLimiter(1, 1.0 / rate_limit)
         self._in_flight = 0
         self._peak = 0
 
