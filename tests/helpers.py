@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import inspect
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ __all__ = [
     "run_cli",
     "sha256",
     "until",
+    "until_sync",
 ]
 
 #: A Metalink document whose entities expand to 10**9 "lol"s (3 GB): it must be refused.
@@ -110,12 +113,27 @@ def run_cli(
     )
 
 
-async def until(condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds, looked at every few milliseconds: a wait on a
-    state, never a fixed sleep. Fails after ``timeout`` seconds."""
+async def until(condition: Callable[[], bool | Awaitable[bool]], *, timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds (a coroutine function is awaited), looked at every
+    few milliseconds: a wait on a state, never a fixed sleep. Fails after ``timeout``
+    seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not condition():
+    while True:
+        held = condition()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
         if loop.time() > deadline:
             raise AssertionError(f"still not true after {timeout} s: {condition}")
         await asyncio.sleep(0.002)
+
+
+def until_sync(condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
+    """:func:`until` for a test outside an event loop (one that drives processes)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout} s: {condition}")
+        time.sleep(0.01)

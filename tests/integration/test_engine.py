@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
-from helpers import NO_RETRY, sha256
+from helpers import NO_RETRY, sha256, until
 from pulp_aio_download.testing import Fault, FaultServer
 
 FAST_RETRY = pad.RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05)
@@ -205,8 +205,8 @@ async def test_cancellation_leaves_nothing(fault_server: FaultServer, tmp_path: 
     url = fault_server.add("/slow", data, faults=Fault(trickle=512 * 1024))
     async with pad.DownloadEngine(config(tmp_path, max_connections=1)) as engine:
         task = asyncio.ensure_future(engine.download(url))
-        while not leftovers(tmp_path / "store"):
-            await asyncio.sleep(0.01)
+        await until(lambda: task.done() or bool(leftovers(tmp_path / "store")))
+        assert not task.done()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

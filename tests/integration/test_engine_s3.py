@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
-from helpers import make_engine
+from helpers import make_engine, until
 from plugins.s3 import s3_client
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
 from pulp_aio_download.errors import DigestMismatch
@@ -175,9 +175,8 @@ async def test_interrupted_large_download_resumes_into_s3(
     part = partials / f"sha256-{sha}.part"
     async with s3_engine(s3_bucket, tmp_path) as first:
         task = asyncio.ensure_future(first.download(url, expected_digests={"sha256": sha}))
-        while not part.with_suffix(".json").exists():
-            assert not task.done()
-            await asyncio.sleep(0.01)
+        await until(lambda: task.done() or part.with_suffix(".json").exists())
+        assert not task.done()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

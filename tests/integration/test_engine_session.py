@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 import pulp_aio_download as pad
-from helpers import NO_RETRY, basic
+from helpers import NO_RETRY, basic, until
 from plugins.proxy import ProxyProcess
 from plugins.registry import ROBOT, RegistryFactory, read_jwt
 from plugins.tls import TLSServerFactory
@@ -84,11 +84,7 @@ async def test_https_through_the_proxy_with_the_private_ca(
     assert f"CONNECT {base.removeprefix('https://')}" in tinyproxy_auth.log_text()[offset:]
     # The engine closed the kept-alive tunnel; let the TLS close finish before the loop
     # ends (tinyproxy logs it), or its socket outlives the test.
-    for _ in range(200):
-        if "Closed connection between" in tinyproxy_auth.log_text()[offset:]:
-            break
-        await asyncio.sleep(0.05)
-    assert "Closed connection between" in tinyproxy_auth.log_text()[offset:]
+    await until(lambda: "Closed connection between" in tinyproxy_auth.log_text()[offset:])
 
 
 async def test_tls_with_a_private_ca(

@@ -8,7 +8,7 @@ import email.utils
 import gzip
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 import pulp_aio_download.testing as testing
+from helpers import until
 from pulp_aio_download.testing import (
     PULP_MANIFEST,
     Fault,
@@ -31,14 +32,6 @@ SHA = hashlib.sha256(DATA).hexdigest()
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         yield session
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def stream(
@@ -618,7 +611,15 @@ async def test_peak_concurrency_reflects_client_limit(fault_server: FaultServer)
     url = fault_server.add("/a", DATA[:100])
     gate = fault_server.gate("/a")
     connector = aiohttp.TCPConnector(limit=2)
-    async with aiohttp.ClientSession(connector=connector) as limited:
+    queued = 0
+
+    async def on_queued(*_: object) -> None:
+        nonlocal queued
+        queued += 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_queued_start.append(on_queued)
+    async with aiohttp.ClientSession(connector=connector, trace_configs=[trace]) as limited:
 
         async def fetch() -> int:
             async with limited.get(url) as resp:
@@ -627,7 +628,8 @@ async def test_peak_concurrency_reflects_client_limit(fault_server: FaultServer)
 
         tasks = [asyncio.create_task(fetch()) for _ in range(5)]
         await fault_server.wait_inflight(2, "/a")
-        await asyncio.sleep(0.05)  # give a third request the chance to show up (it must not)
+        # The other three wait for a connection in the client: none can reach the server.
+        await until(lambda: queued == 3)
         assert fault_server.stats("/a").inflight == 2
         gate.set()
         assert await asyncio.gather(*tasks) == [200] * 5

@@ -4,14 +4,13 @@ origin never seeing proxy credentials."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 import pulp_aio_download as pad
-from helpers import make_engine, remote_once, sha256
+from helpers import make_engine, remote_once, sha256, until
 from plugins.proxy import ProxyProcess
 from plugins.tls import TLSServerFactory
 from pulp_aio_download.testing import FaultServer
@@ -72,11 +71,7 @@ async def test_https_through_connect(
         assert_no_proxy_credentials(headers, http_proxy)
     # The proxy logs a tunnel when it closes: the kept-alive tunnel closed with the engine.
     tunnel = f"CONNECT {base.removeprefix('https://')}"
-    for _ in range(100):
-        if tunnel in http_proxy.log_text():
-            break
-        await asyncio.sleep(0.05)
-    assert tunnel in http_proxy.log_text()
+    await until(lambda: tunnel in http_proxy.log_text())
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])

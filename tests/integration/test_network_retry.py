@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
-from helpers import make_engine, sha256
+from helpers import make_engine, sha256, until
 from pulp_aio_download.testing import Fault, FaultServer
 
 FAST = pad.RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05)
@@ -162,8 +162,7 @@ async def test_slot_given_back_while_sleeping(fault_server: FaultServer, tmp_pat
     remote = pad.RemoteConfig(retry=pad.RetryPolicy(attempts=2, backoff=0, max_backoff=60))
     async with make_engine(tmp_path, remote, max_connections=1) as e:
         sleeping = asyncio.create_task(e.download(slow))
-        while fault_server.stats("/slow").statuses != [429]:
-            await asyncio.sleep(0.01)
+        await until(lambda: fault_server.stats("/slow").statuses == [429])
         result = await asyncio.wait_for(e.download(quick), timeout=10)
         assert result.size == 5
         assert not sleeping.done()  # still waiting out its 30 s, holding no slot

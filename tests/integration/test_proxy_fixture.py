@@ -15,7 +15,6 @@ on every plain-http request and on the CONNECT of an https one. (``proxy_headers
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
+from helpers import until
 from plugins.proxy import ProxyProcess
 from plugins.tls import TLSServerFactory
 from pulp_aio_download.config import TLSConfig
@@ -154,10 +154,7 @@ async def test_https_connect_with_credentials(
             assert "Via" not in headers  # inside the tunnel the proxy adds nothing
     # proxy.py logs a tunnel when it closes, which the closed session just did.
     expected = f"CONNECT 127.0.0.1:{URL(base).port}"
-    deadline = asyncio.get_running_loop().time() + 10
-    while expected not in http_proxy.log_text():
-        assert asyncio.get_running_loop().time() < deadline, http_proxy.log_text()
-        await asyncio.sleep(0.05)
+    await until(lambda: expected in http_proxy.log_text())
 
 
 async def test_https_connect_without_credentials_is_407(

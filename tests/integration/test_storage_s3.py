@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import pytest
 
-from plugins.s3 import s3_client
+from plugins.s3 import parts_held, s3_client
 from pulp_aio_download.errors import ConfigError, DownloadError, StorageError
 from pulp_aio_download.storage.base import artifact_key
 from pulp_aio_download.storage.s3 import MIN_PART_SIZE, S3Storage
@@ -154,22 +154,31 @@ async def test_multipart_of_a_longer_file_aborts_and_stores_nothing(
 
 
 async def test_cancelled_multipart_upload_is_aborted(
-    storage: S3Storage, s3_bucket: tuple[str, str]
+    s3_bucket: tuple[str, str], tmp_path: Path
 ) -> None:
     endpoint, bucket = s3_bucket
     data = os.urandom(11 * MiB)
-    staged, sha = stage(storage, data)
-    async with s3_client(endpoint) as client:
+    async with (
+        parts_held(endpoint) as gateway,
+        S3Storage(
+            bucket,
+            prefix="pulp/artifacts",
+            endpoint_url=gateway.url,
+            part_size=MIN_PART_SIZE,
+            staging_root=tmp_path / "staging",
+        ) as storage,
+    ):
+        staged, sha = stage(storage, data)
         task = asyncio.create_task(storage.commit(staged, sha, len(data)))
-        # Wait until the multipart upload exists on the server, then cancel mid-upload.
-        while not (await client.list_multipart_uploads(Bucket=bucket)).get("Uploads"):
-            assert not task.done()
+        # The first part reached the server and is held there: cancel mid-upload.
+        await asyncio.wait_for(gateway.arrived.wait(), 30)
+        assert await pending_uploads(endpoint, bucket) == [storage.key_of(sha)]
+        assert not task.done()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        uploads = await client.list_multipart_uploads(Bucket=bucket)
-    assert uploads.get("Uploads", []) == []
-    assert await storage.stat(sha) is None
+        assert await pending_uploads(endpoint, bucket) == []
+        assert await storage.stat(sha) is None
     assert not staged.exists()
 
 

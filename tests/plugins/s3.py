@@ -4,6 +4,8 @@
 binds port 0 itself and we read the port it prints, so there is no race for the port) and
 yields its endpoint URL. ``s3_bucket`` (function) sets dummy credentials in the environment
 for the test only, creates a fresh bucket and yields ``(endpoint_url, bucket)``.
+``parts_held(endpoint_url)`` puts a loopback gateway in front of the server that holds the
+parts of multipart uploads, so a test can act while an upload is under way.
 
 Every client built from these fixtures is given the ``endpoint_url``: no request leaves
 127.0.0.1. ``AWS_EC2_METADATA_DISABLED`` and empty config files keep botocore from looking
@@ -12,6 +14,7 @@ for credentials anywhere else.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -22,10 +25,13 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 _STARTUP_TIMEOUT = 30.0
 _RUNNING = re.compile(r"Running on (http://127\.0\.0\.1:\d+)")
@@ -126,3 +132,63 @@ async def s3_bucket(s3_server: str, s3_env: None) -> AsyncIterator[tuple[str, st
             for obj in page.get("Contents", []):
                 await client.delete_object(Bucket=bucket, Key=obj["Key"])
         await client.delete_bucket(Bucket=bucket)
+
+
+#: Headers of one HTTP connection, not of the message: the gateway does not pass them on.
+_HOP_BY_HOP = frozenset(
+    {"connection", "content-length", "expect", "keep-alive", "transfer-encoding"}
+)
+
+
+@dataclass
+class PartGate:
+    """A running :func:`parts_held` gateway."""
+
+    url: str
+    """The endpoint to give the client under test."""
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the first part of a multipart upload reached the gateway (and is held)."""
+
+
+@contextlib.asynccontextmanager
+async def parts_held(endpoint_url: str) -> AsyncIterator[PartGate]:
+    """A loopback HTTP gateway to the S3 server at ``endpoint_url`` that forwards every
+    request but the parts of multipart uploads (``PUT ...?partNumber=``): those it holds
+    until the block ends, then answers 503 without forwarding them. The upload itself
+    (``CreateMultipartUpload``) and its abort go through."""
+    released = asyncio.Event()
+    gate: PartGate | None = None
+    async with aiohttp.ClientSession(auto_decompress=False) as upstream:
+
+        async def forward(request: web.Request) -> web.Response:
+            assert gate is not None
+            if request.method == "PUT" and "partNumber" in request.query:
+                await request.read()  # all of it: nothing lingers on the connection after
+                gate.arrived.set()
+                await released.wait()
+                return web.Response(status=503)
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+            async with upstream.request(
+                request.method,
+                endpoint_url + request.path_qs,
+                headers=headers,
+                data=await request.read(),
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+                back = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
+            return web.Response(status=response.status, body=body, headers=back)
+
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", forward)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            gate = PartGate(f"http://{host}:{port}")
+            yield gate
+        finally:
+            released.set()
+            await runner.cleanup()

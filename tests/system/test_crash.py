@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
-from helpers import cli
+from helpers import cli, until
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
 from pulp_aio_download.testing import Fault, FaultServer
 
@@ -218,11 +218,19 @@ async def test_cancelling_download_many_leaves_nothing_partial(
     requests = requests_for(fault_server, files, "c")
     for i in range(20, 40):
         fault_server.set_faults(f"/c/{i}", Fault(stall_after=50_000))
+    # Files longer than 50 000 bytes stall mid-body; the server counts what it sent them.
+    stalling = [f"/c/{i}" for i in range(20, 40) if len(files[i]) > 50_000]
+
+    def stalled() -> int:
+        held = (fault_server.stats(path) for path in stalling)
+        return sum(1 for s in held if s.inflight and s.bytes_sent == 50_000)
+
     data_dir = tmp_path / "data"
     async with pad.DownloadEngine(pad.EngineConfig(data_dir=data_dir, max_connections=8)) as engine:
         task = asyncio.ensure_future(engine.download_many(requests, return_exceptions=True))
-        await fault_server.wait_inflight(8)
-        await asyncio.sleep(0.2)
+        # Every slot holds a transfer the server stalled; the files before them are done or
+        # in their hooks (storing, recording) when the cancellation comes.
+        await until(lambda: stalled() == 8)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 10)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
-from helpers import cli, make_engine, remote_once, sha256
+from helpers import cli, make_engine, remote_once, sha256, until, until_sync
 from plugins.nginx import NginxServer
 from pulp_aio_download.storage.partials import checkpoint_interval, partial_key
 from pulp_aio_download.testing import Fault, FaultServer
@@ -56,17 +56,20 @@ def wait_for_partials(
     process: subprocess.Popen[str], data_dir: Path, *, count: int = 1, at_least: int = 2 * MiB
 ) -> None:
     """Wait until ``count`` partials each have ``at_least`` bytes checkpointed."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def checkpointed() -> bool:
         found = sidecars(data_dir)
         if sum(1 for m in found.values() if length(m) >= at_least) >= count:
-            return
-        if process.poll() is not None:
-            break
-        time.sleep(0.02)
-    process.kill()
-    process.wait()
-    pytest.fail(f"no {count} partial(s) of {at_least} bytes before the process ended")
+            return True
+        assert process.poll() is None, f"no {count} partial(s) of {at_least} bytes"
+        return False
+
+    try:
+        until_sync(checkpointed, timeout=60)
+    except AssertionError:
+        process.kill()
+        process.wait()
+        raise
 
 
 def stop(process: subprocess.Popen[str], sig: int) -> int:
@@ -245,10 +248,12 @@ def test_no_validator_no_partial_and_a_full_restart(
     args = ("--sha256", sha256(data), "--size", str(len(data)))
     process = start_get(threaded_server.url("/a.iso"), data_dir, "-vv", *args)
     staging = data_dir / "artifacts" / ".staging"
-    deadline = time.monotonic() + 30
-    while not (staging.is_dir() and any(p.stat().st_size > 2 * MiB for p in staging.iterdir())):
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.02)
+
+    def staged_past_2_mib() -> bool:
+        assert process.poll() is None
+        return staging.is_dir() and any(p.stat().st_size > 2 * MiB for p in staging.iterdir())
+
+    until_sync(staged_past_2_mib, timeout=30)
     assert stop(process, signal.SIGINT) != 0
     assert sidecars(data_dir) == {}  # nothing to resume from
     rerun = run_get(threaded_server.url("/a.iso"), data_dir, *args)
@@ -369,9 +374,8 @@ async def leave_partial(server: FaultServer, tmp_path: Path, name: str, data: by
         task = asyncio.ensure_future(
             e.download(server.url(name), expected_digests={"sha256": sha256(data)})
         )
-        while not (part.exists() and part.with_suffix(".json").exists()):
-            assert not task.done()
-            await asyncio.sleep(0.01)
+        await until(lambda: task.done() or (part.exists() and part.with_suffix(".json").exists()))
+        assert not task.done()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -15,15 +15,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import pulp_aio_download as pad
-from helpers import make_engine
+from helpers import make_engine, until
 from plugins.s3 import s3_client
 from pulp_aio_download.catalog.postgres import PostgresCatalog
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
@@ -58,13 +56,6 @@ def cooperation(engine: pad.DownloadEngine) -> Cooperation:
     coop = engine._cooperation
     assert coop is not None
     return coop
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -108,7 +99,7 @@ async def test_second_worker_waits_and_is_served_what_the_first_stored(
         one = asyncio.ensure_future(first.download(url, expected_digests={"sha256": sha}))
         await fault_server.wait_inflight(1, "/a.bin")
         two = asyncio.ensure_future(second.download(url, expected_digests={"sha256": sha}))
-        await wait_until(lambda: cooperation(second).statistics.waited == 1)
+        await until(lambda: cooperation(second).statistics.waited == 1, timeout=20)
         assert fault_server.stats("/a.bin").requests == 1
         gate.set()
         r1, r2 = await one, await two
@@ -323,7 +314,7 @@ async def test_two_worker_processes_transfer_every_file_once(
         for name, lines in manifests.items()
     }
     try:
-        await wait_until(lambda: all((tmp_path / f"{n}.json.ready").exists() for n in procs), 60)
+        await until(lambda: all((tmp_path / f"{n}.json.ready").exists() for n in procs), timeout=60)
         go.touch()
         for name, proc in procs.items():
             _, stderr = await asyncio.to_thread(proc.communicate, timeout=120)
@@ -397,25 +388,26 @@ async def test_killed_worker_claims_expire_and_another_worker_finishes(
                 threaded_server.stats(f"/pool/f{i}.bin").requests == 1 for i in indexes
             ) and all(threaded_server.stats(f"/pool/f{i}.bin").inflight == 1 for i in stuck)
 
-        await wait_until(others_done, 60)
+        await until(others_done, timeout=60)
         await catalog.open()
         assert catalog._pool is not None
 
-        async def recorded() -> int:
+        async def others_recorded() -> bool:
+            assert catalog._pool is not None
             sql = "SELECT count(*) FROM unit_files WHERE location IS NOT NULL"
-            return int(await catalog._pool.fetchval(sql))
+            return int(await catalog._pool.fetchval(sql)) >= len(indexes) - len(stuck)
 
-        deadline = time.monotonic() + 30
-        while await recorded() < len(indexes) - len(stuck):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        await until(others_recorded, timeout=30)
         # Releases run in the background after the record: wait for the last ones.
         wanted = sorted(payload(i)[1] for i in stuck)
-        while True:
+
+        async def only_the_stuck_are_claimed() -> bool:
+            assert catalog._pool is not None
             claims = await catalog._pool.fetch("SELECT sha256, owner FROM claims")
-            if sorted(r["sha256"] for r in claims) == wanted or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
+            return sorted(r["sha256"] for r in claims) == wanted
+
+        await until(only_the_stuck_are_claimed, timeout=30)
+        claims = await catalog._pool.fetch("SELECT sha256, owner FROM claims")
         assert sorted(r["sha256"] for r in claims) == wanted
         assert all(f":{victim.pid}:" in r["owner"] for r in claims)
 

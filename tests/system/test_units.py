@@ -11,15 +11,13 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 import pulp_aio_download as pad
-from helpers import NO_RETRY, run_cli, sha256
+from helpers import NO_RETRY, cli, run_cli, sha256, until_sync
 from pulp_aio_download.testing import Fault, FaultServer
 
 
@@ -344,17 +342,18 @@ def test_killed_sync_leaves_a_consistent_catalog(
     # The killed worker's transfer claims block its files until their lease ends: keep it short.
     env = cli_env(PULP_AIO_DOWNLOAD_CLAIM_LEASE="2")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pulp_aio_download", *args],
+        cli(*args),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
     )
     try:
-        deadline = time.monotonic() + 60
-        while threaded_server.totals.requests < 40:
+
+        def forty_requests() -> bool:
             assert proc.poll() is None, "sync finished before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+            return threaded_server.totals.requests >= 40
+
+        until_sync(forty_requests, timeout=60)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

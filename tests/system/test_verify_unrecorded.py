@@ -15,14 +15,13 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import pulp_aio_download as pad
-from helpers import cli, sha256
+from helpers import cli, sha256, until_sync
 from plugins.s3 import s3_client
 from pulp_aio_download.catalog.sqlite import SQLiteCatalog
 from pulp_aio_download.storage.base import artifact_key
@@ -73,13 +72,13 @@ def test_kill_9_between_store_and_record_then_verify_finds_and_adopts(
         # while their records wait for it. Then the sync is killed.
         lock = sqlite3.connect(db, isolation_level=None, timeout=30)
         lock.execute("BEGIN IMMEDIATE")
-        deadline = time.monotonic() + 30
-        while True:
+
+        def four_wait_for_their_records() -> bool:
             recorded = {row[0] for row in lock.execute("SELECT sha256 FROM unit_files")}
-            waiting = stored_shas(store) - recorded
-            if len(waiting) >= 4 or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
+            return len(stored_shas(store) - recorded) >= 4
+
+        until_sync(four_wait_for_their_records, timeout=30)
+        recorded = {row[0] for row in lock.execute("SELECT sha256 FROM unit_files")}
         process.send_signal(signal.SIGKILL)
         assert process.wait(timeout=10) == -signal.SIGKILL
     finally:
@@ -324,10 +323,12 @@ def test_verify_lists_leftover_partials_and_keeps_them(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not any(partials.glob("*.json")):
-            assert process.poll() is None and time.monotonic() < deadline, "no partial was kept"
-            time.sleep(0.02)
+
+        def partial_kept() -> bool:
+            assert process.poll() is None, "no partial was kept"
+            return any(partials.glob("*.json"))
+
+        until_sync(partial_kept, timeout=60)
         process.send_signal(signal.SIGKILL)
         assert process.wait(timeout=10) == -signal.SIGKILL
     finally:
