@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 import pulp_aio_download as pad
-from helpers import sha256, until
+from helpers import make_engine, sha256, until
 from plugins.nginx import NginxServer
 from pulp_aio_download.testing import Fault, FaultServer
 
@@ -35,15 +35,6 @@ def remote(**kwargs: object) -> pad.RemoteConfig:
         **kwargs,
     }
     return pad.RemoteConfig(**settings)  # type: ignore[arg-type]
-
-
-def engine(tmp_path: Path, *remotes: pad.RemoteConfig, **kwargs: object) -> pad.DownloadEngine:
-    config = pad.EngineConfig(
-        storage=pad.LocalStorage(tmp_path / "store"),
-        remotes=list(remotes) or [remote()],
-        **kwargs,  # type: ignore[arg-type]
-    )
-    return pad.DownloadEngine(config)
 
 
 def quarters(size: int, parts: int = 4) -> list[str]:
@@ -70,7 +61,7 @@ async def test_four_ranges_from_nginx_beat_its_per_connection_rate(
     rate = 2 * MiB  # bytes/s per connection: one stream needs 4 s
     server = nginx(serve(tmp_path, "big.iso", data), rate=rate)
     started = time.monotonic()
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, remote()) as e:
         result = await e.download(
             f"{server.base_url}/big.iso",
             expected_digests={"sha256": sha256(data), "sha512": hashlib.sha512(data).hexdigest()},
@@ -96,7 +87,7 @@ async def test_a_server_that_ignores_ranges_gives_one_stream(
     data = os.urandom(4 * MiB)
     server = nginx(serve(tmp_path, "a.bin", data), directives="max_ranges 0;")
     caplog.set_level(logging.INFO, logger="pulp_aio_download")
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, remote()) as e:
         result = await e.download(
             f"{server.base_url}/a.bin",
             expected_digests={"sha256": sha256(data)},
@@ -119,7 +110,7 @@ async def test_unknown_size_is_probed_with_one_byte(
     big, small = os.urandom(4 * MiB), os.urandom(100_000)
     big_url = fault_server.add("/big", big)
     small_url = fault_server.add("/small", small)
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, remote()) as e:
         got_big = await e.download(big_url)
         got_small = await e.download(small_url)
     assert got_big.path is not None and got_big.path.read_bytes() == big
@@ -138,7 +129,7 @@ async def test_probe_answered_whole_gives_one_stream(tmp_path: Path) -> None:
     data = os.urandom(3 * MiB)
     async with FaultServer(ignore_range=True) as server:
         url = server.add("/a", data)
-        async with engine(tmp_path) as e:
+        async with make_engine(tmp_path, remote()) as e:
             result = await e.download(url)
         assert [r.headers.get("Range") for r in server.requests_for("/a")] == ["bytes=0-0", None]
     assert result.path is not None and result.path.read_bytes() == data
@@ -156,7 +147,7 @@ async def test_mirrors_of_one_request_share_the_ranges(nginx: StartNginx, tmp_pa
         expected_digests={"sha256": sha256(data)},
         expected_size=len(data),
     )
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, remote()) as e:
         result = await e.download(request)
     assert result.path is not None and result.path.read_bytes() == data
     assert result.url == f"{one.base_url}/a.iso"
@@ -182,7 +173,7 @@ async def test_mirrors_whose_validators_differ_give_one_stream(
         expected_size=len(data),
     )
     caplog.set_level(logging.INFO, logger="pulp_aio_download")
-    async with engine(tmp_path, remote(segments=2)) as e:
+    async with make_engine(tmp_path, remote(segments=2)) as e:
         result = await e.download(request)
     assert result.path is not None and result.path.read_bytes() == data
     assert any(
@@ -202,7 +193,7 @@ async def test_a_range_cut_mid_way_is_asked_again_from_where_it_stopped(
     data = os.urandom(4 * MiB)
     cut = 300_000
     url = fault_server.add("/a", data, faults=[Fault(truncate_at=cut)])  # the first range
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, remote()) as e:
         result = await e.download(
             url, expected_digests={"sha256": sha256(data)}, expected_size=len(data)
         )
@@ -223,7 +214,7 @@ async def test_a_stalled_range_is_dropped_and_asked_again(
     data = os.urandom(4 * MiB)
     url = fault_server.add("/a", data, faults=[Fault(stall_after=100_000)])
     timeouts = pad.Timeouts(min_speed=64 * 1024, stall_window=0.4)
-    async with engine(tmp_path, remote(timeouts=timeouts)) as e:
+    async with make_engine(tmp_path, remote(timeouts=timeouts)) as e:
         result = await e.download(
             url, expected_digests={"sha256": sha256(data)}, expected_size=len(data)
         )
@@ -247,7 +238,7 @@ async def test_a_dead_mirror_hands_its_ranges_to_the_source(
         expected_digests={"sha256": sha256(data)},
         expected_size=len(data),
     )
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, remote()) as e:
         result = await e.download(request)
     assert result.path is not None and result.path.read_bytes() == data
     assert sorted(r.headers.get("Range") for r in fault_server.requests_for("/a")) == sorted(  # type: ignore[type-var]
@@ -260,7 +251,7 @@ async def test_a_wrong_digest_fails_and_leaves_nothing(
 ) -> None:
     data = os.urandom(4 * MiB)
     url = fault_server.add("/a", data)
-    async with engine(tmp_path) as e:
+    async with make_engine(tmp_path, remote()) as e:
         with pytest.raises(pad.DigestMismatch) as caught:
             await e.download(url, expected_digests={"sha256": "0" * 64}, expected_size=len(data))
     assert caught.value.actual == sha256(data)
@@ -334,7 +325,7 @@ class CountingServer:
 async def test_each_range_holds_a_slot_of_the_remote_limit(tmp_path: Path) -> None:
     data = os.urandom(4 * MiB)
     async with CountingServer(data, wait_for=2) as server:
-        async with engine(tmp_path, remote(max_connections=2)) as e:
+        async with make_engine(tmp_path, remote(max_connections=2)) as e:
             result = await e.download(
                 server.url("a"), expected_digests={"sha256": sha256(data)}, expected_size=len(data)
             )
@@ -345,7 +336,7 @@ async def test_each_range_holds_a_slot_of_the_remote_limit(tmp_path: Path) -> No
 async def test_each_range_holds_a_slot_of_the_global_limit(tmp_path: Path) -> None:
     one, two = os.urandom(4 * MiB), os.urandom(4 * MiB)
     async with CountingServer(one + two, wait_for=3) as server:
-        async with engine(tmp_path, max_connections=3) as e:
+        async with make_engine(tmp_path, remote(), max_connections=3) as e:
             results = await e.download_many(
                 [
                     pad.DownloadRequest(server.url(name), expected_size=len(one + two))
@@ -362,7 +353,9 @@ async def test_progress_counts_the_bytes_of_every_range(nginx: StartNginx, tmp_p
     data = os.urandom(4 * MiB)
     server = nginx(serve(tmp_path, "a.iso", data), rate=2 * MiB)
     reports: list[pad.ProgressReport] = []
-    async with engine(tmp_path, progress=reports.append, progress_interval=0.05) as e:
+    async with make_engine(
+        tmp_path, remote(), progress=reports.append, progress_interval=0.05
+    ) as e:
         await e.download_many(
             [pad.DownloadRequest(f"{server.base_url}/a.iso", expected_size=len(data))]
         )
@@ -403,7 +396,7 @@ async def test_an_interrupted_segmented_download_resumes_its_ranges_in_another_e
         assert isinstance(ranges, list)
         return sum(b - a for a, b in ranges)
 
-    async with engine(tmp_path, chunk_size=128 * 1024) as first:
+    async with make_engine(tmp_path, remote(), chunk_size=128 * 1024) as first:
         task = asyncio.ensure_future(first.download(request))
         await until(lambda: on_disk() >= 2 * MiB, timeout=20)
         task.cancel()
@@ -417,7 +410,7 @@ async def test_an_interrupted_segmented_download_resumes_its_ranges_in_another_e
     before = len(server.wait_logged(4))
 
     reports: list[pad.ProgressReport] = []
-    async with engine(tmp_path, progress=reports.append) as second:
+    async with make_engine(tmp_path, remote(), progress=reports.append) as second:
         (result,) = await second.download_many([request])
     assert isinstance(result, pad.DownloadResult)
     assert result.path is not None and result.path.read_bytes() == data
