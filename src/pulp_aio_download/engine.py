@@ -608,6 +608,7 @@ class DownloadEngine:
             attempts=0,
             cached=True,
             previous=record,
+            previous_unit=found.unit if found is not None else None,
             stored=stored,
         )
         try:

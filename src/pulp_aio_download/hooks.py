@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CatalogError, HookError, StorageError
-from .models import ContentUnit, DownloadRequest, DownloadResult, Source, UnitFile
+from .models import ContentUnit, DownloadRequest, DownloadResult, Source, UnitFile, UnitSpec
 
 if TYPE_CHECKING:
     from .catalog.base import Catalog
@@ -75,6 +75,8 @@ class DownloadContext:
         unit: the :class:`ContentUnit` once created.
         previous: the catalog's unit file as the engine read it before the hook chain
             (set for cached hits; None when unknown).
+        previous_unit: the request's content unit as the catalog held it when a batch
+            looked it up (cached hits of a batch; None when unknown).
         body: the validated bytes of a small file not written to ``path`` yet: the engine
             keeps them in memory when :func:`store` is the chain's first hook, and
             :func:`store` writes and publishes them in one step
@@ -98,6 +100,7 @@ class DownloadContext:
     result: DownloadResult | None = None
     unit: ContentUnit | None = None
     previous: UnitFile | None = None
+    previous_unit: ContentUnit | None = None
     body: Sequence[bytes] | None = field(default=None, repr=False)
     # The rollback's bookkeeping (run_hooks): whether store published the artifact under a
     # key that held nothing, the catalog writes of the chain (Catalog.undo), and whether
@@ -207,11 +210,31 @@ async def create_unit(ctx: DownloadContext) -> None:
     spec = ctx.request.unit
     if catalog is None or spec is None:
         return
-    ctx.unit = await catalog.save_unit(
-        spec, ctx.sha256, ctx.request.repository, undo_log=ctx._undo_log
-    )
+    if _already_linked(ctx.previous_unit, ctx, spec):
+        ctx.unit = ctx.previous_unit  # a cached hit the catalog knows entirely: no write
+    else:
+        ctx.unit = await catalog.save_unit(
+            spec, ctx.sha256, ctx.request.repository, undo_log=ctx._undo_log
+        )
     if ctx.result is not None:
         ctx.result = dataclasses.replace(ctx.result, unit=ctx.unit)
+
+
+def _already_linked(previous: ContentUnit | None, ctx: DownloadContext, spec: UnitSpec) -> bool:
+    """Whether saving ``spec`` would change nothing of ``previous``: its metadata already
+    holds the spec's, it links this file under the spec's path, it is in the repository."""
+    if previous is None or not ctx.cached:
+        return False
+    repository = ctx.request.repository
+    return (
+        (previous.type, previous.key) == (spec.type, spec.key)
+        and all(previous.metadata.get(k, _MISSING) == v for k, v in spec.metadata.items())
+        and previous.files.get(spec.relative_path or spec.key) == ctx.sha256
+        and (repository is None or repository in previous.repositories)
+    )
+
+
+_MISSING = object()
 
 
 async def report_progress(ctx: DownloadContext) -> None:

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .catalog.base import Catalog
-    from .models import DownloadRequest, UnitFile
+    from .models import ContentUnit, DownloadRequest, UnitFile
     from .storage.base import Storage, StoredArtifact
 
-__all__ = ["NOT_STORED", "Found", "Lookahead", "look_up"]
+__all__ = ["NOT_STORED", "Found", "Lookahead", "Looked", "look_up"]
 
 log = logging.getLogger(__name__)
 
@@ -38,45 +38,69 @@ AHEAD = 1
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """What a lookup found of one sha256: its stored artifact (None: not stored) and its
-    unit file (None: no record, or no catalog)."""
+    """What a lookup found of one request's file: its stored artifact (None: not stored),
+    its unit file (None: no record, or no catalog) and, for a request that names a unit,
+    that unit as the catalog holds it (None: not recorded, or not looked up)."""
 
     stored: StoredArtifact | None
     record: UnitFile | None = None
+    unit: ContentUnit | None = None
 
 
 #: A sha256 the lookup found not stored.
 NOT_STORED = Found(None)
 
-Looked = Mapping[str, Found]
+UnitKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Looked:
+    """What the lookup of one chunk found: by sha256 (None: storage cannot tell, each file
+    is asked alone; a sha256 left out is asked alone too), and the units by (type, key)."""
+
+    files: Mapping[str, Found] | None
+    units: Mapping[UnitKey, ContentUnit]
 
 
 async def look_up(
-    storage: Storage, catalog: Catalog | None, sha256s: Sequence[str]
-) -> Looked | None:
-    """What storage and the catalog hold of ``sha256s``: every one of them is in the
-    mapping; None when storage cannot tell in one pass (each file is then asked alone).
+    storage: Storage,
+    catalog: Catalog | None,
+    sha256s: Sequence[str],
+    units: Sequence[UnitKey] = (),
+) -> Looked:
+    """What storage and the catalog hold of ``sha256s`` and of the units ``units``.
 
-    A storage that can only tell what is absent (:meth:`Storage.absent`) gives the absent
-    ones; the others are left out of the mapping (asked alone).
+    Every sha256 is in ``files``, unless storage cannot tell in one pass (then ``files`` is
+    None) or can only tell what is absent (:meth:`Storage.absent`: the others are left out).
     """
+    records: Mapping[str, UnitFile] = {}
+    found_units: Mapping[UnitKey, ContentUnit] = {}
     if catalog is None:
         stats = await storage.stat_many(sha256s)
-        records: Mapping[str, UnitFile] = {}
     else:
-        # Both at once: the stats come from a worker thread, the records from the catalog's.
-        stats, records = await asyncio.gather(
-            storage.stat_many(sha256s), catalog.get_unit_files(sha256s)
+        # All at once: the stats come from a worker thread, the rest from the catalog.
+        stats, records, found_units = await asyncio.gather(
+            storage.stat_many(sha256s),
+            catalog.get_unit_files(sha256s),
+            catalog.get_units(units) if units else _nothing(),
         )
     if stats is None:
         absent = await storage.absent(sha256s)
-        return None if absent is None else dict.fromkeys(absent, NOT_STORED)
-    return {
-        sha256: NOT_STORED
-        if (stored := stats.get(sha256)) is None
-        else Found(stored, records.get(sha256))
-        for sha256 in sha256s
-    }
+        files = None if absent is None else dict.fromkeys(absent, NOT_STORED)
+        return Looked(files, found_units)
+    return Looked(
+        {
+            sha256: NOT_STORED
+            if (stored := stats.get(sha256)) is None
+            else Found(stored, records.get(sha256))
+            for sha256 in sha256s
+        },
+        found_units,
+    )
+
+
+async def _nothing() -> Mapping[UnitKey, ContentUnit]:
+    return {}
 
 
 class Lookahead:
@@ -88,15 +112,15 @@ class Lookahead:
 
     Args:
         requests: the batch.
-        look_up: what storage and the catalog hold of a list of sha256s (see
-            :func:`look_up`).
+        look_up: what storage and the catalog hold of a list of sha256s and of a list of
+            units (see :func:`look_up`).
         chunk: requests per lookup (default :data:`CHUNK`).
     """
 
     def __init__(
         self,
         requests: Sequence[DownloadRequest],
-        look_up: Callable[[list[str]], Awaitable[Looked | None]],
+        look_up: Callable[[list[str], list[UnitKey]], Awaitable[Looked]],
         *,
         chunk: int | None = None,
     ) -> None:
@@ -120,7 +144,14 @@ class Lookahead:
                 request = self._requests[index]
                 sha256 = request.sha256
                 known = self._known
-                found = known.get(sha256) if known is not None and sha256 else None
+                files = known.files if known is not None else None
+                found = files.get(sha256) if files is not None and sha256 else None
+                spec = request.unit
+                if spec is not None and found is not None and found.stored is not None:
+                    assert known is not None
+                    unit = known.units.get((spec.type, spec.key))
+                    if unit is not None:
+                        found = Found(found.stored, found.record, unit)
                 return index, request, found
             await self._install(self._known_until)
 
@@ -143,14 +174,18 @@ class Lookahead:
         if task is None:
             chunk = self._requests[start : start + self._chunk]
             sha256s = list(dict.fromkeys(r.sha256 for r in chunk if r.sha256))
-            task = self._pending[start] = asyncio.ensure_future(self._safely(sha256s))
+            units = list(
+                dict.fromkeys((r.unit.type, r.unit.key) for r in chunk if r.unit and r.sha256)
+            )
+            task = asyncio.ensure_future(self._safely(sha256s, units))
+            self._pending[start] = task
         return task
 
-    async def _safely(self, sha256s: list[str]) -> Looked | None:
+    async def _safely(self, sha256s: list[str], units: list[UnitKey]) -> Looked | None:
         if not sha256s:
-            return {}
+            return Looked({}, {})
         try:
-            return await self._look_up(sha256s)
+            return await self._look_up(sha256s, units)
         except Exception as exc:  # a hint only: each file is then asked alone
             log.debug("looking up %d stored files failed: %s", len(sha256s), exc)
             return None

@@ -9,6 +9,7 @@ a real SQLite catalog.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
@@ -183,6 +184,21 @@ async def test_a_resync_records_new_sources_and_creates_units(
         writes = catalog.writes
         third = await engine.download_many(requests(files))
         assert catalog.writes == writes  # the third brought nothing new
+        # The same units again: known entirely, nothing written, each result has its unit.
+        same = await engine.download_many(brought)
+        assert catalog.writes == writes
+        assert [r.unit for r in same] == [r.unit for r in again]
+        # One unit gains metadata and one joins a second repository: those two are saved.
+        changed = list(brought)
+        changed[4] = dataclasses.replace(
+            brought[4], unit=pad.UnitSpec("file", "f4", metadata={"n": 4, "arch": "noarch"})
+        )
+        changed[5] = dataclasses.replace(brought[5], repository="repo-2")
+        await engine.download_many(changed)
+        assert catalog.writes == writes + 2
+        unit4 = await catalog.get_unit("file", "f4")
+        assert unit4 is not None and unit4.metadata == {"n": 4, "arch": "noarch"}
+        assert [u.key for u in await catalog.repository_units("repo-2")] == ["f5"]
 
     assert all(r.cached for r in again) and all(r.cached for r in third)
     assert fetched(fault_server) == 20 and not any(

@@ -234,6 +234,25 @@ async def test_get_unit_files_reads_many_as_get_unit_file_reads_one(catalog: Cat
     assert await catalog.get_unit_files([sha(count + 1)]) == {}
 
 
+async def test_get_units_reads_many_as_get_unit_reads_one(catalog: Catalog) -> None:
+    count = _sql.LOOKUP_CHUNK // 2 + 3  # more than one statement's worth
+    for i in range(count):
+        spec = UnitSpec("rpm", f"pkg-{i}", metadata={"n": i}, relative_path=f"p/{i}.rpm")
+        await catalog.save_unit(spec, sha(i + 1), "repo-a" if i % 2 else None)
+    await catalog.save_unit(UnitSpec("rpm", "pkg-1"), sha(99), "repo-b")  # a second file
+    wanted = [("rpm", f"pkg-{i}") for i in range(count, -1, -1)]  # pkg-{count}: none
+    wanted += [("srpm", "pkg-1"), ("rpm", "pkg-2")]  # another type, and a repeat
+    found = await catalog.get_units(wanted)
+
+    assert sorted(found) == sorted(("rpm", f"pkg-{i}") for i in range(count))
+    for i in (0, 1, count - 1):
+        assert found[("rpm", f"pkg-{i}")] == await catalog.get_unit("rpm", f"pkg-{i}")
+    assert found[("rpm", "pkg-1")].files == {"p/1.rpm": sha(2), "pkg-1": sha(99)}
+    assert found[("rpm", "pkg-1")].repositories == ("repo-a", "repo-b")
+    assert found[("rpm", "pkg-0")].repositories == ()
+    assert await catalog.get_units([]) == {}
+
+
 async def test_invalid_records_are_refused(catalog: Catalog) -> None:
     with pytest.raises(ConfigError, match="sha256"):
         await catalog.record_unit_file(unit_file(1, sha256="not-hex"))

@@ -45,6 +45,7 @@ __all__ = [
     "get_unit",
     "get_unit_file",
     "get_unit_files",
+    "get_units",
     "iterate_unit_files",
     "load_health",
     "load_remote",
@@ -798,6 +799,25 @@ async def _units(tx: Tx, where: str, *args: Any) -> list[ContentUnit]:
 async def get_unit(tx: Tx, type: str, key: str) -> ContentUnit | None:
     units = await _units(tx, "u.type = $1 AND u.key = $2", type, key)
     return units[0] if units else None
+
+
+async def get_units(tx: Tx, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], ContentUnit]:
+    """The units of ``keys`` (``(type, key)``) that exist, by pair, with their links and
+    repositories: three statements per :data:`LOOKUP_CHUNK` / 2 of them."""
+    found: dict[tuple[str, str], ContentUnit] = {}
+    step = LOOKUP_CHUNK // 2  # two values a pair
+    for start in range(0, len(keys), step):
+        chunk = keys[start : start + step]
+        if tx.dialect == "postgres":
+            where = "(u.type, u.key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+            args: tuple[Any, ...] = ([t for t, _ in chunk], [k for _, k in chunk])
+        else:
+            pairs = ", ".join(f"(${2 * i + 1}, ${2 * i + 2})" for i in range(len(chunk)))
+            where = f"(u.type, u.key) IN (VALUES {pairs})"
+            args = tuple(value for pair in chunk for value in pair)
+        for unit in await _units(tx, where, *args):
+            found[(unit.type, unit.key)] = unit
+    return found
 
 
 async def repository_units(tx: Tx, name: str) -> list[ContentUnit]:

@@ -163,6 +163,14 @@ class SQLCatalog(Catalog):
     async def get_unit(self, type: str, key: str) -> ContentUnit | None:
         return await self._read(lambda tx: _sql.get_unit(tx, type, key))
 
+    async def get_units(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], ContentUnit]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        return await self._read(lambda tx: _sql.get_units(tx, wanted))
+
     async def repository_units(self, name: str) -> list[ContentUnit]:
         return await self._read(lambda tx: _sql.repository_units(tx, name))
 

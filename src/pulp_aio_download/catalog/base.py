@@ -125,6 +125,19 @@ class Catalog(abc.ABC):
     async def get_unit(self, type: str, key: str) -> ContentUnit | None:
         """The unit ``(type, key)``, or None."""
 
+    async def get_units(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], ContentUnit]:
+        """The units of ``keys`` (``(type, key)`` pairs), by pair (one not recorded is left
+        out). The SQL backends read them in one transaction, a few queries per few hundred;
+        this default asks :meth:`get_unit` for each."""
+        found = {}
+        for type_, key in dict.fromkeys(keys):
+            unit = await self.get_unit(type_, key)
+            if unit is not None:
+                found[(type_, key)] = unit
+        return found
+
     @abc.abstractmethod
     async def repository_units(self, name: str) -> list[ContentUnit]:
         """The units of repository ``name`` ordered by (type, key); [] if none."""
