@@ -114,8 +114,8 @@ def _sidecar(data_dir: Path) -> dict[str, object] | None:
     for path in (data_dir / "artifacts" / ".partials").glob("*.json"):
         try:
             meta: dict[str, object] = json.loads(path.read_text())
-        except ValueError:
-            continue  # being replaced
+        except (ValueError, FileNotFoundError):
+            continue  # being replaced, or the download just finished
         return meta
     return None
 
@@ -129,11 +129,11 @@ def _on_disk(meta: dict[str, object] | None) -> int:
 def test_kill_9_of_a_segmented_sync_then_rerun_fetches_only_the_holes(
     tmp_path: Path, nginx: Callable[..., NginxServer]
 ) -> None:
-    data = os.urandom(8 * MiB)
+    data = os.urandom(16 * MiB)
     www = tmp_path / "www"
     www.mkdir()
     (www / "big.iso").write_bytes(data)
-    server = nginx(www, rate=1 * MiB)  # 2 MiB ranges: about 2 s each
+    server = nginx(www, rate=1 * MiB)  # 4 MiB ranges: about 3 s each after the first MiB
     line = {"url": f"{server.base_url}/big.iso", "sha256": sha256(data), "size": len(data)}
     (tmp_path / "manifest.jsonl").write_text(json.dumps(line) + "\n")
     (tmp_path / "remotes.toml").write_text("[remotes.default]\nsegment_threshold = 2097152\n")
