@@ -20,7 +20,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
+from helpers import cli
 from pulp_aio_download.testing import Fault, FaultServer
 
 DISTINCT = 40
@@ -37,10 +37,6 @@ REPEATED = (0, 3, 7, 12, 20, 33)
 
 def content(index: int, size: int = 3000) -> bytes:
     return hashlib.sha512(f"file {index}".encode()).digest() * (size // 64) + bytes([index])
-
-
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pulp_aio_download", *args]
 
 
 def write_manifest(path: Path, server: FaultServer, files: list[bytes]) -> list[list[str]]:
