@@ -716,6 +716,68 @@ class DownloadEngine:
                 tracker.total = max(tracker.total, len(items))
                 await tracker.finish()
 
+    async def serve_stored(
+        self,
+        requests: Sequence[DownloadRequest],
+        callback: Callable[[int, DownloadResult], Any],
+        *,
+        tracker: ProgressTracker | None = None,
+    ) -> list[int]:
+        """Serve the requests of a batch whose files are stored and known valid, transfer
+        nothing, and return the indices of the others, in order, for the caller to
+        download: a re-sync spread over several processes serves what is stored in one.
+
+        A request is served as :meth:`download_each` would serve it from the store (the
+        same checks and hook chain: its record gains new sources, its unit is created),
+        and its result handed to ``callback(index, result)``. Left to the caller: files not
+        stored, requests without a sha256, files that would need a re-hash (changed since
+        verified, or a digest the record lacks) and any that fails. ``tracker``: count the
+        served files into it (the caller goes on counting the rest and finishes it).
+        """
+        self._require_open()
+        items = [self._make_request(r, {}) for r in requests]
+        batch = _Batch(tracker or ProgressTracker(None))
+        queue = Lookahead(items, functools.partial(look_up, self.storage, self._catalog))
+        rest: list[int] = []
+
+        async def serve() -> None:
+            while (item := await queue.next()) is not None:
+                index, request, found = item
+                served = None
+                if _servable_as_is(request, found):
+                    assert found is not None
+                    assert request.sha256 is not None
+                    batch.tracker.add(1, request.expected_size)
+                    try:
+                        served = await self._serve_cached(request, request.sha256, batch, found)
+                    except DownloadError as exc:
+                        log.debug("%s: left to the transfer: %s", redact_url(request.url), exc)
+                    if served is None:
+                        batch.tracker.total -= 1  # counted again by whoever downloads it
+                        if request.expected_size:
+                            batch.tracker.bytes_total -= request.expected_size
+                if served is None:
+                    rest.append(index)
+                else:
+                    callback(index, served)
+
+        # Several at once, so that the writes of files that bring new sources or units are
+        # committed together.
+        servers = [
+            asyncio.ensure_future(serve())
+            for _ in range(min(len(items), self.config.max_connections * 4))
+        ]
+        try:
+            await asyncio.gather(*servers)
+        except BaseException:
+            for task in servers:
+                task.cancel()
+            await asyncio.gather(*servers, return_exceptions=True)
+            raise
+        finally:
+            await queue.aclose()
+        return sorted(rest)
+
     # -- lazy content -------------------------------------------------------------------
     def _need_catalog(self, what: str) -> Catalog:
         if self._catalog is None:
@@ -818,6 +880,17 @@ class DownloadEngine:
             repair=repair,
             concurrency=concurrency,
         )
+
+
+def _servable_as_is(request: DownloadRequest, found: Found | None) -> bool:
+    """Whether the lookup found ``request``'s file stored, recorded, unchanged since it was
+    verified and with every digest the request expects: servable with no I/O of its own."""
+    if found is None or found.stored is None or found.record is None:
+        return False
+    digests = found.record.digests
+    return all(a == "sha256" or a in digests for a in request.expected_digests) and (
+        not _changed_since_verified(found.stored, found.record)
+    )
 
 
 def _changed_since_verified(stored: StoredArtifact, record: UnitFile | None) -> bool:

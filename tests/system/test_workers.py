@@ -310,3 +310,47 @@ def test_run_batch_with_workers_keeps_the_input_order(
         pad.run_batch(requests, config, return_exceptions=False, workers=2)
     assert raised.value.url == threaded_server.url("/batch/missing")
     assert list((tmp_path / "data" / "artifacts" / ".staging").iterdir()) == []
+
+
+def test_a_resync_with_workers_serves_what_is_stored_first_and_reports_once(
+    threaded_server: FaultServer, tmp_path: Path
+) -> None:
+    files = [content(i) for i in range(30)]
+    requests = [
+        pad.DownloadRequest(
+            threaded_server.add(f"/again/{i}", data),
+            expected_digests={"sha256": hashlib.sha256(data).hexdigest()},
+            expected_size=len(data),
+        )
+        for i, data in enumerate(files)
+    ]
+    config = pad.EngineConfig(data_dir=tmp_path / "data")
+    first = pad.run_batch(requests, config, workers=2)
+    assert all(isinstance(r, pad.DownloadResult) and not r.cached for r in first)
+    fetched = len(threaded_server.requests)
+    damaged = (4, 21)
+    for index in damaged:
+        path = first[index].path
+        assert path is not None
+        path.write_bytes(b"short")
+
+    reports: list[pad.ProgressReport] = []
+    config = pad.EngineConfig(data_dir=tmp_path / "data", progress=reports.append)
+    again = pad.run_batch(requests, config, workers=2)
+
+    assert [i for i, r in enumerate(again) if not r.cached] == list(damaged)
+    assert len(threaded_server.requests) == fetched + len(damaged)
+    for data, result in zip(files, again, strict=True):
+        assert result.path is not None and result.path.read_bytes() == data
+    # One stream for the batch: the stored files and those the workers fetched.
+    assert {r.message for r in reports} == {"Downloading 30 files"}
+    assert [r.state for r in reports].count("running") == len(reports) - 1
+    final = reports[-1]
+    assert (final.state, final.total, final.done, final.cached) == ("completed", 30, 30, 28)
+
+    # Everything stored now: served without a worker, with no request.
+    reports.clear()
+    third = pad.run_batch(requests, config, workers=2)
+    assert all(r.cached for r in third)
+    assert len(threaded_server.requests) == fetched + len(damaged)
+    assert (reports[-1].state, reports[-1].done, reports[-1].cached) == ("completed", 30, 30)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..errors import DownloadError
+from ..progress import was_retried
+
 if TYPE_CHECKING:
     from ..models import DownloadRequest, VerifyReport
 
@@ -25,9 +28,6 @@ class BatchSummary:
         self.failures: list[tuple[int, dict[str, Any]]] = []
 
     def add(self, index: int, outcome: Any) -> None:
-        from ..errors import DownloadError
-        from ..progress import was_retried
-
         if was_retried(outcome):
             self.retried += 1
         if isinstance(outcome, DownloadError):

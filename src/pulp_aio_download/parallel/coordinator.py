@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import math
 import multiprocessing
@@ -76,7 +77,43 @@ async def run_parallel(
     requests = [prepare_request(item, config) for item in items]
     if not requests:
         return
-    await _Coordinator(requests, config, workers, callback, return_exceptions, probe_store).run()
+    tracker = ProgressTracker(
+        config.progress,
+        message=f"Downloading {plural(len(requests), 'file')}",
+        interval=config.progress_interval,
+    )
+    # What is stored is served here first: a re-sync of a stored repository needs no worker.
+    rest = await _serve_stored(requests, config, callback, tracker)
+    if not rest:
+        await tracker.finish()
+        return
+    subset = [requests[i] for i in rest]
+
+    def outcome(index: int, result: DownloadResult | DownloadError) -> Any:
+        return callback(rest[index], result)
+
+    await _Coordinator(
+        subset, config, workers, outcome, return_exceptions, probe_store, tracker
+    ).run()
+
+
+async def _serve_stored(
+    requests: Sequence[DownloadRequest],
+    config: EngineConfig,
+    callback: OutcomeCallback,
+    tracker: ProgressTracker,
+) -> list[int]:
+    """Serve in this process the requests whose files are stored and valid
+    (:meth:`DownloadEngine.serve_stored`); the indices of the others, for the workers (all
+    of them when this process cannot open the engine: the workers then say why)."""
+    from ..engine import DownloadEngine
+
+    try:
+        async with DownloadEngine(dataclasses.replace(config, progress=None)) as engine:
+            return await engine.serve_stored(requests, callback, tracker=tracker)
+    except DownloadError as exc:
+        log.debug("files already stored are not served before the workers start: %s", exc)
+        return list(range(len(requests)))
 
 
 class _Remote:
@@ -165,6 +202,7 @@ class _Coordinator:
         callback: OutcomeCallback,
         return_exceptions: bool,
         probe_store: bool,
+        tracker: ProgressTracker | None = None,
     ) -> None:
         self.requests = requests
         self.config = config
@@ -186,7 +224,7 @@ class _Coordinator:
         self.ever_ready = False
         self.died = False
         self.stopping = False
-        self.tracker = ProgressTracker(
+        self.tracker = tracker or ProgressTracker(
             config.progress,
             message=f"Downloading {plural(len(requests), 'file')}",
             interval=config.progress_interval,
