@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import os
 import re
 import shutil
 import sys
@@ -134,21 +135,25 @@ def test_changelog_fragments_are_named_issue_dot_type() -> None:
 
 
 def test_download_sync_without_config_leaves_a_temporary_directory_as_documented(
-    threaded_server: FaultServer,
+    threaded_server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """docs/getting-started.md: what ``download_sync(url)`` with no config leaves behind."""
     data = b"what the docs promise\n" * 100
     url = threaded_server.add("/promise.bin", data)
     sha256 = hashlib.sha256(data).hexdigest()
+    # A temporary directory of this test's own: other processes use the shared one too.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     temp = Path(tempfile.gettempdir())
     before = set(temp.glob("pulp-aio-download-*"))
     first = pad.download_sync(url, expected_digests={"sha256": sha256})
     second = pad.download_sync(url, expected_digests={"sha256": sha256})
     made = set(temp.glob("pulp-aio-download-*")) - before
+    partials = temp / f"pulp-aio-download-partials-{os.getuid()}"
     try:
         assert first.path is not None and second.path is not None
         roots = {first.path.parents[1], second.path.parents[1]}
-        assert roots == made and len(made) == 2  # one new directory per call
+        assert made == roots | {partials} and len(roots) == 2  # one new directory per call
+        assert list(partials.iterdir()) == []  # shared by the calls, empty once they succeed
         assert not second.cached  # nothing is shared between the calls
         for root in roots:
             assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [
