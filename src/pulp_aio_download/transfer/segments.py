@@ -9,11 +9,12 @@ the request's other http(s) sources of the same remote (mirrors share the work):
   with a ``200``, is one stream. With a known size the first range's request is the probe.
 * Plan. What is not on disk yet (the whole file, or the holes a partial left) is cut into
   ranges of about ``remaining / segments`` bytes (at least :data:`MIN_SEGMENT`), taken in
-  offset order by the workers.
-* Each range is a bounded ``Range`` request under the same admission
-  as a whole transfer (its own slot of the global, per-host and per-remote connection
-  limits, and of the rate limit), retries and backoff (the slot given back while it
-  waits), stall detection and auth. A range cut mid-way is asked again from the byte where
+  offset order by the workers. A worker left without a range splits the one with the
+  most bytes still to come (a slower connection or mirror) and takes its second half.
+* Each range is a bounded ``Range`` request under the same admission as a whole transfer
+  (its own slot of the global, per-host and per-remote connection limits, and of the rate
+  limit), retries and backoff (the slot given back while it waits), stall detection and
+  auth. A range cut mid-way is asked again from the byte where
   it stopped; a mirror that fails hands its ranges to the request's own source.
 * Writing: each range's chunks go to their offset of one staging file (``os.pwritev`` in
   a worker thread, one batch of about ``chunk_size`` bytes per range in memory).
@@ -131,14 +132,18 @@ class _Fallback(Exception):
 
 class _Range:
     """A range of the file to fetch: ``[start, end)``; ``span`` is ``[start, written]``,
-    the bytes of it on disk (shared with the download's list of spans)."""
+    the bytes of it on disk (shared with the download's list of spans); ``received``
+    counts the bytes read from the connection too (written or not). A worker with nothing
+    left to do may take the second half of what another range has still to receive: its
+    ``end`` moves back then."""
 
-    __slots__ = ("end", "span", "start")
+    __slots__ = ("end", "received", "span", "start")
 
     def __init__(self, start: int, end: int) -> None:
         self.start = start
         self.end = end
         self.span = [start, start]
+        self.received = start
 
     @property
     def pos(self) -> int:
@@ -190,6 +195,7 @@ class _Segmented:
         self.advanced = asyncio.Event()
         self.attempts = 1
         self.dead: set[str] = set()  # mirrors that failed: their ranges go to the source
+        self.active: set[_Range] = set()  # ranges receiving now (a free worker may split one)
         self._threads: set[asyncio.Future[Any]] = set()
         self._checkpoint: asyncio.Task[None] | None = None
         self._since_checkpoint = 0
@@ -412,8 +418,10 @@ class _Segmented:
         if index:
             await ready.wait()  # the first answer tells whether ranges work at all
         source = self.sources[index % len(self.sources)]
-        while queue:
-            piece = queue.popleft()
+        while True:
+            piece = queue.popleft() if queue else self._split()
+            if piece is None:
+                return
             if source.url in self.dead:
                 source = self.primary
 
@@ -435,6 +443,20 @@ class _Segmented:
                 self.dead.add(source.url)
                 source = self.primary
                 await self._attempts(source, fetch)
+
+    def _split(self) -> _Range | None:
+        """The second half of what the range furthest from its end has still to receive
+        (a slower connection or mirror), as a new range; None when none has two
+        :data:`MIN_SEGMENT` left."""
+        longest = max(self.active, key=lambda r: r.end - r.received, default=None)
+        if longest is None or longest.end - longest.received < 2 * MIN_SEGMENT:
+            return None
+        middle = longest.received + (longest.end - longest.received) // 2
+        piece = _Range(middle, longest.end)
+        longest.end = middle  # its connection stops there (and is dropped)
+        self.spans.append(piece.span)
+        log.debug("%s: bytes %d-%d split off a range", self.url, middle, piece.end - 1)
+        return piece
 
     async def _attempts(self, source: Source, fetch: Callable[[Source], Any]) -> None:
         """``fetch(source)`` under the source's slot, retried per the remote's policy."""
@@ -552,19 +574,23 @@ class _Segmented:
     async def _read(self, resp: Response, piece: _Range) -> None:
         batch: list[bytes] = []
         pending = 0  # bytes in ``batch``
-        watch = _StallWatch(self.remote, resp, lambda: piece.pos + pending)
+        piece.received = piece.pos
+        watch = _StallWatch(self.remote, resp, lambda: piece.received)
         limit = self.stage.chunk_size
         read = resp.read
+        self.active.add(piece)
         try:
-            left = piece.end - piece.pos
-            while left > 0:
+            while piece.received < piece.end:
                 chunk = await read()
                 if not chunk:
                     break
+                left = piece.end - piece.received  # the end may have moved back (a split)
                 if len(chunk) > left:
                     chunk = chunk[:left]
-                    resp.abort()  # more than asked: the connection is not reusable
-                left -= len(chunk)
+                    resp.abort()  # more than we want: the connection is not reusable
+                    if not chunk:
+                        break
+                piece.received += len(chunk)
                 self.size += len(chunk)
                 batch.append(chunk)
                 pending += len(chunk)
@@ -577,6 +603,7 @@ class _Segmented:
                 await self._write(piece, batch, pending)
             raise
         finally:
+            self.active.discard(piece)
             watch.stop()
         if batch:
             await self._write(piece, batch, pending)
