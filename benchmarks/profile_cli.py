@@ -13,6 +13,9 @@ child process under a profiler, its output on tmpfs as in ``run.py``:
   and by ``cumulative``, and call counts per file are shown (``ncalls / files``).
 * ``--profiler none``: just the CPU seconds of the child (as ``run.py`` measures them).
 
+``pulp-cli`` runs with ``--workers 1`` unless ``--workers`` says otherwise: one engine
+process, the per-file path (py-spy samples the process it starts, not worker processes).
+
 Usage::
 
     PYTHONPATH=src python benchmarks/profile_cli.py S20k --profiler py-spy --top 40
@@ -44,8 +47,11 @@ from nginx import Nginx  # noqa: E402
 DEFAULT_OUT = HERE / "results" / "profiles"
 
 
-def _command(tool: str, manifest: Path, out: Path, concurrency: int) -> list[str]:
+def _command(
+    tool: str, manifest: Path, out: Path, concurrency: int, workers: int | None
+) -> list[str]:
     if tool == "pulp-cli":
+        extra = [] if workers is None else ["--workers", str(workers)]
         return [
             sys.executable,
             "-m",
@@ -58,6 +64,7 @@ def _command(tool: str, manifest: Path, out: Path, concurrency: int) -> list[str
             str(concurrency),
             "--progress",
             "none",
+            *extra,
         ]
     return [
         sys.executable,
@@ -156,6 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="pulp-cli: --workers N (default 1: the per-file path of one engine process; "
+        "0: the CLI's own default)",
+    )
     parser.add_argument("--quick", action="store_true", help="the small corpora of run.py")
     parser.add_argument("--corpus-dir", type=Path, default=corpus_mod.DEFAULT_ROOT)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where profiles go")
@@ -171,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         with Nginx(args.corpus_dir) as server:
             out = base / "out"
             inputs = corpus_mod.write_client_inputs(corpus, server.base_url, base / "inputs", out)
-            command = _command(args.tool, inputs.manifest, out, args.concurrency)
+            workers = args.workers or None
+            command = _command(args.tool, inputs.manifest, out, args.concurrency, workers)
             if args.profiler == "py-spy":
                 spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
                 raw = args.out / f"{name}.pyspy.txt"

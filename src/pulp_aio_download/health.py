@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 __all__ = ["HostHealth"]
 
@@ -45,7 +45,9 @@ class HostHealth:
         """
         error_rate = (1 - ALPHA) * self.error_rate + ALPHA * (0.0 if ok else 1.0)
         if not ok and status is not None and 400 <= status < 500 and status not in (408, 429):
-            return replace(self, error_rate=error_rate, updated_at=now)
+            return type(self)(
+                self.host, error_rate, self.speed, self.failures, self.cooldown_until, now
+            )
         speed = self.speed
         if ok and seconds > 0 and nbytes > 0:
             sample = nbytes / seconds
@@ -57,14 +59,8 @@ class HostHealth:
         elif failures >= COOLDOWN_AFTER:
             delay = min(COOLDOWN_MAX, COOLDOWN_BASE * 2.0 ** min(failures - COOLDOWN_AFTER, 16))
             cooldown_until = now + delay
-        return replace(
-            self,
-            error_rate=error_rate,
-            speed=speed,
-            failures=failures,
-            cooldown_until=cooldown_until,
-            updated_at=now,
-        )
+        # The constructor, not dataclasses.replace: this runs once per attempt.
+        return type(self)(self.host, error_rate, speed, failures, cooldown_until, now)
 
     def cooling(self, now: float) -> bool:
         """True while the host is cooling down after repeated failures."""

@@ -38,6 +38,11 @@ def order_sources(
     ``weight * health score``; hosts cooling down after repeated failures go last.
     The debug log says why.
     """
+    if len(sources) == 1:  # the common case: nothing to order
+        result = list(sources)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s", explain(result, health, now=now))
+        return result
     rng = rng or _RNG
     by_priority: dict[int, list[Source]] = {}
     for source in sources:

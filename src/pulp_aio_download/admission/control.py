@@ -10,9 +10,8 @@ outcome of each attempt. The transfer stage receives it; nothing else does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -63,16 +62,10 @@ class Admission:
             limiter = self._remotes[remote.name] = RemoteLimiter.for_remote(remote)
         return limiter, self._hosts.get(host), self._global
 
-    @contextlib.asynccontextmanager
-    async def slot(self, remote: RemoteConfig, host: str) -> AsyncIterator[None]:
-        """Hold every slot of a transfer to ``host`` for ``remote`` (given back on exit)."""
-        remote_limiter, host_limiter, global_slots = self.limiters(remote, host)
-        async with remote_limiter, host_limiter, global_slots:
-            self._transfers += 1
-            try:
-                yield
-            finally:
-                self._transfers -= 1
+    def slot(self, remote: RemoteConfig, host: str) -> _Slots:
+        """Hold every slot of a transfer to ``host`` for ``remote`` (given back on exit):
+        ``async with admission.slot(remote, host): ...``."""
+        return _Slots(self, *self.limiters(remote, host))
 
     def observe(
         self,
@@ -120,3 +113,42 @@ class Admission:
     def max_connections(self) -> int:
         """The global limit."""
         return self._max_connections
+
+
+class _Slots:
+    """The slots of one transfer, taken in order on entry and given back on exit (a plain
+    class, not a generator-based context manager: it runs once per attempt)."""
+
+    __slots__ = ("_admission", "_global", "_host", "_remote")
+
+    def __init__(
+        self,
+        admission: Admission,
+        remote: RemoteLimiter,
+        host: AdaptiveLimiter,
+        global_slots: asyncio.Semaphore,
+    ) -> None:
+        self._admission = admission
+        self._remote = remote
+        self._host = host
+        self._global = global_slots
+
+    async def __aenter__(self) -> None:
+        await self._remote.acquire()
+        try:
+            await self._host.acquire()
+            try:
+                await self._global.acquire()
+            except BaseException:
+                self._host.release()
+                raise
+        except BaseException:
+            self._remote.release()
+            raise
+        self._admission._transfers += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._admission._transfers -= 1
+        self._global.release()
+        self._host.release()
+        self._remote.release()

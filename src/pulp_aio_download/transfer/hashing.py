@@ -129,7 +129,7 @@ class HashingWriter:
         executor: Executor | None = None,
         fsync: bool = True,
     ) -> None:
-        names = ["sha256", *sorted({a for a in algorithms if a != "sha256"})]
+        names = ["sha256", *sorted(set(algorithms).difference(("sha256",)))]
         self.algorithms = tuple(names)
         self.path = path
         self.expected_size = expected_size
