@@ -121,6 +121,31 @@ async def test_unit_file_round_trip(catalog: Catalog) -> None:
     assert await catalog.get_unit_file(sha(2)) is None
 
 
+async def test_new_record_returned_as_stored(catalog: Catalog) -> None:
+    # What record_unit_file returns for a new record is built without reading it back:
+    # it must be what a read gives, to the order of digests and sources.
+    record = UnitFile(
+        sha256=sha(7).upper(),
+        size=7,
+        digests={"sha512": "B" * 128, "md5": "a" * 32},
+        location="artifacts/00/07",
+        sources=(
+            Source("https://user:secret@a.example/x", priority=1, weight=2),
+            Source("https://b.example/x", weight=0.5, remote="r"),
+            Source("https://a.example/x", priority=3, weight=4.0, remote="late"),
+        ),
+    )
+    stored = await catalog.record_unit_file(record)
+    loaded = await catalog.get_unit_file(sha(7))
+    assert loaded is not None and stored == loaded and stored.to_json() == loaded.to_json()
+    assert [(s.url, s.priority, s.weight, s.remote) for s in stored.sources] == [
+        ("https://a.example/x", 3, 4.0, "late"),
+        ("https://b.example/x", 0, 0.5, "r"),
+    ]
+    assert all(s.userinfo is None for s in stored.sources)
+    assert list(stored.digests) == list(loaded.digests)
+
+
 async def test_created_at_defaults_to_now_utc(catalog: Catalog) -> None:
     before = datetime.now(timezone.utc)
     stored = await catalog.record_unit_file(unit_file(3))
@@ -563,6 +588,23 @@ async def test_sqlite_group_commit_batches_concurrent_writes(tmp_path: Path) -> 
         assert 400 / 64 <= catalog.transactions <= 40
         assert len(await catalog.repository_units("r")) == 100
         assert len([r async for r in catalog.unit_files()]) == 300
+
+
+async def test_sqlite_group_commit_fails_only_the_failing_write(tmp_path: Path) -> None:
+    async with SQLiteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        bad = UnitFile(sha256=sha(5), size=1, digests={"sha256": sha(6)}, location=None)
+        outcomes = await asyncio.gather(
+            *(catalog.record_unit_file(unit_file(i)) for i in range(5)),
+            catalog.record_unit_file(bad),  # fails after the others ran in the same group
+            *(catalog.record_unit_file(unit_file(i)) for i in range(6, 10)),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[5], ConfigError), outcomes[5]
+        assert all(isinstance(o, UnitFile) for o in outcomes[:5] + outcomes[6:])
+        assert catalog.transactions < 10  # they were grouped
+        assert sorted([r.sha256 async for r in catalog.unit_files()]) == [
+            sha(i) for i in range(10) if i != 5
+        ]
 
 
 WRITER = textwrap.dedent(

@@ -109,18 +109,20 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
 @functools.lru_cache(maxsize=512)
-def sqlite_placeholders(sql: str) -> str:
-    """Rewrite PostgreSQL placeholders (``$1``) as SQLite named ones (``:p1``).
+def sqlite_placeholders(sql: str) -> tuple[str, tuple[int, ...]]:
+    """Rewrite PostgreSQL placeholders (``$1``) as SQLite's ``?``: the SQL, and which
+    argument each ``?`` takes (``$1`` may appear more than once). Computed once per
+    statement; SQLite's statement cache then keeps it prepared.
 
-    (``?1`` would do, but Python 3.12 deprecates binding numbered placeholders from a
-    sequence; named ones take the mapping :func:`sqlite_params` builds.)
+    (Plain ``?`` bound from a sequence: Python 3.12 deprecates only the numbered ``?1``.)
     """
-    return _PLACEHOLDER.sub(r":p\1", sql)
+    order = tuple(int(number) - 1 for number in _PLACEHOLDER.findall(sql))
+    return _PLACEHOLDER.sub("?", sql), order
 
 
-def sqlite_params(args: Sequence[Any]) -> dict[str, Any]:
-    """The ``{"p1": args[0], ...}`` mapping for :func:`sqlite_placeholders`' SQL."""
-    return {f"p{i}": value for i, value in enumerate(args, start=1)}
+def sqlite_params(order: tuple[int, ...], args: Sequence[Any]) -> tuple[Any, ...]:
+    """The arguments of :func:`sqlite_placeholders`' SQL, in the order of its ``?``."""
+    return tuple(args[i] for i in order)
 
 
 # -- schema --------------------------------------------------------------------------------
@@ -449,7 +451,19 @@ async def _record_unit_file(
             float(source.weight),
             source.remote,
         )
-    stored = await get_unit_file(tx, sha256)
+    if inserted is not None:
+        # A new row holds exactly what this wrote: no need to read it back.
+        stored: UnitFile | None = UnitFile(
+            sha256=sha256,
+            size=size,
+            digests=dict(sorted(digests.items())),  # as stored (sorted JSON keys)
+            location=unit_file.location,
+            sources=_as_recorded(unit_file.sources),
+            created_at=created_at,
+            verified_at=verified_at,
+        )
+    else:
+        stored = await get_unit_file(tx, sha256)
     assert stored is not None
     if not want_undo:
         return stored, None
@@ -464,6 +478,19 @@ async def _record_unit_file(
         sources=tuple(known[url] for url in urls if url in known),
         added=tuple(url for url in urls if url not in known),
     )
+
+
+def _as_recorded(sources: Sequence[Source]) -> tuple[Source, ...]:
+    """``sources`` as a new record holds them: one per URL (without userinfo), in the
+    order of their first appearance, with the values of their last."""
+    recorded: dict[str, Source] = {}
+    for source in sources:
+        url = _clean_url(source.url)
+        if url != source.url or type(source.weight) is not float or source.userinfo:
+            weight = float(source.weight)
+            source = Source(url, priority=source.priority, weight=weight, remote=source.remote)
+        recorded[url] = source
+    return tuple(recorded.values())
 
 
 def _unit_file(row: Row, sources: Sequence[Row]) -> UnitFile:

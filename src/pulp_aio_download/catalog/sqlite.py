@@ -35,16 +35,21 @@ class _SQLiteTx:
         self._conn = conn
 
     @staticmethod
-    def _args(args: tuple[Any, ...]) -> dict[str, Any]:
-        return _sql.sqlite_params(
-            [a.isoformat(timespec="microseconds") if isinstance(a, datetime) else a for a in args]
-        )
+    def _prepare(sql: str, args: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+        text, order = _sql.sqlite_placeholders(sql)
+        values = _sql.sqlite_params(order, args)
+        if any(isinstance(a, datetime) for a in values):
+            values = tuple(
+                a.isoformat(timespec="microseconds") if isinstance(a, datetime) else a
+                for a in values
+            )
+        return text, values
 
     async def execute(self, sql: str, *args: Any) -> None:
-        self._conn.execute(_sql.sqlite_placeholders(sql), self._args(args))
+        self._conn.execute(*self._prepare(sql, args))
 
     async def fetchone(self, sql: str, *args: Any) -> _sql.Row | None:
-        cur = self._conn.execute(_sql.sqlite_placeholders(sql), self._args(args))
+        cur = self._conn.execute(*self._prepare(sql, args))
         try:
             row = cur.fetchone()
             # Drain the cursor: an upsert's RETURNING row is only final once stepped to the end.
@@ -54,7 +59,7 @@ class _SQLiteTx:
         return tuple(row) if row is not None else None
 
     async def fetchall(self, sql: str, *args: Any) -> list[_sql.Row]:
-        cur = self._conn.execute(_sql.sqlite_placeholders(sql), self._args(args))
+        cur = self._conn.execute(*self._prepare(sql, args))
         try:
             return [tuple(row) for row in cur.fetchall()]
         finally:
@@ -421,22 +426,38 @@ class SQLiteCatalog(SQLCatalog):
         if not live:
             return
 
+        def each_alone(db: sqlite3.Connection, tx: _SQLiteTx) -> list[tuple[bool, Any]]:
+            outcomes: list[tuple[bool, Any]] = []
+            for item in live:
+                db.execute("SAVEPOINT write")
+                try:
+                    result: Any = _drive(item.op(tx))  # type: ignore[arg-type]
+                except Exception as exc:
+                    db.execute("ROLLBACK TO write")
+                    db.execute("RELEASE write")
+                    outcomes.append((False, exc))
+                else:
+                    db.execute("RELEASE write")
+                    outcomes.append((True, result))
+            return outcomes
+
         def run(db: sqlite3.Connection) -> list[tuple[bool, Any]]:
             tx = _SQLiteTx(db)
-            outcomes: list[tuple[bool, Any]] = []
             db.execute("BEGIN IMMEDIATE")
             try:
-                for item in live:
-                    db.execute("SAVEPOINT write")
-                    try:
-                        result: Any = _drive(item.op(tx))  # type: ignore[arg-type]
-                    except Exception as exc:
-                        db.execute("ROLLBACK TO write")
-                        db.execute("RELEASE write")
-                        outcomes.append((False, exc))
-                    else:
-                        db.execute("RELEASE write")
-                        outcomes.append((True, result))
+                try:
+                    # The common case, every write succeeding, needs no savepoints.
+                    outcomes: list[tuple[bool, Any]] = [
+                        (True, _drive(item.op(tx)))  # type: ignore[arg-type]
+                        for item in live
+                    ]
+                except Exception:
+                    # One failed: start over, each write in a savepoint of its own, so
+                    # that only the failing ones fail (the writes only touch the database).
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    db.execute("BEGIN IMMEDIATE")
+                    outcomes = each_alone(db, tx)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
