@@ -28,7 +28,7 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -43,6 +43,7 @@ __all__ = [
     "Cooperation",
     "CooperationStatistics",
     "owner_id",
+    "release_dead_claims",
     "resolve_claim_lease",
 ]
 
@@ -303,6 +304,22 @@ class Cooperation:
         if renewer is not None:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
+
+
+async def release_dead_claims(catalog: Catalog, sha256s: Iterable[str]) -> int:
+    """Release the claims on ``sha256s`` that processes of this host which are gone still
+    hold (a worker killed before its releases were written); returns how many.
+
+    They block nobody (a peer takes a dead holder's claim over when it meets it, and a
+    stored file needs no claim), but nothing is left behind.
+    """
+    released = 0
+    for sha256 in sha256s:
+        holder = await catalog.claim_holder(sha256)
+        if holder is not None and _dead_here(holder):
+            await catalog.release(sha256, holder)
+            released += 1
+    return released
 
 
 def _dead_here(owner: str) -> bool:

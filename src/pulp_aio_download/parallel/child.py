@@ -5,8 +5,9 @@ What it says to the parent, over its end of a :func:`multiprocessing.Pipe`:
 opened; ``("outcomes", [(index, outcome), ...])`` as downloads finish (a few milliseconds'
 worth at once); ``("progress", active)`` with the transfers streaming now, every progress
 interval; ``("close_failed", error)`` when the engine could not be closed cleanly; and
-``("closed",)`` last. What it hears: ``("work", [(index, request), ...])``, ``("tidy",)``
-(remove the staging files that dead processes of this host left), ``("stop",)`` (the batch
+``("closed",)`` last. What it hears: ``("work", [(index, request), ...])``,
+``("tidy", sha256s)`` (remove the staging files that dead processes of this host left,
+and their claims on those sha256s), ``("stop",)`` (the batch
 is complete: close and exit) and ``("cancel",)`` (stop now, cleanly: the engine removes
 its staging files and releases its claims). A parent that goes away counts as a cancel.
 """
@@ -145,7 +146,7 @@ class _Worker:
                     chunks.add(task)
                     task.add_done_callback(chunks.discard)
                 elif kind == "tidy":
-                    await _tidy(engine)
+                    await _tidy(engine, message[1])
                 elif kind == "stop":
                     await asyncio.gather(*chunks)
                     break
@@ -190,15 +191,25 @@ class _Worker:
                     keep(position, error.with_url(request[1].url))
 
 
-async def _tidy(engine: DownloadEngine) -> None:
-    """Remove the staging files dead processes of this host left (a local store)."""
+async def _tidy(engine: DownloadEngine, sha256s: Sequence[str]) -> None:
+    """Remove what dead workers of this host left: their staging files (a local store)
+    and their claims on ``sha256s`` (those not released yet when they were killed)."""
+    from ..cooperation import release_dead_claims
+
     clean = getattr(engine.storage, "clean_staging", None)
-    if clean is None:
-        return
-    try:
-        removed = await asyncio.get_running_loop().run_in_executor(None, clean)
-    except OSError as exc:
-        log.warning("could not remove the staging files of dead workers: %s", exc)
-        return
-    if removed:
-        log.info("removed %d staging files of dead workers", len(removed))
+    if clean is not None:
+        try:
+            removed = await asyncio.get_running_loop().run_in_executor(None, clean)
+        except OSError as exc:
+            log.warning("could not remove the staging files of dead workers: %s", exc)
+        else:
+            if removed:
+                log.info("removed %d staging files of dead workers", len(removed))
+    if engine.catalog is not None and sha256s:
+        try:
+            released = await release_dead_claims(engine.catalog, sha256s)
+        except DownloadError as exc:
+            log.warning("could not release the claims of dead workers: %s", exc)
+        else:
+            if released:
+                log.info("released %d claims of dead workers", released)

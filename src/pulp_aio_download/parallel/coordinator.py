@@ -136,6 +136,7 @@ class _Handle:
         self.conn = conn
         self.window = max(8, 4 * share)
         self.outstanding: dict[int, None] = {}
+        self.given: list[int] = []  # every request it was sent
         self.state = "starting"  # then "ready", and "gone" once its pipe is closed
         self.closed = False  # it said goodbye: an exit, not a death
         self.error: DownloadError | None = None
@@ -222,7 +223,7 @@ class _Coordinator:
         self.first_error: DownloadError | None = None
         self.close_error: DownloadError | None = None
         self.ever_ready = False
-        self.died = False
+        self.dead: list[_Handle] = []
         self.stopping = False
         self.tracker = tracker or ProgressTracker(
             config.progress,
@@ -369,6 +370,7 @@ class _Coordinator:
         self.queued -= len(chunk)
         for index in chunk:
             handle.outstanding[index] = None
+        handle.given.extend(chunk)
         self._send(handle, ("work", [(index, self.requests[index]) for index in chunk]))
 
     def _send(self, handle: _Handle, message: tuple[Any, ...]) -> None:
@@ -394,7 +396,7 @@ class _Coordinator:
         orphans = list(handle.outstanding)
         handle.outstanding.clear()
         if was == "ready":
-            self.died = True
+            self.dead.append(handle)
             log.warning(
                 "%r %s with %s unfinished: the other workers take them over",
                 handle,
@@ -431,10 +433,11 @@ class _Coordinator:
         """Tell every worker to stop (``cancel``: now) and wait until all are gone."""
         self.stopping = True
         live = [h for h in self.handles if h.state != "gone"]
-        tidy = self.died and not cancel
+        tidy = bool(self.dead) and not cancel
         for handle in live:
             if tidy and handle.state == "ready":
-                self._send(handle, ("tidy",))
+                sha256s = {self.requests[i].sha256 for dead in self.dead for i in dead.given}
+                self._send(handle, ("tidy", sorted(s for s in sha256s if s)))
                 tidy = False
             self._send(handle, ("cancel",) if cancel else ("stop",))
         loop = asyncio.get_running_loop()
