@@ -191,6 +191,16 @@ class Cooperation:
         if self._releaser is None:
             self._releaser = self._background(self._release_due())
 
+    def _give_back(self, sha256: str) -> None:
+        """A claim whose write was interrupted by a cancellation may have been committed
+        all the same (the group commit was under way): release it in the background, as
+        :meth:`_drop` does, unless another download of this process holds it."""
+        if sha256 in self._held:
+            return
+        self._to_release[sha256] = None
+        if self._releaser is None:
+            self._releaser = self._background(self._release_due())
+
     async def _acquire(
         self, sha256: str, serve_stored: Callable[[], Awaitable[T | None]]
     ) -> T | None:
@@ -199,7 +209,11 @@ class Cooperation:
         while True:
             # One transaction: claimed means nobody recorded the file in between (another
             # worker may have stored it since the engine's cache check).
-            outcome = await self.catalog.claim_unless_stored(sha256, self.owner, self.lease)
+            try:
+                outcome = await self.catalog.claim_unless_stored(sha256, self.owner, self.lease)
+            except asyncio.CancelledError:
+                self._give_back(sha256)
+                raise
             if outcome == "stored":
                 served = await serve_stored()
                 if served is not None:
@@ -207,11 +221,12 @@ class Cooperation:
                         self.statistics.served_by_peer += 1
                     return served
                 # Recorded but not (validly) in storage: transfer it again under a claim.
-                outcome = (
-                    "claimed"
-                    if await self.catalog.claim(sha256, self.owner, self.lease)
-                    else "held"
-                )
+                try:
+                    claimed = await self.catalog.claim(sha256, self.owner, self.lease)
+                except asyncio.CancelledError:
+                    self._give_back(sha256)
+                    raise
+                outcome = "claimed" if claimed else "held"
             if outcome == "claimed":
                 self.statistics.claimed += 1
                 if waited:
