@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
+import itertools
 import json
 import logging
 import os
@@ -458,4 +460,40 @@ async def test_an_interrupted_segmented_download_resumes_its_ranges_in_another_e
     assert union(str(e["range"]) for e in again) == holes
     assert reports[-1].bytes_done == len(data)
     assert reports[-1].bytes_transferred == len(data) - carried
+    assert left_behind(tmp_path) == []
+
+
+async def test_each_range_request_waits_for_the_remote_rate_limit(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    # RemoteLimiter imports aiolimiter on first use, on the event loop (a blocking read
+    # that blockbuster reports when this test runs alone): imported here, this test is
+    # about the rate only.
+    importlib.import_module("aiolimiter")
+    data = os.urandom(4 * MiB)
+    url = fault_server.add("/a", data)
+    async with make_engine(tmp_path, remote(rate_limit=5.0)) as e:  # one request per 0.2 s
+        result = await e.download(
+            url, expected_digests={"sha256": sha256(data)}, expected_size=len(data)
+        )
+    assert result.path is not None and result.path.read_bytes() == data
+    times = sorted(r.time for r in fault_server.requests_for("/a"))
+    assert len(times) == 4
+    assert all(b - a >= 0.15 for a, b in itertools.pairwise(times)), times
+
+
+async def test_a_cancelled_segmented_download_without_partials_leaves_nothing(
+    nginx: StartNginx, tmp_path: Path
+) -> None:
+    data = os.urandom(16 * MiB)
+    server = nginx(serve(tmp_path, "big.iso", data), rate=1 * MiB)
+    async with make_engine(tmp_path, remote(), partial_min_size=None) as e:
+        task = asyncio.ensure_future(
+            e.download(f"{server.base_url}/big.iso", expected_size=len(data))
+        )
+        await until(lambda: e.statistics().transfers == 4)  # every range receiving
+        assert any((tmp_path / "store" / ".staging").glob("*"))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     assert left_behind(tmp_path) == []
