@@ -355,3 +355,31 @@ def test_a_resync_with_workers_serves_what_is_stored_first_and_reports_once(
     assert all(r.cached for r in third)
     assert len(threaded_server.requests) == fetched + len(damaged)
     assert (reports[-1].state, reports[-1].done, reports[-1].cached) == ("completed", 30, 30)
+
+
+def test_workers_after_the_parent_served_from_storage_and_catalog_objects(
+    threaded_server: FaultServer, tmp_path: Path
+) -> None:
+    # The parent opens and closes the configured objects to serve what is stored; the
+    # workers then still get a working configuration.
+    files = [content(i) for i in range(12)]
+    requests = [
+        pad.DownloadRequest(
+            threaded_server.add(f"/objects/{i}", data),
+            expected_digests={"sha256": hashlib.sha256(data).hexdigest()},
+        )
+        for i, data in enumerate(files)
+    ]
+
+    def config() -> pad.EngineConfig:
+        return pad.EngineConfig(
+            storage=pad.LocalStorage(tmp_path / "store"),
+            catalog=pad.SQLiteCatalog(tmp_path / "catalog.sqlite3"),
+        )
+
+    half = pad.run_batch(requests[:6], config(), workers=2)
+    assert all(isinstance(r, pad.DownloadResult) for r in half)
+    results = pad.run_batch(requests, config(), workers=2)
+    assert [r.cached for r in results] == [True] * 6 + [False] * 6
+    for data, result in zip(files, results, strict=True):
+        assert result.path is not None and result.path.read_bytes() == data

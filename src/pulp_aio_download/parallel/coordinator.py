@@ -108,8 +108,16 @@ async def _serve_stored(
     of them when this process cannot open the engine: the workers then say why)."""
     from ..engine import DownloadEngine
 
+    # A copy, as a worker gets it: the configured storage and catalog objects stay unopened
+    # (an opened one cannot be pickled for the workers).
     try:
-        async with DownloadEngine(dataclasses.replace(config, progress=None)) as engine:
+        own = pickle.loads(
+            pickle.dumps(dataclasses.replace(config, progress=None), pickle.HIGHEST_PROTOCOL)
+        )
+    except Exception:  # the coordinator then names what cannot cross to a worker
+        return list(range(len(requests)))
+    try:
+        async with DownloadEngine(own) as engine:
             return await engine.serve_stored(requests, callback, tracker=tracker)
     except DownloadError as exc:
         log.debug("files already stored are not served before the workers start: %s", exc)
