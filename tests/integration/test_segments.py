@@ -497,3 +497,33 @@ async def test_a_cancelled_segmented_download_without_partials_leaves_nothing(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert left_behind(tmp_path) == []
+
+
+async def test_a_partial_of_a_file_changed_on_the_server_is_dropped(
+    fault_server: FaultServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old, new = os.urandom(8 * MiB), os.urandom(8 * MiB)
+    url = fault_server.add("/latest.iso", old, faults=Fault(trickle=1 * MiB))
+    async with make_engine(tmp_path, remote(), chunk_size=128 * 1024) as first:
+        task = asyncio.ensure_future(first.download(url))  # by URL: size learned by a probe
+        await until(lambda: sidecar(tmp_path) is not None and sidecar_bytes(tmp_path) >= MiB)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert sidecar(tmp_path) is not None
+    fault_server.add("/latest.iso", new)  # another version: another ETag
+    caplog.set_level(logging.INFO, logger="pulp_aio_download")
+    async with make_engine(tmp_path, remote()) as second:
+        result = await second.download(url)
+    assert result.path is not None and result.path.read_bytes() == new
+    assert any(
+        "the file changed since its partial was written" in r.getMessage() for r in caplog.records
+    )
+    assert left_behind(tmp_path) == []
+
+
+def sidecar_bytes(tmp_path: Path) -> int:
+    meta = sidecar(tmp_path)
+    ranges = meta["ranges"] if meta else []
+    assert isinstance(ranges, list)
+    return sum(b - a for a, b in ranges)

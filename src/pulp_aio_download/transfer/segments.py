@@ -306,15 +306,8 @@ class _Segmented:
                     total=self.total,
                 )
             )
-            if (
-                partial is not None
-                and self.known
-                and partial.validator
-                not in (
-                    self.etag,
-                    self.last_modified,
-                )
-            ):
+            ours = (self.etag, self.last_modified)
+            if partial is not None and self.known and partial.validator not in ours:
                 log.info("%s: the file changed since its partial was written", self.url)
                 fd, partial.fd = partial.fd, -1
                 await self._thread(
