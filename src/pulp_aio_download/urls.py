@@ -11,6 +11,8 @@ SUPPORTED_SCHEMES = frozenset({"http", "https", "file"})
 
 def redact_url(url: str) -> str:
     """Return ``url`` with any userinfo removed (``user:pass@`` → ``***@``)."""
+    if "@" not in url:  # no userinfo possible: the common case, once per transfer
+        return url
     try:
         parts = urlsplit(url)
     except ValueError:
