@@ -74,14 +74,14 @@ async def test_four_ranges_from_nginx_beat_its_per_connection_rate(
     rate = 2 * MiB  # bytes/s per connection, after a first second's worth at once
     one_stream = (len(data) - rate) / rate  # 7 s
     server = nginx(serve(tmp_path, "big.iso", data), rate=rate)
-    started = time.monotonic()
     async with make_engine(tmp_path, remote()) as e:
+        started = time.monotonic()
         result = await e.download(
             f"{server.base_url}/big.iso",
             expected_digests={"sha256": sha256(data), "sha512": hashlib.sha512(data).hexdigest()},
             expected_size=len(data),
         )
-    elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - started
     assert result.path is not None and result.path.read_bytes() == data
     assert result.digests["sha512"] == hashlib.sha512(data).hexdigest()
     assert result.headers["Content-Length"] == str(len(data))
@@ -91,8 +91,9 @@ async def test_four_ranges_from_nginx_beat_its_per_connection_rate(
     assert set(quarters(len(data))) <= set(asked)  # (and a split-off range, maybe)
     assert union(asked) == [(0, len(data))]
     assert {e["status"] for e in entries} == {206}
-    # Four connections at once: (4 MiB - 2 MiB) / 2 MiB/s = 1 s, not one stream's 7 s.
-    assert elapsed < one_stream / 2, elapsed
+    # Four connections at once: (4 MiB - 2 MiB) / 2 MiB/s = 1 s, not one stream's 7 s
+    # (a busy machine may add a few seconds of CPU time; the bound leaves room for it).
+    assert elapsed < one_stream * 0.7, elapsed
     assert left_behind(tmp_path) == []
 
 
@@ -174,9 +175,9 @@ async def test_mirrors_of_one_request_share_the_ranges(nginx: StartNginx, tmp_pa
 async def test_a_fast_mirror_takes_over_what_a_slow_one_has_left(
     nginx: StartNginx, tmp_path: Path
 ) -> None:
-    data = os.urandom(8 * MiB)
+    data = os.urandom(16 * MiB)
     root = serve(tmp_path, "a.iso", data)
-    fast, slow = nginx(root), nginx(root, rate=1 * MiB)
+    fast, slow = nginx(root), nginx(root, rate=1 * MiB)  # alone: 7 s for its half
     request = pad.DownloadRequest(
         sources=[
             pad.Source(f"{fast.base_url}/a.iso", priority=1),
@@ -191,7 +192,7 @@ async def test_a_fast_mirror_takes_over_what_a_slow_one_has_left(
     # Each mirror started with half; the fast one also took part of the slow one's half.
     from_fast = sum(int(str(e["body_bytes"])) for e in fast.wait_logged(2))
     from_slow = sum(int(str(e["body_bytes"])) for e in slow.wait_logged(1))
-    assert from_fast >= len(data) // 2 + MiB
+    assert from_fast >= len(data) // 2 + 2 * MiB
     assert from_fast + from_slow >= len(data)
     assert left_behind(tmp_path) == []
 
