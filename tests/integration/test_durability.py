@@ -119,3 +119,14 @@ async def test_stat_many_finds_what_stat_finds_in_one_pass(tmp_path: Path) -> No
         assert found is not None and found[sha] == await storage.stat(sha)
     assert await storage.stat_many([]) == {}
     await storage.close()
+
+
+def test_each_unpickled_copy_names_its_staging_files_apart(tmp_path: Path) -> None:
+    # Two worker processes that get the same pickled storage never write the same name.
+    import pickle
+
+    storage = pad.LocalStorage(tmp_path / "store")
+    copies = [pickle.loads(pickle.dumps(storage)) for _ in range(2)]
+    names = {c.new_staging_path().name for c in copies} | {storage.new_staging_path().name}
+    assert len(names) == 3
+    assert all(c.root == storage.root and c.durability == storage.durability for c in copies)

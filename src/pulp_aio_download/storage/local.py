@@ -95,9 +95,7 @@ class LocalStorage(Storage):
         self.read_only = read_only
         self.fsync_staged = durability == "file"
         self._staging = self.root / _STAGING
-        # host-pid-random-N: unique across hosts sharing the directory and across runs.
-        self._prefix = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}-"
-        self._counter = itertools.count()
+        self._name_staging()
         self._commits = CommitQueue(self._commit_batch)
         #: Filesystem syncs made by ``"batch"`` commits (each shared by a group of them).
         self.syncs = 0
@@ -209,6 +207,18 @@ class LocalStorage(Storage):
         """A fresh staging file name (not created)."""
         self._check_writable()
         return self._staging / f"{self._prefix}{next(self._counter)}.part"
+
+    def _name_staging(self) -> None:
+        # host-pid-random-N: unique across hosts sharing the directory and across runs, and
+        # named after the process that writes (the cleanup of dead processes' files reads it).
+        self._prefix = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}-"
+        self._counter = itertools.count()
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # Unpickled in a worker process: its staging files get names of its own, never the
+        # same as another worker's that got the same pickled storage.
+        self.__dict__.update(state)
+        self._name_staging()
 
     def path_of(self, sha256: str) -> Path:
         """The final path of artifact ``sha256`` (whether or not it exists)."""
