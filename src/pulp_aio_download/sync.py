@@ -115,7 +115,14 @@ async def _parallel_batch(
         results[index] = outcome
 
     try:
-        await run_parallel(items, config, count, keep, return_exceptions=return_exceptions)
+        await run_parallel(
+            items,
+            config,
+            count,
+            keep,
+            return_exceptions=return_exceptions,
+            recap=workers is None,
+        )
     except WorkersDidNotStart as exc:
         if return_exceptions:
             return [exc.error.with_url(_url_of(item)) for item in items]

@@ -383,3 +383,40 @@ def test_workers_after_the_parent_served_from_storage_and_catalog_objects(
     assert [r.cached for r in results] == [True] * 6 + [False] * 6
     for data, result in zip(files, results, strict=True):
         assert result.path is not None and result.path.read_bytes() == data
+
+
+def test_the_default_count_is_capped_by_what_is_left_to_download(
+    threaded_server: FaultServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import pulp_aio_download.parallel.plan as plan
+
+    monkeypatch.setattr(plan, "FILES_PER_WORKER", 5)
+    monkeypatch.setattr(plan, "available_cores", lambda: 2)
+    requests = []
+    for i in range(20):
+        data = content(i)
+        requests.append(
+            pad.DownloadRequest(
+                threaded_server.add(f"/left/{i}", data),
+                expected_digests={"sha256": hashlib.sha256(data).hexdigest()},
+                expected_size=len(data),
+            )
+        )
+    config = pad.EngineConfig(data_dir=tmp_path / "data")
+    caplog.set_level("INFO", logger="pulp_aio_download.parallel")
+    results = pad.run_batch(requests, config, workers=None)
+    assert all(isinstance(r, pad.DownloadResult) for r in results)
+    assert "20 files over 2 worker processes" in caplog.text
+    caplog.clear()
+    # Three files gone from the store: what is left is one worker's work.
+    for result in results[:3]:
+        assert result.path is not None
+        result.path.unlink()
+    again = pad.run_batch(requests, config, workers=None)
+    assert [r.cached for r in again if isinstance(r, pad.DownloadResult)] == [False] * 3 + [
+        True
+    ] * 17
+    assert "3 files over 1 worker processes" in caplog.text

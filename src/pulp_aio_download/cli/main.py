@@ -141,20 +141,27 @@ async def run_sync(
                 # Outcomes are counted as they come: memory does not grow with the batch.
                 await engine.download_each(requests, summary.add)
         else:
-            await _run_workers(config, requests, workers, summary)
+            await _run_workers(
+                config, requests, workers, summary, recap=getattr(args, "workers", 1) is None
+            )
     finally:
         display.close()
     return summary.to_json(time.monotonic() - started)
 
 
 async def _run_workers(
-    config: EngineConfig, requests: Sequence[DownloadRequest], workers: int, summary: BatchSummary
+    config: EngineConfig,
+    requests: Sequence[DownloadRequest],
+    workers: int,
+    summary: BatchSummary,
+    *,
+    recap: bool,
 ) -> None:
     from ..errors import CatalogError, StorageError
     from ..parallel import WorkersDidNotStart, run_parallel
 
     try:
-        await run_parallel(requests, config, workers, summary.add, probe_store=True)
+        await run_parallel(requests, config, workers, summary.add, probe_store=True, recap=recap)
     except WorkersDidNotStart as exc:
         if isinstance(exc.error, (StorageError, CatalogError)):
             raise UsageError(str(exc.error)) from None

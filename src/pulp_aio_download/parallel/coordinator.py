@@ -24,7 +24,7 @@ from ..errors import ConfigError, DownloadError
 from ..models import ActiveTransfer, DownloadRequest, DownloadResult
 from ..progress import ProgressTracker, plural, was_retried
 from .child import worker_main
-from .plan import encode_config, prepare_request, worker_configs
+from .plan import default_workers, encode_config, prepare_request, worker_configs
 
 __all__ = ["OutcomeCallback", "WorkersDidNotStart", "run_parallel"]
 
@@ -56,6 +56,7 @@ async def run_parallel(
     *,
     return_exceptions: bool = True,
     probe_store: bool = False,
+    recap: bool = False,
 ) -> None:
     """Download ``items`` with ``workers`` engine processes, handing each outcome to
     ``callback(index, outcome)`` as it arrives (in the parent, on its event loop). Every
@@ -65,7 +66,9 @@ async def run_parallel(
     (:func:`.plan.worker_configs`), its progress callback receives the merged reports.
     With ``return_exceptions`` False the first failure is raised once every worker has
     stopped. ``probe_store``: a worker whose store does not answer counts as one that could
-    not start. A cancellation (Ctrl-C) stops every worker cleanly before it propagates.
+    not start. ``recap``: ``workers`` is the default count (:func:`.plan.default_workers`),
+    to be capped again by what is left once the stored files are served. A cancellation
+    (Ctrl-C) stops every worker cleanly before it propagates.
 
     Raises:
         ConfigError: an invalid request, or a configuration that cannot cross to a
@@ -88,6 +91,8 @@ async def run_parallel(
         await tracker.finish()
         return
     subset = [requests[i] for i in rest]
+    if recap:
+        workers = min(workers, default_workers(len(subset), config.max_connections))
 
     def outcome(index: int, result: DownloadResult | DownloadError) -> Any:
         return callback(rest[index], result)
