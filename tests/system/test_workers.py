@@ -9,11 +9,15 @@ threaded FaultServer that counts the requests to every path, a real SQLite catal
   half-done is left (no staging file, no claim, no record without its file), and a rerun
   finds everything stored;
 * SIGINT to the parent stops every worker, cleanly;
-* ``run_batch(workers=2)`` keeps the input order, with a failure in its place.
+* ``run_batch(workers=2)`` keeps the input order, with a failure in its place;
+* the default count is capped by what is left to download;
+* two ``sync --workers 2`` runs at once on one PostgreSQL catalog and one S3 bucket (two
+  hosts) transfer every content once in all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -420,3 +424,69 @@ def test_the_default_count_is_capped_by_what_is_left_to_download(
         True
     ] * 17
     assert "3 files over 1 worker processes" in caplog.text
+
+
+async def test_two_hosts_with_workers_share_one_postgresql_catalog(
+    tmp_path: Path,
+    threaded_server: FaultServer,
+    postgres_database: str,
+    s3_bucket: tuple[str, str],
+) -> None:
+    """Two ``sync --workers 2`` runs at once (two hosts, as far as the catalog can tell)
+    over overlapping manifests, one PostgreSQL catalog and one S3 bucket: every content is
+    transferred once in all, by whichever worker of whichever run claimed it."""
+    endpoint, bucket = s3_bucket
+    files = [content(i) for i in range(120)]
+    for i, data in enumerate(files):
+        threaded_server.add(f"/hosts/f{i}.bin", data)
+    indexes = {"a": range(0, 100), "b": range(20, 120)}
+    commands = {}
+    for name, wanted in indexes.items():
+        manifest = tmp_path / f"{name}.jsonl"
+        manifest.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "url": threaded_server.url(f"/hosts/f{i}.bin"),
+                        "sha256": hashlib.sha256(files[i]).hexdigest(),
+                        "size": len(files[i]),
+                    }
+                )
+                + "\n"
+                for i in wanted
+            )
+        )
+        commands[name] = cli(
+            "sync", str(manifest), "--storage", f"s3://{bucket}/hosts",
+            "--s3-endpoint-url", endpoint, "--catalog", postgres_database,
+            "--data-dir", str(tmp_path / name), "--workers", "2", "--concurrency", "8",
+            "--progress", "none", "--json", "-v",
+        )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULP_AIO_DOWNLOAD")}
+    procs = {
+        name: subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for name, command in commands.items()
+    }
+    try:
+        outputs = {
+            name: await asyncio.to_thread(proc.communicate, timeout=180)
+            for name, proc in procs.items()
+        }
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    summaries = {}
+    for name, proc in procs.items():
+        out, err = outputs[name]
+        assert proc.returncode == 0, err
+        assert "over 2 worker processes" in err
+        summaries[name] = json.loads(out)
+    assert summaries["a"]["done"] == summaries["b"]["done"] == 100
+    for i in range(120):
+        assert threaded_server.stats(f"/hosts/f{i}.bin").requests == 1, f"f{i}.bin"
+    # The 80 files both runs want were transferred by one and served to the other.
+    assert summaries["a"]["cached"] + summaries["b"]["cached"] == 80
