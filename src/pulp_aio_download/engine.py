@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -83,9 +84,11 @@ class EngineStatistics:
 @dataclass(frozen=True, slots=True)
 class _Batch:
     """What one batch (``download_each``, a ``verify`` run, or an engine's loose
-    ``download()`` calls) shares: its progress tracker."""
+    ``download()`` calls) shares: its progress tracker, and the sha256s it stored of those
+    its lookup had found absent (a later copy in the batch is then served, not fetched)."""
 
     tracker: ProgressTracker
+    stored: set[str] = field(default_factory=set)
 
 
 class DownloadEngine:
@@ -151,6 +154,9 @@ class DownloadEngine:
                 self._storage = LocalStorage(data_dir / "artifacts")
             else:  # it makes its directory: not on the event loop
                 self._storage = await asyncio.get_running_loop().run_in_executor(None, TempStorage)
+        if any(remote.rate_limit for remote in cfg.remotes.values()):
+            # aiolimiter reads its package metadata when first imported: not on the loop.
+            await asyncio.to_thread(importlib.import_module, "aiolimiter")
         if self._catalog is None and cfg.data_dir is not None:
             from .catalog.sqlite import SQLiteCatalog
 
@@ -383,6 +389,8 @@ class DownloadEngine:
         self._inflight[key] = future
         try:
             result = await self._download(request, batch, found)
+            if found is not None and found.stored is None:
+                batch.stored.add(result.sha256)
         except BaseException as exc:
             if isinstance(exc, DownloadError):
                 future.set_exception(exc)
@@ -402,6 +410,8 @@ class DownloadEngine:
     ) -> DownloadResult:
         sha = request.sha256
         if sha:
+            if found is not None and found.stored is None and sha in batch.stored:
+                found = None  # stored by this batch since its lookup: ask again
             # A batch looked its artifacts up by chunks: no per-file stat or catalog read.
             if found is None:
                 cached = await self._serve_cached(request, sha, batch)

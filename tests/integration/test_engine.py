@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
-from helpers import NO_RETRY, sha256, until
+from helpers import NO_RETRY, make_engine, sha256, until
 from pulp_aio_download.testing import Fault, FaultServer
 
 FAST_RETRY = pad.RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05)
@@ -372,3 +372,27 @@ async def test_download_each_hands_over_every_outcome(
             assert isinstance(outcome, pad.DownloadResult)
             assert outcome.path is not None and outcome.path.read_bytes() == bytes([index]) * 50
     assert leftovers(tmp_path / "store") == []
+
+
+async def test_download_each_transfers_one_content_once_when_its_copies_come_far_apart(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    """Two requests of one sha256 far apart in a batch: the second is served from what the
+    first stored, although the batch's lookup found it absent before the first finished."""
+    data = b"one content, two urls\n" * 500
+    bodies = [data, *(bytes([i]) * 100 for i in range(12)), data]
+    paths = ["/copy-a", *(f"/other{i}" for i in range(12)), "/copy-b"]
+    requests = [
+        pad.DownloadRequest(fault_server.add(path, body), expected_digests={"sha256": sha256(body)})
+        for path, body in zip(paths, bodies, strict=True)
+    ]
+    outcomes: dict[int, object] = {}
+    async with make_engine(tmp_path, max_connections=1) as engine:
+        await engine.download_each(requests, outcomes.__setitem__)
+    assert all(isinstance(outcome, pad.DownloadResult) for outcome in outcomes.values())
+    assert len(outcomes) == 14
+    last = outcomes[13]
+    assert isinstance(last, pad.DownloadResult) and last.cached
+    assert last.path is not None and last.path.read_bytes() == data
+    assert len(fault_server.requests_for("/copy-a")) == 1
+    assert fault_server.requests_for("/copy-b") == []

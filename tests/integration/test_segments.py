@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import importlib
 import itertools
 import json
 import logging
@@ -467,10 +466,6 @@ async def test_an_interrupted_segmented_download_resumes_its_ranges_in_another_e
 async def test_each_range_request_waits_for_the_remote_rate_limit(
     fault_server: FaultServer, tmp_path: Path
 ) -> None:
-    # RemoteLimiter imports aiolimiter on first use, on the event loop (a blocking read
-    # that blockbuster reports when this test runs alone): imported here, this test is
-    # about the rate only.
-    importlib.import_module("aiolimiter")
     data = os.urandom(4 * MiB)
     url = fault_server.add("/a", data)
     async with make_engine(tmp_path, remote(rate_limit=5.0)) as e:  # one request per 0.2 s
