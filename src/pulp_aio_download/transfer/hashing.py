@@ -24,7 +24,7 @@ from ..errors import DigestMismatch, SizeMismatch, StorageError
 if TYPE_CHECKING:
     from ..storage.partials import PartialFile
 
-__all__ = ["HashingWriter", "verify_digests"]
+__all__ = ["HashingWriter", "verify_digests", "write_all"]
 
 #: The largest file :meth:`HashingWriter.finish` may hash in the event loop and keep in
 #: memory (``keep_small``): about 40 µs of sha256, less than a thread hop costs.
@@ -34,12 +34,17 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _IOV_MAX = getattr(os, "sysconf", lambda _: 1024)("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 
-def _writev_all(fd: int, chunks: list[bytes]) -> None:
-    """Write every byte of ``chunks`` (``os.writev`` may write less than asked)."""
+def write_all(fd: int, chunks: list[bytes], offset: int | None = None) -> None:
+    """Write every byte of ``chunks`` at the file position, or at ``offset`` when given
+    (``os.writev`` and ``os.pwritev`` may write less than asked)."""
     views: list[Any] = list(chunks)
     while views:
         batch = views[:_IOV_MAX]
-        written = os.writev(fd, batch)
+        if offset is None:
+            written = os.writev(fd, batch)
+        else:
+            written = os.pwritev(fd, batch, offset)
+            offset += written
         while written and views:
             head = views[0]
             if written >= len(head):
@@ -199,7 +204,7 @@ class HashingWriter:
         try:
             if self._fd < 0:
                 self._fd = os.open(self.path, _OPEN_FLAGS, 0o644)
-            _writev_all(self._fd, batch)
+            write_all(self._fd, batch)
         except OSError as exc:
             raise self._storage_error(exc) from exc
         _feed(self._primary, batch)
@@ -361,7 +366,7 @@ class HashingWriter:
 
     def _keep(self, partial: PartialFile, batch: list[bytes]) -> bool:
         try:
-            _writev_all(self._fd, batch)
+            write_all(self._fd, batch)
             kept = partial.keep(self._fd, self.size, self.path)
         except OSError:
             kept = False

@@ -63,7 +63,7 @@ from ..retry import backoff_delay, is_retryable_error
 from ..storage.partials import PartialFile, PartialStore, checkpoint_interval, partial_key
 from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
-from .hashing import verify_digests
+from .hashing import verify_digests, write_all
 from .staged import Staged
 
 if TYPE_CHECKING:
@@ -811,19 +811,8 @@ def _create(path: Path, total: int) -> int:
 
 
 def _pwrite_all(fd: int, chunks: list[bytes], offset: int, path: Path | None) -> None:
-    views: list[Any] = list(chunks)
     try:
-        while views:
-            written = os.pwritev(fd, views[:1024], offset)
-            offset += written
-            while written and views:
-                head = views[0]
-                if written >= len(head):
-                    written -= len(head)
-                    views.pop(0)
-                else:
-                    views[0] = memoryview(head)[written:]
-                    written = 0
+        write_all(fd, chunks, offset)
     except OSError as exc:
         raise _storage_error(path, exc) from exc
 
