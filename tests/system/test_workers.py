@@ -24,6 +24,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -315,6 +316,33 @@ def test_run_batch_with_workers_keeps_the_input_order(
         pad.run_batch(requests, config, return_exceptions=False, workers=2)
     assert raised.value.url == threaded_server.url("/batch/missing")
     assert list((tmp_path / "data" / "artifacts" / ".staging").iterdir()) == []
+
+
+def test_run_batch_with_workers_and_no_data_dir_leaves_only_the_workers_stores(
+    threaded_server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a data dir each worker stores into a temporary directory of its own, as
+    ``download_sync`` does; the parent makes none of its own."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the workers' temporary directories too
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    files = [content(i) for i in range(12)]
+    requests = [
+        pad.DownloadRequest(
+            threaded_server.add(f"/temp/{i}", data),
+            expected_digests={"sha256": hashlib.sha256(data).hexdigest()},
+        )
+        for i, data in enumerate(files)
+    ]
+    results = pad.run_batch(requests, workers=2)
+    roots = set()
+    for data, outcome in zip(files, results, strict=True):
+        assert isinstance(outcome, pad.DownloadResult), outcome
+        assert outcome.path is not None and outcome.path.read_bytes() == data
+        roots.add(outcome.path.parents[1])
+    partials = tmp_path / f"pulp-aio-download-partials-{os.getuid()}"
+    made = set(tmp_path.glob("pulp-aio-download-*")) - {partials}
+    # One per worker (a worker that got no request has an empty one), none of the parent.
+    assert roots <= made and len(made) == 2
 
 
 def test_a_resync_with_workers_serves_what_is_stored_first_and_reports_once(

@@ -113,6 +113,8 @@ async def _serve_stored(
     of them when this process cannot open the engine: the workers then say why)."""
     from ..engine import DownloadEngine
 
+    if config.storage is None and config.data_dir is None:
+        return list(range(len(requests)))  # each engine's fresh temporary store is empty
     # A copy, as a worker gets it: the configured storage and catalog objects stay unopened
     # (an opened one cannot be pickled for the workers).
     try:
