@@ -1,4 +1,4 @@
-"""LocalStorage durability modes and the group sync."""
+"""LocalStorage durability modes and the group commit."""
 
 from __future__ import annotations
 
@@ -10,26 +10,8 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
-from pulp_aio_download.storage._durability import GroupSync
 from pulp_aio_download.storage.base import StoredArtifact
 from pulp_aio_download.testing import FaultServer
-
-
-async def test_group_sync_coalesces_concurrent_callers(tmp_path: Path) -> None:
-    group = GroupSync(tmp_path)
-    await asyncio.gather(*(group() for _ in range(50)))
-    # The first caller starts a sync; everyone arriving meanwhile shares the next one.
-    assert 1 <= group.syncs <= 2
-    await group()
-    assert group.syncs <= 3
-
-
-async def test_group_sync_reports_errors(tmp_path: Path) -> None:
-    group = GroupSync(tmp_path / "missing")
-    with pytest.raises(FileNotFoundError):
-        await group()
-    with pytest.raises(FileNotFoundError):
-        await group()
 
 
 @pytest.mark.parametrize("durability", ["batch", "file", "none"])

@@ -1,15 +1,11 @@
-"""Group sync and group commit: one ``syncfs`` and one thread hop shared by every file
-committed at about the same time.
+"""Group commit: one ``syncfs`` and one thread hop shared by every file committed at about
+the same time.
 
-fsync per file costs a journal commit per file on ext4. A :class:`GroupSync` instead lets
-any number of concurrent callers wait for one ``syncfs(2)`` of the filesystem that *starts*
-after they called, so each caller's earlier writes are durable when its ``await`` returns,
-and N concurrent commits cost one or two syncs instead of N.
-
-A :class:`CommitQueue` goes one step further for :class:`~.local.LocalStorage`: the commits
-requested while one batch runs are handed to a worker thread together, as one job (write
-the small files kept in memory, sync, rename, sync), so N concurrent commits cost one
-thread hop instead of two or three each.
+fsync per file costs a journal commit per file on ext4. A :class:`CommitQueue` hands the
+commits that :class:`~.local.LocalStorage` is asked for while one batch runs to a worker
+thread together, as one job (write the small files kept in memory, ``syncfs(2)``, rename,
+``syncfs``), so N concurrent commits cost one or two syncs and one thread hop instead of two
+or three each.
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ from typing import Any
 
 from ..errors import StorageError
 
-__all__ = ["Commit", "CommitQueue", "GroupSync", "syncfs"]
+__all__ = ["Commit", "CommitQueue", "syncfs"]
 
 _libc: ctypes.CDLL | None
 try:
@@ -47,42 +43,6 @@ def syncfs(directory: Path) -> None:
             raise OSError(errno, os.strerror(errno), str(directory))
     finally:
         os.close(fd)
-
-
-class GroupSync:
-    """Coalesce concurrent durability requests for one directory's filesystem."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.syncs = 0
-        self._next: asyncio.Future[None] | None = None
-        self._runner: asyncio.Task[None] | None = None
-
-    async def __call__(self) -> None:
-        """Return once a sync that started after this call has completed."""
-        if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
-        waiter = self._next
-        if self._runner is None:
-            self._runner = asyncio.ensure_future(self._run())
-        await asyncio.shield(waiter)
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self._next is not None:
-                # Everyone waiting now is served by this sync; later callers by the next.
-                current, self._next = self._next, None
-                try:
-                    await loop.run_in_executor(None, syncfs, self.directory)
-                except Exception as exc:
-                    current.set_exception(exc)
-                    current.exception()  # retrieved by each waiter; silence the loop's warning
-                else:
-                    self.syncs += 1
-                    current.set_result(None)
-        finally:
-            self._runner = None
 
 
 @dataclass(eq=False, slots=True)
