@@ -167,6 +167,17 @@ def test_download_sync_without_config_leaves_a_temporary_directory_as_documented
             shutil.rmtree(root)
 
 
+def test_download_sync_that_stores_nothing_leaves_no_temporary_directory(
+    threaded_server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/getting-started.md: a call that stored nothing removes its fresh directory."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(pad.HTTPStatusError):
+        pad.download_sync(threaded_server.url("/not-there"))
+    partials = tmp_path / f"pulp-aio-download-partials-{os.getuid()}"
+    assert set(tmp_path.glob("pulp-aio-download-*")) - {partials} == set()
+
+
 def test_performance_chart_bars_come_from_the_run_results() -> None:
     """benchmarks/chart.py: throughput from the median wall, the range from min and max."""
     spec = importlib.util.spec_from_file_location("bench_chart", ROOT / "benchmarks" / "chart.py")
