@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._tasks import finish_shielded
 from ..errors import ConfigError, StorageError
 from ._durability import Commit, CommitQueue, syncfs
 from .base import (
@@ -243,7 +244,7 @@ class LocalStorage(Storage):
         try:
             stored: StoredArtifact = await asyncio.shield(work)
         except asyncio.CancelledError:
-            await _finish_undo(asyncio.ensure_future(self._undo_commit(work)))
+            await finish_shielded(self._undo_commit(work))
             raise
         return stored
 
@@ -437,12 +438,3 @@ class LocalStorage(Storage):
             )
         except OSError as exc:
             raise StorageError(f"cannot delete artifact {sha256}: {exc}") from exc
-
-
-async def _finish_undo(cleanup: asyncio.Future[None]) -> None:
-    """Wait for ``cleanup`` even if the waiting task is cancelled again meanwhile."""
-    try:
-        await asyncio.shield(cleanup)
-    except asyncio.CancelledError:
-        await cleanup
-        raise

@@ -19,6 +19,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._tasks import finish_shielded
 from ..errors import DigestMismatch, SizeMismatch, StorageError
 
 if TYPE_CHECKING:
@@ -340,12 +341,7 @@ class HashingWriter:
         if self.body is not None:  # a small file kept in memory: nothing on disk
             self.body = None
             return
-        cleanup = asyncio.ensure_future(self._cleanup(keep))
-        try:
-            await asyncio.shield(cleanup)
-        except asyncio.CancelledError:
-            await cleanup
-            raise
+        await finish_shielded(self._cleanup(keep))
 
     async def _cleanup(self, keep: bool) -> None:
         pending, self._pending = self._pending, None

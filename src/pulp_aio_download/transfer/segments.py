@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from multidict import CIMultiDict
 
+from .._tasks import finish_shielded
 from ..errors import (
     ConnectionFailed,
     DownloadError,
@@ -246,12 +247,7 @@ class _Segmented:
             )
             raise
         finally:
-            cleanup = asyncio.ensure_future(self._cleanup(keep))
-            try:
-                await asyncio.shield(cleanup)
-            except asyncio.CancelledError:
-                await cleanup
-                raise
+            await finish_shielded(self._cleanup(keep))
         path, self.path = self.path, None
         assert path is not None
         headers = self.headers
