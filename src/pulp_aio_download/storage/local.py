@@ -215,6 +215,13 @@ class LocalStorage(Storage):
         self._prefix = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}-"
         self._counter = itertools.count()
 
+    def __getstate__(self) -> dict[str, object]:
+        # The staging names are this process's own (and itertools.count pickles with a
+        # DeprecationWarning since Python 3.12): an unpickled copy makes new ones.
+        state = dict(self.__dict__)
+        del state["_prefix"], state["_counter"]
+        return state
+
     def __setstate__(self, state: dict[str, object]) -> None:
         # Unpickled in a worker process: its staging files get names of its own, never the
         # same as another worker's that got the same pickled storage.
