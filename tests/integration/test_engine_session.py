@@ -87,6 +87,10 @@ async def test_https_through_the_proxy_with_the_private_ca(
     await until(lambda: "Closed connection between" in tinyproxy_auth.log_text()[offset:])
 
 
+# The handshake the default remote refuses leaves the test server's half-open transport to
+# the garbage collector (asyncio's server does not close it on Python 3.12), whose
+# ResourceWarning may come at any moment of this test; the client's side closes its own.
+@pytest.mark.filterwarnings("ignore:unclosed:ResourceWarning")
 async def test_tls_with_a_private_ca(
     tls_server: TLSServerFactory, tls_ca_file: Path, tmp_path: Path
 ) -> None:
