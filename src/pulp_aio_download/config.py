@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from ._checks import check_int
 from .errors import ConfigError
+from .models import normalize_algorithms
 from .urls import redact_url, split_userinfo
 
 if TYPE_CHECKING:
@@ -320,6 +321,9 @@ class EngineConfig:
             engine starts (default 3 days).
         partial_max_bytes: total bytes of partials kept; the oldest beyond it are
             removed when an engine starts (default 10 GiB).
+        compute_digests: digest algorithms computed for every request while its bytes
+            stream, besides sha256 and the expected ones (``DownloadRequest.compute_digests``
+            adds to them), e.g. ``("sha224", "sha384", "sha512")``.
     """
 
     storage: Storage | None = None
@@ -337,6 +341,7 @@ class EngineConfig:
     partial_min_size: int | None = DEFAULT_PARTIAL_MIN_SIZE
     partial_max_age: float = DEFAULT_PARTIAL_MAX_AGE
     partial_max_bytes: int = DEFAULT_PARTIAL_MAX_BYTES
+    compute_digests: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "chunk_size"):
@@ -351,6 +356,11 @@ class EngineConfig:
                 continue
             check_int(f"EngineConfig.{name}", value, minimum=0)
         _non_negative("EngineConfig", "partial_max_age", self.partial_max_age)
+        _set(
+            self,
+            "compute_digests",
+            normalize_algorithms(self.compute_digests, where="EngineConfig.compute_digests"),
+        )
         remotes: dict[str, RemoteConfig]
         if isinstance(self.remotes, Mapping):
             remotes = dict(self.remotes)

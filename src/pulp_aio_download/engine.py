@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import importlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -298,7 +300,11 @@ class DownloadEngine:
 
     # -- requests ----------------------------------------------------------------------------
     def _make_request(
-        self, url_or_request: str | DownloadRequest | Source, kwargs: Mapping[str, Any]
+        self,
+        url_or_request: str | DownloadRequest | Source,
+        kwargs: Mapping[str, Any],
+        *,
+        whole_file: bool = True,
     ) -> DownloadRequest:
         if isinstance(url_or_request, DownloadRequest):
             if kwargs:
@@ -315,22 +321,42 @@ class DownloadEngine:
                 raise ConfigError(f"invalid download arguments: {exc}") from None
         else:
             raise ConfigError(f"expected a URL or a DownloadRequest, got {url_or_request!r}")
-        self._check(request)
-        return request
+        return self._check(request, whole_file=whole_file)
 
-    def _check(self, request: DownloadRequest) -> None:
+    def _check(self, request: DownloadRequest, *, whole_file: bool = True) -> DownloadRequest:
+        """``request`` with the engine's ``compute_digests``; ConfigError for a remote
+        that is not configured or, with ``whole_file``, a ``Range`` header (a download is
+        of the whole file; :meth:`stream` passes a range through)."""
         for source in request.sources:
             self.config.remote(source.remote or request.remote)
+        if (
+            whole_file
+            and request.headers
+            and any(k.lower() in _WHOLE_FILE for k in request.headers)
+        ):
+            raise ConfigError(
+                "a download is of the whole file: use engine.stream() for a Range request",
+                url=request.url,
+            )
+        extra = self.config.compute_digests
+        if extra and not set(extra) <= set(request.compute_digests):
+            merged = (*request.compute_digests, *extra)
+            request = dataclasses.replace(request, compute_digests=merged)
+        return request
 
     async def _check_files(self, requests: Iterable[DownloadRequest]) -> None:
         """Refuse ``file://`` sources outside the allowed roots (ConfigError), resolving
         their paths in a worker thread: symbolic links are read from the filesystem."""
-        urls = [s.url for r in requests for s in r.sources if s.scheme == "file"]
+        items = list(requests)
+        urls = [s.url for r in items for s in r.sources if s.scheme == "file"]
         if urls:
             roots = self._file_roots
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda: [resolve_file_url(url, roots) for url in urls]
             )
+        handoff = {r.handoff_dir: r.url for r in items if r.handoff_dir is not None}
+        if handoff:
+            await asyncio.get_running_loop().run_in_executor(None, _check_handoff_dirs, handoff)
 
     async def download(
         self, url_or_request: str | DownloadRequest | Source, **kwargs: Any
@@ -373,7 +399,11 @@ class DownloadEngine:
         self, request: DownloadRequest, batch: _Batch, found: Found | None
     ) -> DownloadResult:
         sha = request.sha256
-        key: tuple[str, ...] = ("sha256", sha) if sha else ("url", request.url)
+        key: tuple[str, ...] = (
+            ("sha256", sha)
+            if sha
+            else ("url", request.url, *(f"{k}: {v}" for k, v in sorted(request.headers.items())))
+        )
         leader = self._inflight.get(key)
         if leader is not None:
             try:
@@ -519,7 +549,7 @@ class DownloadEngine:
                 body=body,
             )
             result = await run_hooks(hooks, ctx)
-            kept = ctx.stored is not None  # the store hook consumed the staged file
+            kept = ctx.kept  # the store hook consumed the staged file
         finally:
             # A small file whose bytes never left memory has nothing on disk to remove.
             if not kept and (body is None or ctx is None or ctx.body is None):
@@ -576,7 +606,7 @@ class DownloadEngine:
         digests: dict[str, str] = {"sha256": sha256}
         if record is not None:
             digests.update(record.digests)
-        missing = [a for a in request.expected_digests if a not in digests]
+        missing = [a for a in request.algorithms if a not in digests]
         changed = _changed_since_verified(stored, record)
         if missing or changed:
             # sha256 is re-hashed only when the bytes changed: unchanged, they are the
@@ -605,7 +635,7 @@ class DownloadEngine:
         for algorithm, value in request.expected_digests.items():
             if digests.get(algorithm) != value:
                 return None
-        wanted = {"sha256", *request.expected_digests}
+        wanted = set(request.algorithms)
         ctx = DownloadContext(
             request=request,
             storage=self.storage,
@@ -856,10 +886,11 @@ class DownloadEngine:
                 sha256,
                 ", ".join(lacking),
             )
-        request = DownloadRequest(
-            sources=usable, expected_digests=record.digests, expected_size=record.size
+        request = self._check(
+            DownloadRequest(
+                sources=usable, expected_digests=record.digests, expected_size=record.size
+            )
         )
-        self._check(request)
         await self._check_files([request])
         return await self._download_one(request, batch)
 
@@ -892,13 +923,26 @@ class DownloadEngine:
         )
 
 
+#: Request headers a download (of the whole file, validated) cannot take.
+_WHOLE_FILE = frozenset({"range", "if-range"})
+
+
+def _check_handoff_dirs(dirs: Mapping[Path, str]) -> None:
+    """ConfigError unless every ``handoff_dir`` is an existing, writable directory."""
+    for directory, url in dirs.items():
+        if not directory.is_dir():
+            raise ConfigError(f"handoff_dir {str(directory)!r} is not a directory", url=url)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigError(f"handoff_dir {str(directory)!r} is not writable", url=url)
+
+
 def _servable_as_is(request: DownloadRequest, found: Found | None) -> bool:
     """Whether the lookup found ``request``'s file stored, recorded, unchanged since it was
     verified and with every digest the request expects: servable with no I/O of its own."""
     if found is None or found.stored is None or found.record is None:
         return False
     digests = found.record.digests
-    return all(a == "sha256" or a in digests for a in request.expected_digests) and (
+    return all(a == "sha256" or a in digests for a in request.algorithms) and (
         not _changed_since_verified(found.stored, found.record)
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ __all__ = [
     "UnitFile",
     "UnitSpec",
     "VerifyReport",
+    "normalize_algorithms",
     "normalize_digests",
     "safe_relative_path",
 ]
@@ -74,6 +76,49 @@ def normalize_digests(
             )
         out[name] = hexval
     return out
+
+
+def normalize_algorithms(
+    algorithms: Sequence[str] | str | None, *, where: str = "compute_digests"
+) -> tuple[str, ...]:
+    """Validate digest algorithm names and return them lower-cased, sorted, once each.
+
+    Raises:
+        ConfigError: a name that is not one of :data:`DIGEST_ALGORITHMS`.
+    """
+    if not algorithms:
+        return ()
+    if isinstance(algorithms, str):
+        raise ConfigError(f"{where} must be a list of algorithm names, got {algorithms!r}")
+    names: set[str] = set()
+    for algorithm in algorithms or ():
+        name = str(algorithm).lower().replace("-", "")
+        if name not in DIGEST_ALGORITHMS:
+            known = ", ".join(DIGEST_ALGORITHMS)
+            raise ConfigError(f"{where}: unknown digest algorithm {algorithm!r} (known: {known})")
+        names.add(name)
+    return tuple(sorted(names))
+
+
+def _check_headers(headers: Mapping[str, str] | None) -> Mapping[str, str]:
+    if not headers:
+        if headers is None or isinstance(headers, Mapping):
+            return {}
+        raise ConfigError(f"headers must be a mapping of names to values, got {headers!r}")
+    if not isinstance(headers, Mapping):
+        raise ConfigError(f"headers must be a mapping of names to values, got {headers!r}")
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ConfigError(f"headers: invalid header name {name!r}")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):
+            raise ConfigError(f"headers: the value of {name} must be a one-line string")
+        out[name] = value
+    return out
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_SHA256 = ("sha256",)
 
 
 def safe_relative_path(value: str, *, where: str = "relative_path") -> str:
@@ -213,6 +258,15 @@ class DownloadRequest:
     ``url`` is shorthand for one :class:`Source`; ``remote`` is the default remote of sources
     that name none. ``repository`` needs ``unit`` (a repository holds units, not files).
 
+    ``headers`` are sent with this request only, over the remote's (``Authorization`` and
+    ``Cookie`` only to the first source's origin, never after a redirect elsewhere).
+    ``compute_digests`` names more algorithms (``"sha224"``, ``"sha512"``, ...) computed
+    while the bytes stream, without validation, and returned in
+    :attr:`DownloadResult.digests`. ``handoff_dir``: instead of being stored, the validated
+    file is moved (a rename: it is written in that directory) into this existing directory
+    and handed to the caller, who owns it (:attr:`DownloadResult.path`; ``location`` is
+    ``""``); the engine records no unit file for it.
+
     Example::
 
         DownloadRequest("https://host/x.rpm", expected_digests={"sha256": "…"},
@@ -225,6 +279,9 @@ class DownloadRequest:
     remote: str | None
     unit: UnitSpec | None
     repository: str | None
+    headers: Mapping[str, str]
+    compute_digests: tuple[str, ...]
+    handoff_dir: Path | None
 
     def __init__(
         self,
@@ -236,6 +293,9 @@ class DownloadRequest:
         remote: str | None = None,
         unit: UnitSpec | None = None,
         repository: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        compute_digests: Sequence[str] = (),
+        handoff_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         all_sources = [_as_source(s, remote) for s in sources]
         if url is not None:
@@ -260,6 +320,11 @@ class DownloadRequest:
         _set(self, "remote", remote)
         _set(self, "unit", unit)
         _set(self, "repository", repository)
+        _set(self, "headers", _check_headers(headers))
+        _set(self, "compute_digests", normalize_algorithms(compute_digests))
+        if handoff_dir is not None and not isinstance(handoff_dir, (str, os.PathLike)):
+            raise ConfigError(f"handoff_dir must be a directory path, got {handoff_dir!r}")
+        _set(self, "handoff_dir", Path(handoff_dir) if handoff_dir is not None else None)
 
     @property
     def url(self) -> str:
@@ -270,11 +335,31 @@ class DownloadRequest:
     def sha256(self) -> str | None:
         return self.expected_digests.get("sha256")
 
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """Every digest computed while the bytes stream: sha256 first, then the expected
+        and the ``compute_digests`` algorithms, sorted."""
+        expected = self.expected_digests
+        if (
+            not self.compute_digests
+            and len(expected) <= 1
+            and ("sha256" in expected or not expected)
+        ):
+            return _SHA256
+        extra = {*expected, *self.compute_digests}
+        extra.discard("sha256")
+        return ("sha256", *sorted(extra))
+
     def __repr__(self) -> str:
+        # Header values may hold credentials: only their names are shown.
         return (
             f"DownloadRequest(url={self.url!r}, sources={len(self.sources)}, "
             f"expected_digests={dict(self.expected_digests)!r}, "
-            f"expected_size={self.expected_size!r})"
+            f"expected_size={self.expected_size!r}"
+            + (f", headers={sorted(self.headers)!r}" if self.headers else "")
+            + (f", compute_digests={self.compute_digests!r}" if self.compute_digests else "")
+            + (f", handoff_dir={str(self.handoff_dir)!r}" if self.handoff_dir else "")
+            + ")"
         )
 
 

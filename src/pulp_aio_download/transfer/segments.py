@@ -104,8 +104,9 @@ class _Stage(Protocol):
 
 def segmentable(request: DownloadRequest, source: Source, remote: RemoteConfig) -> bool:
     """Whether ``source`` may be fetched in ranges (no I/O): the remote asks for segments,
-    the source is http(s), and the size is unknown or over the threshold."""
-    if remote.segments < 2 or source.scheme not in _HTTP:
+    the source is http(s), the file is not handed off (``handoff_dir``), and the size is
+    unknown or over the threshold."""
+    if remote.segments < 2 or source.scheme not in _HTTP or request.handoff_dir is not None:
         return False
     size = request.expected_size
     return size is None or size >= max(remote.segment_threshold, 2 * MIN_SEGMENT)
@@ -189,7 +190,7 @@ class _Segmented:
         self.partial: PartialFile | None = None
         #: the spans on disk: the partial's ranges and every range's ``span``.
         self.spans: list[list[int]] = []
-        names = ["sha256", *sorted({a for a in request.expected_digests if a != "sha256"})]
+        names = list(request.algorithms)
         self.algorithms = names
         self.hashers = [hashlib.new(n) for n in names]
         self.hashed = 0
@@ -490,6 +491,7 @@ class _Segmented:
                 userinfo=source.userinfo,
                 offset=piece.pos,
                 length=piece.end - piece.pos,
+                headers=self.request.headers,
             )
         )
 

@@ -38,7 +38,7 @@ from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
 from .hashing import HashingWriter, verify_digests
 from .segments import fetch_segmented, segmentable
-from .staged import Staged
+from .staged import Staged, handoff_staging_path
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -112,7 +112,9 @@ class _Attempt:
         self.validator: str | None = None
         self.headers: Mapping[str, str] = {}
         self.final_url = self.url
-        partials = stage.partials if source.scheme != "file" else None
+        # A handed-off file is written in the caller's directory, not where partials live.
+        handoff = request.handoff_dir is not None
+        partials = stage.partials if source.scheme != "file" and not handoff else None
         self.partials: PartialStore | None = partials
         self.key = partial_key(request.sha256, self.url)
         #: the writer continues a partial adopted from an earlier process.
@@ -126,14 +128,15 @@ class _Attempt:
             await self.writer.abort()
         request = self.request
         storage = self.stage.storage
-        staging = storage.new_staging_path()
+        handoff = request.handoff_dir
+        staging = storage.new_staging_path() if handoff is None else handoff_staging_path(handoff)
         self.writer = HashingWriter(
             staging,
-            request.expected_digests,
+            request.algorithms,
             expected_size=request.expected_size,
             url=self.url,
             batch_size=self.stage.chunk_size,
-            fsync=storage.fsync_staged,
+            fsync=storage.fsync_staged or handoff is not None,
         )
         self.validator = None
         self.adopted = False
@@ -225,6 +228,7 @@ class _Attempt:
                 userinfo=self.source.userinfo,
                 offset=offset,
                 validator=validator,
+                headers=self.request.headers,
             )
         )
 
@@ -360,7 +364,8 @@ async def _fetch_source(state: _Attempt) -> Staged:
                 async with admission.slot(state.remote, host):
                     await state.once()
                 assert state.writer is not None
-                digests, size = await state.writer.finish(keep_small=True)
+                # A handed-off file is renamed into place: it must be on disk.
+                digests, size = await state.writer.finish(keep_small=request.handoff_dir is None)
                 verify_digests(
                     digests,
                     request.expected_digests,
