@@ -1,7 +1,8 @@
 """Admission: whether a transfer may start now, and what its outcome says about the host.
 
 One :class:`Admission` per engine holds every limit a request passes before its bytes
-flow — the remote's ``max_connections`` and ``rate_limit``, the host's adaptive limit
+flow — the remote's ``max_connections`` and ``rate_limit``, the bandwidth caps its bytes
+share while they flow (``max_speed``, :mod:`.bandwidth`), the host's adaptive limit
 (capped by ``EngineConfig.max_connections_per_host``, or by the global limit when that is
 0) and the engine's global semaphore — and the health record of every host, fed by the
 outcome of each attempt. The transfer stage receives it; nothing else does.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..health import HostHealth
+from .bandwidth import Bandwidth
 from .limits import AdaptiveLimiter, HostLimiters, RemoteLimiter, RemoteLimiterStatistics
 
 if TYPE_CHECKING:
@@ -52,6 +54,18 @@ class Admission:
         self._health: dict[str, HostHealth] = dict(health or {})
         self._dirty: set[str] = set()
         self._transfers = 0
+        self._global_cap = Bandwidth(config.max_speed) if config.max_speed else None
+        self._caps: dict[str, tuple[Bandwidth, ...]] = {}
+
+    def bandwidth(self, remote: RemoteConfig) -> tuple[Bandwidth, ...]:
+        """The bandwidth caps a stream of ``remote`` shares: the remote's ``max_speed``
+        and the engine's, when set (empty: no cap, nothing to do per chunk)."""
+        caps = self._caps.get(remote.name)
+        if caps is None:
+            own = (Bandwidth(remote.max_speed),) if remote.max_speed else ()
+            caps = own + ((self._global_cap,) if self._global_cap else ())
+            self._caps[remote.name] = caps
+        return caps
 
     def limiters(
         self, remote: RemoteConfig, host: str

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from multidict import CIMultiDict
 
 from .._tasks import finish_shielded
+from ..admission.bandwidth import throttle
 from ..errors import (
     ConnectionFailed,
     DownloadError,
@@ -66,6 +67,7 @@ from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
 from .hashing import verify_digests, write_all
 from .staged import Staged
+from .stall import StallWatch
 
 if TYPE_CHECKING:
     from ..admission import Admission
@@ -566,7 +568,8 @@ class _Segmented:
         batch: list[bytes] = []
         pending = 0  # bytes in ``batch``
         piece.received = piece.pos
-        watch = _StallWatch(self.remote, resp, lambda: piece.received)
+        watch = StallWatch(self.remote.timeouts, resp, lambda: piece.received)
+        caps = self.stage.admission.bandwidth(self.remote)
         limit = self.stage.chunk_size
         read = resp.read
         self.active.add(piece)
@@ -575,6 +578,8 @@ class _Segmented:
                 chunk = await read()
                 if not chunk:
                     break
+                if caps:
+                    await throttle(caps, len(chunk), watch.hold)
                 left = piece.end - piece.received  # the end may have moved back (a split)
                 if len(chunk) > left:
                     chunk = chunk[:left]
@@ -599,7 +604,7 @@ class _Segmented:
         if batch:
             await self._write(piece, batch, pending)
         if watch.stalled:
-            raise watch.error(self.url)
+            raise watch.error(self.url, "a range stalled")
         if piece.pos < piece.end:
             raise ConnectionFailed(
                 f"a range ended at byte {piece.pos}, {piece.end - piece.pos} bytes short of "
@@ -699,50 +704,6 @@ class _Segmented:
         self._threads.add(future)
         future.add_done_callback(self._threads.discard)
         return await asyncio.shield(future)
-
-
-class _StallWatch:
-    """Stall detection of one range's connection, as for a whole transfer (see
-    :class:`~pulp_aio_download.Timeouts`): the mean speed over the last ``stall_window``
-    seconds below ``min_speed`` aborts the response."""
-
-    def __init__(self, remote: RemoteConfig, resp: Response, position: Callable[[], int]) -> None:
-        self.timeouts = remote.timeouts
-        self.stalled = False
-        self._handle: asyncio.TimerHandle | None = None
-        t = self.timeouts
-        if not t.min_speed:
-            return
-        loop = asyncio.get_running_loop()
-        window, min_speed = t.stall_window, t.min_speed
-        step = window / 4
-        samples = collections.deque([(loop.time(), position())])
-
-        def check() -> None:
-            now, pos = loop.time(), position()
-            samples.append((now, pos))
-            while len(samples) > 2 and samples[1][0] <= now - window:
-                samples.popleft()
-            since, base = samples[0]
-            if now - since >= window * 0.999 and pos - base < min_speed * (now - since):
-                self.stalled = True
-                resp.abort()
-            else:
-                self._handle = loop.call_later(step, check)
-
-        self._handle = loop.call_later(step, check)
-
-    def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-
-    def error(self, url: str) -> DownloadTimeout:
-        t = self.timeouts
-        return DownloadTimeout(
-            f"a range stalled: less than {t.min_speed:g} bytes/s over {t.stall_window:g} s",
-            url=url,
-            timeout="stall",
-        )
 
 
 def _sources(request: DownloadRequest, source: Source, remote: RemoteConfig) -> list[Source]:

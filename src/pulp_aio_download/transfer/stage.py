@@ -15,13 +15,13 @@ fetched whole once more, outside the retry budget, so a bad partial never fails 
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..admission.bandwidth import throttle
 from ..errors import (
     ConnectionFailed,
     DownloadError,
@@ -39,6 +39,7 @@ from ..urls import redact_url
 from .hashing import HashingWriter, verify_digests
 from .segments import fetch_segmented, segmentable
 from .staged import Staged, handoff_staging_path
+from .stall import StallWatch
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -295,57 +296,30 @@ class _Attempt:
             )
 
     async def _stream(self, resp: Response, writer: HashingWriter) -> None:
-        timeouts = self.remote.timeouts
-        loop = asyncio.get_running_loop()
-        stalled = False
-        handle: asyncio.TimerHandle | None = None
-        if timeouts.min_speed:
-            # A sliding window sampled four times per window: a stall is noticed at most a
-            # quarter window after the last window-worth of time fell below min_speed.
-            min_speed, window = timeouts.min_speed, timeouts.stall_window
-            step = window / 4
-            samples = collections.deque([(loop.time(), writer.size)])
-
-            def check() -> None:
-                nonlocal stalled, handle
-                now, size = loop.time(), writer.size
-                samples.append((now, size))
-                while len(samples) > 2 and samples[1][0] <= now - window:
-                    samples.popleft()
-                since, base = samples[0]
-                if now - since >= window * 0.999 and size - base < min_speed * (now - since):
-                    stalled = True
-                    resp.abort()
-                else:
-                    handle = loop.call_later(step, check)
-
-            handle = loop.call_later(step, check)
+        watch = StallWatch(self.remote.timeouts, resp, lambda: writer.size)
+        caps = self.stage.admission.bandwidth(self.remote)
         self.tracker.start_transfer(writer)
         read, write = resp.read, writer.write
         try:
-            while chunk := await read():
-                await write(chunk)
+            if caps:
+                while chunk := await read():
+                    await throttle(caps, len(chunk), watch.hold)
+                    await write(chunk)
+            else:
+                while chunk := await read():
+                    await write(chunk)
         except SizeMismatch:
             resp.abort()
             raise
         except DownloadError as exc:
-            if stalled:
-                raise self._stall_error() from exc
+            if watch.stalled:
+                raise watch.error(self.url) from exc
             raise
         finally:
             self.tracker.end_transfer(writer)
-            if handle is not None:
-                handle.cancel()
-        if stalled:
-            raise self._stall_error()
-
-    def _stall_error(self) -> DownloadTimeout:
-        t = self.remote.timeouts
-        return DownloadTimeout(
-            f"stalled: less than {t.min_speed:g} bytes/s over {t.stall_window:g} s",
-            url=self.url,
-            timeout="stall",
-        )
+            watch.stop()
+        if watch.stalled:
+            raise watch.error(self.url)
 
 
 async def _fetch_source(state: _Attempt) -> Staged:
