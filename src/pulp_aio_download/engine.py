@@ -40,6 +40,7 @@ from .errors import (
 )
 from .hooks import DEFAULT_HOOKS, DownloadContext, Hook, run_hooks, store
 from .lookup import Found, Lookahead, look_up
+from .metrics import EngineMetrics
 from .models import (
     DownloadRequest,
     DownloadResult,
@@ -123,7 +124,6 @@ class DownloadEngine:
         self._catalog: Catalog | None = self.config.catalog
         self._pool = TransportPool(self.config)
         self._transport: Transport = transport if transport is not None else self._pool
-        self._admission = Admission(self.config)
         self._stage: TransferStage | None = None
         self._inflight: dict[tuple[str, ...], asyncio.Future[DownloadResult]] = {}
         self._loose: _Batch | None = None
@@ -132,6 +132,13 @@ class DownloadEngine:
         self._file_roots = tuple(Path(r) for r in self.config.allowed_file_roots)
         self._cooperation: Cooperation | None = None
         self._partials: PartialStore | None = None
+        #: the OpenTelemetry instruments (None: no meter provider, nothing to do per file).
+        self._metrics: EngineMetrics | None = None
+        if self.config.meter_provider is not None:
+            self._metrics = EngineMetrics(
+                self.config.meter_provider, self.statistics, lambda: self._admission.health
+            )
+        self._admission = Admission(self.config, observer=self._metrics)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> DownloadEngine:
@@ -168,7 +175,8 @@ class DownloadEngine:
             self._partials = await self._open_partials(self._storage)
             if self._catalog is not None:
                 await self._catalog.open()
-                self._admission = Admission(cfg, await self._catalog.load_health())
+                health = await self._catalog.load_health()
+                self._admission = Admission(cfg, health, observer=self._metrics)
                 lease = resolve_claim_lease(cfg.claim_lease)
                 if lease > 0:
                     self._cooperation = Cooperation(self._catalog, lease=lease)
@@ -212,6 +220,8 @@ class DownloadEngine:
         if self._closed:
             return
         self._closed = True
+        if self._metrics is not None:
+            self._metrics.close()
         try:
             if self._loose is not None:
                 await self._loose.tracker.finish()
@@ -388,12 +398,17 @@ class DownloadEngine:
         tracker = batch.tracker
         tracker.add(1, request.expected_size)
         try:
-            return await self._single_flight(request, batch, found)
+            result = await self._single_flight(request, batch, found)
         except DownloadError as exc:
             tracker.file_failed(retried=was_retried(exc))
+            if self._metrics is not None:
+                self._metrics.failed(request, exc)
             if exc.url is None:  # a shared part (catalog, storage) does not know the file
                 raise exc.with_url(request.url) from exc
             raise
+        if self._metrics is not None:
+            self._metrics.downloaded(request, result)
+        return result
 
     async def _single_flight(
         self, request: DownloadRequest, batch: _Batch, found: Found | None
@@ -799,6 +814,8 @@ class DownloadEngine:
                 if served is None:
                     rest.append(index)
                 else:
+                    if self._metrics is not None:
+                        self._metrics.downloaded(request, served)
                     callback(index, served)
 
         # Several at once, so that the writes of files that bring new sources or units are

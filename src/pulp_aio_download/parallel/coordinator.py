@@ -118,9 +118,9 @@ async def _serve_stored(
     # A copy, as a worker gets it: the configured storage and catalog objects stay unopened
     # (an opened one cannot be pickled for the workers).
     try:
-        own = pickle.loads(
-            pickle.dumps(dataclasses.replace(config, progress=None), pickle.HIGHEST_PROTOCOL)
-        )
+        copy = dataclasses.replace(config, progress=None, meter_provider=None)
+        own = pickle.loads(pickle.dumps(copy, pickle.HIGHEST_PROTOCOL))
+        own = dataclasses.replace(own, meter_provider=config.meter_provider)
     except Exception:  # the coordinator then names what cannot cross to a worker
         return list(range(len(requests)))
     try:
