@@ -55,6 +55,7 @@ from .._tasks import finish_shielded
 from ..admission.bandwidth import throttle
 from ..errors import (
     ConnectionFailed,
+    DigestMismatch,
     DownloadError,
     DownloadTimeout,
     HTTPStatusError,
@@ -66,6 +67,7 @@ from ..storage.partials import PartialFile, PartialStore, checkpoint_interval, p
 from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
 from .hashing import verify_digests, write_all
+from .repair import repair_pieces
 from .staged import Staged
 from .stall import StallWatch
 
@@ -222,14 +224,7 @@ class _Segmented:
                 await self._fetch_all(ranges)
             finally:
                 self.tracker.end_transfer(self)
-            digests = await self._finish()
-            verify_digests(
-                digests,
-                self.request.expected_digests,
-                url=self.url,
-                size=self.total,
-                expected_size=self.request.expected_size,
-            )
+            digests = await self._validated(await self._finish())
             self.succeeded = True
         except _Fallback as reason:
             log.info("%s: %s; fetching it as one stream", self.url, reason)
@@ -260,6 +255,39 @@ class _Segmented:
         return Staged(
             path, digests, self.total, headers, self.attempts, self.final_url, self.carried
         )
+
+    async def _validated(self, digests: dict[str, str]) -> dict[str, str]:
+        """``digests`` if they are what the request expects; else, with piece hashes, the
+        digests of the file repaired piece by piece (:mod:`.repair`); else the error."""
+        request = self.request
+        assert self.total is not None
+        check = functools.partial(
+            verify_digests,
+            expected=request.expected_digests,
+            url=self.url,
+            size=self.total,
+            expected_size=request.expected_size,
+        )
+        try:
+            check(digests)
+        except DigestMismatch:
+            if request.pieces is None or self.path is None:
+                raise
+            stage = self.stage
+            repaired = await repair_pieces(
+                stage.transport,
+                stage.admission,
+                request,
+                self.primary,
+                self.remote,
+                self.path,
+                self.total,
+            )
+            if repaired is None:
+                raise
+            check(repaired)
+            return repaired
+        return digests
 
     async def _probe(self) -> bool:
         """Learn the size (and validators) with ``Range: bytes=0-0``; False: one stream."""

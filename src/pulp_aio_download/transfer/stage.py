@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from ..admission.bandwidth import throttle
 from ..errors import (
     ConnectionFailed,
+    DigestMismatch,
     DownloadError,
     DownloadTimeout,
     HTTPStatusError,
@@ -37,6 +38,7 @@ from ..storage.partials import PartialStore, partial_key
 from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
 from .hashing import HashingWriter, verify_digests
+from .repair import repair_pieces
 from .segments import fetch_segmented, segmentable
 from .staged import Staged, handoff_staging_path
 from .stall import StallWatch
@@ -338,15 +340,11 @@ async def _fetch_source(state: _Attempt) -> Staged:
                 async with admission.slot(state.remote, host):
                     await state.once()
                 assert state.writer is not None
-                # A handed-off file is renamed into place: it must be on disk.
-                digests, size = await state.writer.finish(keep_small=request.handoff_dir is None)
-                verify_digests(
-                    digests,
-                    request.expected_digests,
-                    url=state.url,
-                    size=size,
-                    expected_size=request.expected_size,
-                )
+                # A handed-off file is renamed into place, a repaired one written in
+                # place: either must be on disk.
+                on_disk = request.handoff_dir is not None or request.pieces is not None
+                digests, size = await state.writer.finish(keep_small=not on_disk)
+                digests = await _validated(state, digests, size)
             except DownloadError as error:
                 if isinstance(error, ValidationError) and state.adopted:
                     # The bytes of the earlier process were wrong (or the file changed
@@ -401,6 +399,46 @@ async def _fetch_source(state: _Attempt) -> Staged:
     finally:
         if state.writer is not None:
             await state.writer.abort(keep=keep)
+
+
+async def _validated(state: _Attempt, digests: dict[str, str], size: int) -> dict[str, str]:
+    """``digests`` if they and ``size`` are what the request expects; else, for a request
+    with piece hashes, the digests of the file repaired piece by piece (see
+    :mod:`.repair`); else the :class:`ValidationError`."""
+    request = state.request
+    try:
+        verify_digests(
+            digests,
+            request.expected_digests,
+            url=state.url,
+            size=size,
+            expected_size=request.expected_size,
+        )
+    except DigestMismatch:
+        writer = state.writer
+        if request.pieces is None or writer is None or writer.body is not None:
+            raise
+        stage = state.stage
+        repaired = await repair_pieces(
+            stage.transport,
+            stage.admission,
+            request,
+            state.source,
+            state.remote,
+            writer.path,
+            size,
+        )
+        if repaired is None:
+            raise
+        verify_digests(
+            repaired,
+            request.expected_digests,
+            url=state.url,
+            size=size,
+            expected_size=request.expected_size,
+        )
+        return repaired
+    return digests
 
 
 def _keeps_partial(error: DownloadError) -> bool:
