@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import DownloadError
+from ..errors import DigestMismatch, DownloadError
 from ..transports.base import TransportRequest
 from ..urls import redact_url
+from .hashing import verify_digests
 
 if TYPE_CHECKING:
     from ..admission import Admission
@@ -31,11 +32,44 @@ if TYPE_CHECKING:
     from ..models import DownloadRequest, Pieces, Source
     from ..transports.base import Transport
 
-__all__ = ["repair_pieces"]
+__all__ = ["repair_pieces", "validate_or_repair"]
 
 log = logging.getLogger(__name__)
 
 _READ = 1024 * 1024
+
+
+async def validate_or_repair(
+    transport: Transport,
+    admission: Admission,
+    request: DownloadRequest,
+    source: Source,
+    remote: RemoteConfig,
+    staged: tuple[Path | None, dict[str, str], int],
+    url: str,
+) -> dict[str, str]:
+    """The digests of the staged file ``(path, digests, size)`` if they and its size are
+    what ``request`` expects; else, with piece hashes and the file on disk (``path``), the
+    digests of the file repaired piece by piece; else the :class:`ValidationError`."""
+    path, digests, size = staged
+    check = functools.partial(
+        verify_digests,
+        expected=request.expected_digests,
+        url=url,
+        size=size,
+        expected_size=request.expected_size,
+    )
+    try:
+        check(digests)
+    except DigestMismatch:
+        if request.pieces is None or path is None:
+            raise
+        repaired = await repair_pieces(transport, admission, request, source, remote, path, size)
+        if repaired is None:
+            raise
+        check(repaired)
+        return repaired
+    return digests
 
 
 async def repair_pieces(

@@ -55,7 +55,6 @@ from .._tasks import finish_shielded
 from ..admission.bandwidth import throttle
 from ..errors import (
     ConnectionFailed,
-    DigestMismatch,
     DownloadError,
     DownloadTimeout,
     HTTPStatusError,
@@ -66,8 +65,8 @@ from ..retry import backoff_delay, is_retryable_error
 from ..storage.partials import PartialFile, PartialStore, checkpoint_interval, partial_key
 from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
-from .hashing import verify_digests, write_all
-from .repair import repair_pieces
+from .hashing import write_all
+from .repair import validate_or_repair
 from .staged import Staged
 from .stall import StallWatch
 
@@ -257,37 +256,17 @@ class _Segmented:
         )
 
     async def _validated(self, digests: dict[str, str]) -> dict[str, str]:
-        """``digests`` if they are what the request expects; else, with piece hashes, the
-        digests of the file repaired piece by piece (:mod:`.repair`); else the error."""
-        request = self.request
         assert self.total is not None
-        check = functools.partial(
-            verify_digests,
-            expected=request.expected_digests,
-            url=self.url,
-            size=self.total,
-            expected_size=request.expected_size,
+        stage = self.stage
+        return await validate_or_repair(
+            stage.transport,
+            stage.admission,
+            self.request,
+            self.primary,
+            self.remote,
+            (self.path, digests, self.total),
+            self.url,
         )
-        try:
-            check(digests)
-        except DigestMismatch:
-            if request.pieces is None or self.path is None:
-                raise
-            stage = self.stage
-            repaired = await repair_pieces(
-                stage.transport,
-                stage.admission,
-                request,
-                self.primary,
-                self.remote,
-                self.path,
-                self.total,
-            )
-            if repaired is None:
-                raise
-            check(repaired)
-            return repaired
-        return digests
 
     async def _probe(self) -> bool:
         """Learn the size (and validators) with ``Range: bytes=0-0``; False: one stream."""

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from ..admission.bandwidth import throttle
 from ..errors import (
     ConnectionFailed,
-    DigestMismatch,
     DownloadError,
     DownloadTimeout,
     HTTPStatusError,
@@ -37,8 +36,8 @@ from ..retry import backoff_delay, is_retryable_error
 from ..storage.partials import PartialStore, partial_key
 from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
-from .hashing import HashingWriter, verify_digests
-from .repair import repair_pieces
+from .hashing import HashingWriter
+from .repair import validate_or_repair
 from .segments import fetch_segmented, segmentable
 from .staged import Staged, handoff_staging_path
 from .stall import StallWatch
@@ -402,43 +401,17 @@ async def _fetch_source(state: _Attempt) -> Staged:
 
 
 async def _validated(state: _Attempt, digests: dict[str, str], size: int) -> dict[str, str]:
-    """``digests`` if they and ``size`` are what the request expects; else, for a request
-    with piece hashes, the digests of the file repaired piece by piece (see
-    :mod:`.repair`); else the :class:`ValidationError`."""
-    request = state.request
-    try:
-        verify_digests(
-            digests,
-            request.expected_digests,
-            url=state.url,
-            size=size,
-            expected_size=request.expected_size,
-        )
-    except DigestMismatch:
-        writer = state.writer
-        if request.pieces is None or writer is None or writer.body is not None:
-            raise
-        stage = state.stage
-        repaired = await repair_pieces(
-            stage.transport,
-            stage.admission,
-            request,
-            state.source,
-            state.remote,
-            writer.path,
-            size,
-        )
-        if repaired is None:
-            raise
-        verify_digests(
-            repaired,
-            request.expected_digests,
-            url=state.url,
-            size=size,
-            expected_size=request.expected_size,
-        )
-        return repaired
-    return digests
+    writer, stage = state.writer, state.stage
+    on_disk = writer.path if writer is not None and writer.body is None else None
+    return await validate_or_repair(
+        stage.transport,
+        stage.admission,
+        state.request,
+        state.source,
+        state.remote,
+        (on_disk, digests, size),
+        state.url,
+    )
 
 
 def _keeps_partial(error: DownloadError) -> bool:
