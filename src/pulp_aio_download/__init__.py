@@ -44,6 +44,7 @@ from .hooks import Hook as Hook
 from .models import ContentUnit as ContentUnit
 from .models import DownloadRequest as DownloadRequest
 from .models import DownloadResult as DownloadResult
+from .models import Pieces as Pieces
 from .models import ProgressReport as ProgressReport
 from .models import Source as Source
 from .models import UnitFile as UnitFile
@@ -80,6 +81,7 @@ __all__ = [
     "HookError",
     "LocalStorage",
     "ManifestError",
+    "Pieces",
     "PostgresCatalog",
     "ProgressReport",
     "ProxyConfig",

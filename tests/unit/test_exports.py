@@ -14,7 +14,7 @@ EXPECTED = {
     "Source", "DownloadRequest", "UnitSpec", "DownloadResult", "UnitFile", "ContentUnit",
     "VerifyReport", "ProgressReport",
     "DownloadEngine", "EngineStatistics", "download_sync", "run_batch",
-    "read_metalink", "read_pulp_manifest",
+    "read_metalink", "read_pulp_manifest", "Pieces",
     "DEFAULT_HOOKS", "DownloadContext", "Hook",
     "Storage", "LocalStorage", "TempStorage", "S3Storage",
     "Catalog", "SQLiteCatalog", "PostgresCatalog",

@@ -65,7 +65,8 @@ from ..retry import backoff_delay, is_retryable_error
 from ..storage.partials import PartialFile, PartialStore, checkpoint_interval, partial_key
 from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
-from .hashing import verify_digests, write_all
+from .hashing import write_all
+from .repair import validate_or_repair
 from .staged import Staged
 from .stall import StallWatch
 
@@ -222,14 +223,7 @@ class _Segmented:
                 await self._fetch_all(ranges)
             finally:
                 self.tracker.end_transfer(self)
-            digests = await self._finish()
-            verify_digests(
-                digests,
-                self.request.expected_digests,
-                url=self.url,
-                size=self.total,
-                expected_size=self.request.expected_size,
-            )
+            digests = await self._validated(await self._finish())
             self.succeeded = True
         except _Fallback as reason:
             log.info("%s: %s; fetching it as one stream", self.url, reason)
@@ -259,6 +253,19 @@ class _Segmented:
         log.debug("%s: %d bytes fetched in ranges", self.url, self.total - self.carried)
         return Staged(
             path, digests, self.total, headers, self.attempts, self.final_url, self.carried
+        )
+
+    async def _validated(self, digests: dict[str, str]) -> dict[str, str]:
+        assert self.total is not None
+        stage = self.stage
+        return await validate_or_repair(
+            stage.transport,
+            stage.admission,
+            self.request,
+            self.primary,
+            self.remote,
+            (self.path, digests, self.total),
+            self.url,
         )
 
     async def _probe(self) -> bool:

@@ -36,7 +36,8 @@ from ..retry import backoff_delay, is_retryable_error
 from ..storage.partials import PartialStore, partial_key
 from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
-from .hashing import HashingWriter, verify_digests
+from .hashing import HashingWriter
+from .repair import validate_or_repair
 from .segments import fetch_segmented, segmentable
 from .staged import Staged, handoff_staging_path
 from .stall import StallWatch
@@ -339,15 +340,11 @@ async def _fetch_source(state: _Attempt) -> Staged:
                     started = time.monotonic()  # the wait for the slot is not the host's
                     await state.once()
                 assert state.writer is not None
-                # A handed-off file is renamed into place: it must be on disk.
-                digests, size = await state.writer.finish(keep_small=request.handoff_dir is None)
-                verify_digests(
-                    digests,
-                    request.expected_digests,
-                    url=state.url,
-                    size=size,
-                    expected_size=request.expected_size,
-                )
+                # A handed-off file is renamed into place, a repaired one written in
+                # place: either must be on disk.
+                on_disk = request.handoff_dir is not None or request.pieces is not None
+                digests, size = await state.writer.finish(keep_small=not on_disk)
+                digests = await _validated(state, digests, size)
             except DownloadError as error:
                 if isinstance(error, ValidationError) and state.adopted:
                     # The bytes of the earlier process were wrong (or the file changed
@@ -410,6 +407,20 @@ async def _fetch_source(state: _Attempt) -> Staged:
     finally:
         if state.writer is not None:
             await state.writer.abort(keep=keep)
+
+
+async def _validated(state: _Attempt, digests: dict[str, str], size: int) -> dict[str, str]:
+    writer, stage = state.writer, state.stage
+    on_disk = writer.path if writer is not None and writer.body is None else None
+    return await validate_or_repair(
+        stage.transport,
+        stage.admission,
+        state.request,
+        state.source,
+        state.remote,
+        (on_disk, digests, size),
+        state.url,
+    )
 
 
 def _keeps_partial(error: DownloadError) -> bool:
