@@ -348,7 +348,8 @@ class EngineConfig:
         meter_provider: an OpenTelemetry ``MeterProvider`` to report metrics to (its
             meter ``pulp_aio_download``; see :mod:`~pulp_aio_download.metrics`), e.g.
             ``opentelemetry.metrics.get_meter_provider()``; None (the default): no metrics,
-            and OpenTelemetry is never imported. Not passed to ``--workers`` processes.
+            and OpenTelemetry is never imported. ``--workers`` processes get none: their
+            parent counts their files.
     """
 
     storage: Storage | None = None

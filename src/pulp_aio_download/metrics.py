@@ -142,7 +142,9 @@ class EngineMetrics:
 
     Args:
         meter_provider: an OpenTelemetry ``MeterProvider``.
-        statistics: returns the engine's :class:`EngineStatistics` (read on collection).
+        statistics: returns the engine's :class:`EngineStatistics` (read on collection;
+            None: nothing to report, as for the parent of ``--workers`` processes, which
+            counts the files of its workers).
         health: returns the engine's host health records (read on collection).
     """
 
@@ -151,7 +153,7 @@ class EngineMetrics:
     def __init__(
         self,
         meter_provider: MeterProvider,
-        statistics: Callable[[], StatisticsLike],
+        statistics: Callable[[], StatisticsLike | None],
         health: Callable[[], Mapping[str, HostHealth]],
     ) -> None:
         self._statistics = statistics
@@ -214,7 +216,7 @@ class EngineMetrics:
 
     # -- read on collection ----------------------------------------------------------------
     def statistics(self) -> StatisticsLike | None:
-        """The engine's statistics, or None once it is closed."""
+        """The engine's statistics, or None once it is closed (or it has none)."""
         return None if self._closed else _read(self._statistics)
 
     def health(self) -> Mapping[str, HostHealth]:
