@@ -294,3 +294,23 @@ def test_without_a_meter_provider_opentelemetry_is_never_imported(
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stdout
+
+
+async def test_a_segmented_download_records_every_range_request(
+    fault_server: FaultServer, tmp_path: Path, metered: tuple[MeterProvider, InMemoryMetricReader]
+) -> None:
+    provider, reader = metered
+    data = os.urandom(8 * 1024 * 1024)
+    url = fault_server.add("/big.iso", data, faults=[Fault(status=503)])
+    remote = pad.RemoteConfig(segments=4, segment_threshold=2 * 1024 * 1024, retry=FAST)
+    async with make_engine(tmp_path, remote, meter_provider=provider) as e:
+        result = await e.download(url, expected_digests={"sha256": sha256(data)})
+    assert result.path is not None and result.path.read_bytes() == data
+    stats = fault_server.stats("/big.iso")
+    assert stats.statuses.count(206) >= 4  # it did go in ranges
+    points = collect(reader)
+    durations = points["http.client.request.duration"]
+    assert sum(count for _, (count, _) in durations) == stats.requests
+    assert value(durations, **{"error.type": "503"})[0] == 1
+    assert value(points["pad.download.retries"], **{"pad.retry.reason": "503"}) == 1
+    assert value(points["pad.download.bytes"], **{"pad.cached": False}) == len(data)
