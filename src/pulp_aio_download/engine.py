@@ -21,7 +21,7 @@ import importlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,6 +52,8 @@ from .progress import ProgressTracker, plural, was_retried
 from .selection import order_sources
 from .storage.partials import PartialStore
 from .transfer import TransferStage
+from .transfer.staged import Staged
+from .transfer.stream import DownloadStream
 from .transports.base import Transport
 from .transports.file import resolve_file_url
 from .transports.pool import TransportPool
@@ -285,6 +287,92 @@ class DownloadEngine:
         self._require_open()
         remote = self.config.remote(name)
         return self._pool.session(remote, functools.partial(self._admission.limiters, remote))
+
+    def stream(
+        self, url_or_request: str | DownloadRequest | Source, *, store: bool = False, **kwargs: Any
+    ) -> contextlib.AbstractAsyncContextManager[DownloadStream]:
+        """The body of one download as it arrives, for a caller that serves the bytes on.
+
+        ``async with engine.stream(url, expected_digests=..., store=True) as s:`` enters once
+        the response headers are in (``s.status``, ``s.headers``, ``s.url``), after the
+        engine's admission, source choice and retries before the first byte; ``async for
+        chunk in s`` yields the body under the same limits, stall detection and bandwidth
+        caps as a download, and after the last chunk raises :class:`DigestMismatch` or
+        :class:`SizeMismatch` if the bytes are wrong. Nothing is retried once a chunk was
+        handed out. With ``store=True`` the same bytes are stored and recorded as
+        :meth:`download` would (``s.result``), and a concurrent download or stream of that
+        sha256 waits for this transfer and is served from the store. A file already stored
+        is streamed from the store (``s.cached``). A ``Range`` in ``headers`` passes
+        through: the ``206`` comes as served, and then nothing is validated or stored.
+        See :class:`~pulp_aio_download.transfer.stream.DownloadStream`.
+        """
+        self._require_open()
+        request = self._make_request(url_or_request, kwargs, whole_file=False)
+        return self._stream(request, store)
+
+    @contextlib.asynccontextmanager
+    async def _stream(self, request: DownloadRequest, store: bool) -> AsyncIterator[DownloadStream]:
+        assert self._stage is not None
+        await self._check_files([request])
+        ranged = any(k.lower() in _WHOLE_FILE for k in request.headers)
+        stream = DownloadStream(request, validate=not ranged)
+        batch = self._loose_batch()
+        sha = None if ranged else request.sha256
+        future: asyncio.Future[DownloadResult] | None = None
+        try:
+            if sha is not None:
+                leader = self._inflight.get(("sha256", sha)) if store else None
+                if leader is not None:  # one transfer: wait for it, then serve the store
+                    with contextlib.suppress(DownloadError):
+                        await asyncio.shield(leader)
+                cached = await self._serve_cached(request, sha, batch)
+                if cached is not None and cached.path is not None:
+                    await stream.open_file(cached.path, cached)
+                    yield stream
+                    return
+                if store and self._inflight.get(("sha256", sha)) is None:
+                    future = asyncio.get_running_loop().create_future()
+                    self._inflight[("sha256", sha)] = future
+            sources = [
+                (source, self.config.remote(source.remote or request.remote))
+                for source in order_sources(
+                    request.sources, self._admission.health, now=time.time()
+                )
+            ]
+            commit = (
+                functools.partial(self._commit_streamed, request, batch)
+                if store and not ranged
+                else None
+            )
+            await stream.open_network(self._stage, sources, batch.tracker, commit)
+            yield stream
+        except DownloadError as exc:
+            if future is not None and not future.done():
+                future.set_exception(exc)
+                future.exception()
+            raise
+        finally:
+            await asyncio.shield(stream.aclose())
+            if future is not None:
+                if not future.done():
+                    if stream.result is not None:
+                        future.set_result(stream.result)
+                    else:  # left early: whoever waits transfers it itself
+                        future.set_exception(
+                            DownloadError("the stream of this file ended early", url=request.url)
+                        )
+                        future.exception()
+                if self._inflight.get(("sha256", sha or "")) is future:
+                    del self._inflight[("sha256", sha or "")]
+
+    async def _commit_streamed(
+        self, request: DownloadRequest, batch: _Batch, staged: Staged, source: Source
+    ) -> DownloadResult:
+        batch.tracker.add(1, request.expected_size)
+        result = await self._commit(request, source, staged, batch)
+        if self._metrics is not None:
+            self._metrics.downloaded(request, result)
+        return result
 
     def statistics(self) -> EngineStatistics:
         """A snapshot: downloads in flight, transfers holding a slot, per-host limits."""
@@ -539,6 +627,12 @@ class DownloadEngine:
         assert self._stage is not None
         remote = self.config.remote(source.remote or request.remote)
         staged = await self._stage.fetch(request, source, remote, batch.tracker)
+        return await self._commit(request, source, staged, batch)
+
+    async def _commit(
+        self, request: DownloadRequest, source: Source, staged: Staged, batch: _Batch
+    ) -> DownloadResult:
+        """Run the hook chain on a validated staging file (store, record, ...)."""
         hooks = self._hooks()
         body = staged.body
         kept = False
