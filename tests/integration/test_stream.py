@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import pulp_aio_download as pad
 from helpers import NO_RETRY, make_engine, sha256
@@ -22,6 +24,12 @@ async def drain(engine: pad.DownloadEngine, url: str, **kwargs: object) -> bytes
     """Stream ``url`` to its end."""
     async with engine.stream(url, **kwargs) as s:  # type: ignore[arg-type]
         return b"".join([chunk async for chunk in s])
+
+
+async def fill(stream: pad.DownloadStream, into: bytearray) -> None:
+    """Read ``stream`` to its end into ``into`` (what came stays there if it fails)."""
+    async for chunk in stream:
+        into.extend(chunk)
 
 
 def staging(tmp_path: Path) -> list[Path]:
@@ -295,3 +303,204 @@ async def test_an_http_error_is_a_download_error(fault_server: FaultServer, tmp_
                 pass
         assert engine.statistics().transfers == 0
     assert info.value.status == 404 and info.value.url == url
+
+
+async def test_a_short_body_is_a_size_mismatch_after_the_last_chunk(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    data = os.urandom(10_000)
+    url = fault_server.add("/short", data)
+    got = bytearray()
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=NO_RETRY)) as engine:
+        async with engine.stream(url, expected_size=20_000, store=True) as s:
+            with pytest.raises(pad.SizeMismatch) as info:
+                await fill(s, got)
+        assert engine.statistics().transfers == 0
+    assert bytes(got) == data and s.digests is None and s.result is None
+    assert info.value.expected == 20_000 and info.value.actual == 10_000
+    assert stored(tmp_path) == [] and staging(tmp_path) == []
+
+
+async def test_a_failure_mid_body_is_raised_and_not_retried(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    data = os.urandom(200_000)
+    url = fault_server.add("/cut", data, faults=[Fault(truncate_at=50_000), None])
+    got = bytearray()
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=FAST_RETRY)) as engine:
+        async with engine.stream(url, expected_digests={"sha256": sha256(data)}) as s:
+            with pytest.raises(pad.DownloadError) as info:
+                await fill(s, got)
+            assert not isinstance(info.value, pad.ValidationError)
+            assert info.value.url == url
+            # A failed stream stays failed: iterating again does not look like the end.
+            with pytest.raises(pad.DownloadError) as again:
+                await anext(aiter(s))
+            assert again.value is info.value
+        assert engine.statistics().transfers == 0
+    assert 0 < len(got) <= 50_000 and bytes(got) == data[: len(got)]
+    assert len(fault_server.requests_for("/cut")) == 1  # nothing retried after bytes went out
+    assert staging(tmp_path) == []
+
+
+async def test_a_second_stream_joins_the_first(
+    held: tuple[HeldServer, str], tmp_path: Path
+) -> None:
+    server, url = held
+    data = server.first + server.rest
+    digests = {"sha256": sha256(data)}
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=NO_RETRY)) as engine:
+        async with engine.stream(url, expected_digests=digests, store=True) as first:
+            chunks = aiter(first)
+            await anext(chunks)
+            second = asyncio.ensure_future(drain(engine, url, expected_digests=digests, store=True))
+            await asyncio.sleep(0.05)
+            assert not second.done()  # waiting for the first stream's transfer
+            server.go_on.set()
+            async for _ in chunks:
+                pass
+        assert await second == data
+    assert server.requests == 1
+    assert [p.read_bytes() for p in stored(tmp_path)] == [data]
+
+
+async def test_a_stream_with_store_waits_for_a_running_download(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    data = os.urandom(30_000)
+    url = fault_server.add("/d", data)
+    fault_server.gate("/d")
+    digests = {"sha256": sha256(data)}
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=NO_RETRY)) as engine:
+        download = asyncio.ensure_future(engine.download(url, expected_digests=digests))
+        await fault_server.wait_inflight(1, "/d")
+
+        async def stream() -> tuple[bool, bytes]:
+            async with engine.stream(url, expected_digests=digests, store=True) as s:
+                return s.cached, b"".join([c async for c in s])
+
+        streamed = asyncio.ensure_future(stream())
+        await asyncio.sleep(0.05)
+        assert not streamed.done()
+        fault_server.release()
+        assert (await download).cached is False
+        assert await streamed == (True, data)
+    assert len(fault_server.requests_for("/d")) == 1
+
+
+async def test_a_joined_download_transfers_itself_when_the_stream_leaves_early(
+    held: tuple[HeldServer, str], tmp_path: Path
+) -> None:
+    server, url = held
+    data = server.first + server.rest
+    digests = {"sha256": sha256(data)}
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=NO_RETRY)) as engine:
+        async with engine.stream(url, expected_digests=digests, store=True) as s:
+            await anext(aiter(s))
+            joined = asyncio.ensure_future(engine.download(url, expected_digests=digests))
+            await asyncio.sleep(0.05)
+            assert not joined.done()
+        # The client went away: the download does not fail with it, it fetches the file.
+        server.go_on.set()
+        result = await joined
+    assert result.cached is False and result.path is not None
+    assert result.path.read_bytes() == data
+    assert server.requests == 2
+
+
+async def test_compute_digests_and_a_cached_stream(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    data = os.urandom(70_000)
+    url = fault_server.add("/c", data)
+    want = {"sha256": sha256(data), "sha512": hashlib.sha512(data).hexdigest()}
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=NO_RETRY)) as engine:
+        async with engine.stream(url, compute_digests=["sha512"]) as s:
+            assert b"".join([c async for c in s]) == data
+        assert s.digests == want and s.size == len(data) and not s.cached
+        assert stored(tmp_path) == []
+        await engine.download(url, expected_digests={"sha256": sha256(data)})
+        requests = len(fault_server.requests_for("/c"))
+        async with engine.stream(
+            url, expected_digests={"sha256": sha256(data)}, compute_digests=["sha512"]
+        ) as cached:
+            assert cached.cached and cached.status == 200
+            assert cached.headers["Content-Length"] == str(len(data))
+            assert b"".join([c async for c in cached]) == data
+        assert cached.digests is not None and cached.digests["sha512"] == want["sha512"]
+        assert cached.size == len(data) and engine.statistics().transfers == 0
+    assert len(fault_server.requests_for("/c")) == requests == 2  # the cached one: none
+
+
+async def test_store_with_a_handoff_dir_hands_the_file_over(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    data = os.urandom(40_000)
+    url = fault_server.add("/h", data)
+    handoff = tmp_path / "handoff"
+    handoff.mkdir()
+    async with (
+        make_engine(tmp_path, pad.RemoteConfig(retry=NO_RETRY)) as engine,
+        engine.stream(
+            url, expected_digests={"sha256": sha256(data)}, handoff_dir=handoff, store=True
+        ) as s,
+    ):
+        assert b"".join([c async for c in s]) == data
+    assert s.result is not None and s.result.path is not None
+    assert s.result.path.parent == handoff and s.result.path.read_bytes() == data
+    assert sorted(handoff.iterdir()) == [s.result.path]  # no staging file left beside it
+    assert stored(tmp_path) == [] and staging(tmp_path) == []
+
+
+async def test_credentials_never_show(fault_server: FaultServer, tmp_path: Path) -> None:
+    data = b"secret stuff" * 100
+    good = fault_server.add("/ok", data)
+    bad = fault_server.add("/no", b"x", faults=Fault(status=404))
+    with_auth = [u.replace("http://", "http://user:hunter2@") for u in (good, bad)]
+    async with make_engine(tmp_path, pad.RemoteConfig(retry=NO_RETRY)) as engine:
+        async with engine.stream(with_auth[0]) as s:
+            assert b"".join([c async for c in s]) == data
+            assert s.url == good and "hunter2" not in repr(s)
+        with pytest.raises(pad.HTTPStatusError) as info:
+            async with engine.stream(with_auth[1]):
+                pass
+    assert info.value.url == bad and "hunter2" not in str(info.value)
+    assert fault_server.requests_for("/ok")[0].headers["Authorization"].startswith("Basic ")
+
+
+async def test_the_host_health_counts_failures_not_a_client_that_left(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    data = os.urandom(300_000)
+    url = fault_server.add("/ok", data)
+    bad = fault_server.add("/bad", data, faults=Fault(flip_byte=5))
+
+    def health() -> float:
+        data = reader.get_metrics_data()
+        assert data is not None
+        points = [
+            p
+            for r in data.resource_metrics
+            for sc in r.scope_metrics
+            for m in sc.metrics
+            if m.name == "pad.host.health"
+            for p in m.data.data_points
+        ]
+        assert len(points) == 1
+        return float(points[0].value)  # type: ignore[union-attr]
+
+    try:
+        remote = pad.RemoteConfig(retry=NO_RETRY)
+        async with make_engine(tmp_path, remote, meter_provider=provider) as engine:
+            assert await drain(engine, url) == data
+            async with engine.stream(url) as s:
+                async for _ in s:
+                    break  # the client went away: not the host's fault
+            assert health() == 1.0
+            with pytest.raises(pad.DigestMismatch):
+                await drain(engine, bad, expected_digests={"sha256": sha256(data)})
+            assert health() < 1.0
+    finally:
+        provider.shutdown()

@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..admission.bandwidth import throttle
-from ..errors import AllSourcesFailed, DownloadError, HTTPStatusError, SizeMismatch
+from ..errors import (
+    AllSourcesFailed,
+    CatalogError,
+    ConfigError,
+    DownloadError,
+    HookError,
+    HTTPStatusError,
+    SizeMismatch,
+    StorageError,
+)
 from ..retry import backoff_delay, is_retryable_error
 from ..transports.base import TransportRequest
 from ..urls import redact_url
@@ -46,6 +55,9 @@ log = logging.getLogger(__name__)
 _INLINE = 64 * 1024
 _FILE_CHUNK = 1024 * 1024
 
+#: Failures of the commit after the last chunk that say nothing of the host.
+_NOT_THE_HOSTS = (StorageError, HookError, CatalogError, ConfigError)
+
 Commit = Callable[[Staged, "Source"], Awaitable["DownloadResult"]]
 
 
@@ -64,9 +76,13 @@ class DownloadStream:
             stored and recorded (None before, and without ``store``).
         attempts: attempts made at the source before its headers came.
 
-    Iterate with ``async for chunk in stream``. Use only inside ``async with
-    engine.stream(...)``: leaving it early closes the response, gives the slot back and
-    leaves no staging file.
+    Iterate with ``async for chunk in stream``. Retries and fail-over happen only before
+    the response headers are in (before the stream is entered): once it is, nothing is
+    retried, and a failure is raised from the iteration as its :class:`DownloadError`
+    (iterating again raises the same error; a failed stream never looks complete). Use
+    only inside ``async with engine.stream(...)``: leaving it early closes the response,
+    gives the slot back and leaves no staging file; it does not count against the host's
+    health (the caller went away, not the server).
     """
 
     def __init__(
@@ -91,20 +107,27 @@ class DownloadStream:
         self._end: Callable[[], Awaitable[None]] | None = None
         self._close: list[Callable[[], Awaitable[None]]] = []
         self._finished = False
+        self._error: DownloadError | None = None
 
     def __aiter__(self) -> DownloadStream:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._error is not None:
+            raise self._error  # a failed stream stays failed: it does not look complete
         if self._finished or self._next is None:
             raise StopAsyncIteration
-        chunk = await self._next()
-        if chunk:
-            self.size += len(chunk)
-            return chunk
-        self._finished = True
-        if self._end is not None:
-            await self._end()
+        try:
+            chunk = await self._next()
+            if chunk:
+                self.size += len(chunk)
+                return chunk
+            self._finished = True
+            if self._end is not None:
+                await self._end()
+        except DownloadError as exc:
+            self._error = exc
+            raise
         raise StopAsyncIteration
 
     async def aclose(self) -> None:
@@ -224,8 +247,16 @@ class DownloadStream:
         started: float,
     ) -> None:
         await slot.__aexit__(None, None, None)
+        error = self._error
+        if (not self._finished and error is None) or isinstance(error, _NOT_THE_HOSTS):
+            return  # the caller left early, or our side failed: the host did nothing wrong
         admission.observe(
-            host, ok=self._finished, nbytes=self.size, seconds=time.monotonic() - started
+            host,
+            ok=error is None,
+            nbytes=self.size,
+            seconds=time.monotonic() - started,
+            status=getattr(error, "status", None),
+            error=error,
         )
 
     def _prepare(
