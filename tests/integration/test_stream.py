@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import pulp_aio_download as pad
 from helpers import NO_RETRY, make_engine, sha256
+from pulp_aio_download.admission.bandwidth import BURST
 from pulp_aio_download.testing import Fault, FaultServer
 
 FAST_RETRY = pad.RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05)
@@ -504,3 +506,31 @@ async def test_the_host_health_counts_failures_not_a_client_that_left(
             assert health() < 1.0
     finally:
         provider.shutdown()
+
+
+async def test_the_rate_limit_spaces_stream_requests(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    n, rate = 5, 20.0
+    urls = [fault_server.add(f"/s{i}", b"stream %d" % i) for i in range(n)]
+    warm = fault_server.add("/warm", b"warm")
+    async with make_engine(tmp_path, pad.RemoteConfig(rate_limit=rate)) as engine:
+        await drain(engine, warm)
+        bodies = await asyncio.gather(*(drain(engine, u) for u in urls))
+    assert bodies == [b"stream %d" % i for i in range(n)]
+    times = sorted(r.time for r in fault_server.requests if r.path != "/warm")
+    assert times[-1] - times[0] >= (n - 1) / rate - 0.02
+
+
+async def test_a_bandwidth_cap_holds_a_stream_back(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    size, cap = 1024 * 1024, 1024 * 1024  # one second at the cap, less its burst
+    data = os.urandom(size)
+    url = fault_server.add("/capped", data)
+    remote = pad.RemoteConfig(retry=NO_RETRY, max_speed=cap)
+    async with make_engine(tmp_path, remote) as engine:
+        start = time.monotonic()
+        assert await drain(engine, url, expected_digests={"sha256": sha256(data)}) == data
+        elapsed = time.monotonic() - start
+    assert elapsed >= (size / cap - BURST) * 0.95, f"{size / elapsed:.0f} B/s over a {cap} cap"
