@@ -350,6 +350,8 @@ class DownloadEngine:
             if future is not None and not future.done():
                 future.set_exception(exc)
                 future.exception()
+            if store and not ranged and not stream.cached and self._metrics is not None:
+                self._metrics.failed(request, exc)  # counted as a download() would be
             raise
         finally:
             await asyncio.shield(stream.aclose())

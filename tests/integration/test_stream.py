@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -32,6 +33,20 @@ async def fill(stream: pad.DownloadStream, into: bytearray) -> None:
     """Read ``stream`` to its end into ``into`` (what came stays there if it fails)."""
     async for chunk in stream:
         into.extend(chunk)
+
+
+def metric_points(reader: InMemoryMetricReader, name: str) -> list[tuple[dict[str, Any], Any]]:
+    """The (attributes, value) of every data point of the instrument ``name``."""
+    data = reader.get_metrics_data()
+    assert data is not None
+    return [
+        (dict(point.attributes or {}), getattr(point, "value", None))
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
 
 
 def staging(tmp_path: Path) -> list[Path]:
@@ -480,18 +495,8 @@ async def test_the_host_health_counts_failures_not_a_client_that_left(
     bad = fault_server.add("/bad", data, faults=Fault(flip_byte=5))
 
     def health() -> float:
-        data = reader.get_metrics_data()
-        assert data is not None
-        points = [
-            p
-            for r in data.resource_metrics
-            for sc in r.scope_metrics
-            for m in sc.metrics
-            if m.name == "pad.host.health"
-            for p in m.data.data_points
-        ]
-        assert len(points) == 1
-        return float(points[0].value)  # type: ignore[union-attr]
+        (point,) = metric_points(reader, "pad.host.health")
+        return float(point[1])
 
     try:
         remote = pad.RemoteConfig(retry=NO_RETRY)
@@ -534,3 +539,27 @@ async def test_a_bandwidth_cap_holds_a_stream_back(
         assert await drain(engine, url, expected_digests={"sha256": sha256(data)}) == data
         elapsed = time.monotonic() - start
     assert elapsed >= (size / cap - BURST) * 0.95, f"{size / elapsed:.0f} B/s over a {cap} cap"
+
+
+async def test_a_stored_stream_counts_as_a_download_in_the_metrics(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    data = os.urandom(50_000)
+    url = fault_server.add("/m", data)
+    other = os.urandom(50_000)
+    bad = fault_server.add("/mbad", other, faults=Fault(flip_byte=5))
+    digests = {"sha256": sha256(data)}
+    try:
+        remote = pad.RemoteConfig(retry=NO_RETRY)
+        async with make_engine(tmp_path, remote, meter_provider=provider) as engine:
+            assert await drain(engine, url) == data  # not stored: not a download
+            assert metric_points(reader, "pad.download.files") == []
+            assert await drain(engine, url, expected_digests=digests, store=True) == data
+            with pytest.raises(pad.DigestMismatch):
+                await drain(engine, bad, expected_digests={"sha256": sha256(other)}, store=True)
+            files = {a["pad.outcome"]: v for a, v in metric_points(reader, "pad.download.files")}
+    finally:
+        provider.shutdown()
+    assert files == {"done": 1, "failed": 1}
