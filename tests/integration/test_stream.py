@@ -563,3 +563,38 @@ async def test_a_stored_stream_counts_as_a_download_in_the_metrics(
     finally:
         provider.shutdown()
     assert files == {"done": 1, "failed": 1}
+
+
+async def test_a_source_that_never_answers_falls_over_before_entering(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    data = os.urandom(20_000)
+    silent = fault_server.add("/silent", data, faults=Fault(never_answer=True))
+    async with FaultServer() as other:
+        answering = other.add("/silent", data)
+        remote = pad.RemoteConfig(retry=NO_RETRY, timeouts=pad.Timeouts(sock_read=0.3))
+        request = pad.DownloadRequest(
+            sources=[pad.Source(silent, priority=1), pad.Source(answering)],
+            expected_digests={"sha256": sha256(data)},
+        )
+        async with make_engine(tmp_path, remote) as engine:
+            async with engine.stream(request) as s:
+                assert s.url == answering and s.status == 200
+                assert b"".join([c async for c in s]) == data
+            assert engine.statistics().transfers == 0
+    assert len(fault_server.requests_for("/silent")) == 1
+
+
+async def test_a_file_url_streams_from_an_allowed_root(tmp_path: Path) -> None:
+    root = tmp_path / "files"
+    root.mkdir()
+    data = os.urandom(150_000)
+    (root / "f.bin").write_bytes(data)
+    url = (root / "f.bin").as_uri()
+    async with make_engine(tmp_path, allowed_file_roots=[root]) as engine:
+        async with engine.stream(url, expected_digests={"sha256": sha256(data)}) as s:
+            assert b"".join([c async for c in s]) == data
+        assert s.digests == {"sha256": sha256(data)}
+        with pytest.raises(pad.ConfigError):
+            async with engine.stream((tmp_path / "elsewhere").as_uri()):
+                pass
