@@ -49,7 +49,9 @@ def tests(session: nox.Session) -> None:
     """The test suite (fast cases) on every Python 3.10-3.13 found on the machine."""
     _servers(session)
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", "-m", "not slow", *session.posargs)
+    # Four workers on two cores: the tests mostly wait on servers and timers (-n 0: serial).
+    workers = [] if any(a.startswith("-n") for a in session.posargs) else ["-n", "4"]
+    session.run("python", "-m", "pytest", "-m", "not slow", *workers, *session.posargs)
 
 
 @nox.session(python="3.11")
