@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 import trustme
-
-from helpers import free_port
-from plugins.postgres import PostgresServer
 from pulp_origin import Origin
 from pulp_site import PulpSite, create_site, setup_django
 from pulp_tripwire import arm, calls
+
+from helpers import free_port
+from plugins.postgres import PostgresServer
 
 HERE = Path(__file__).parent
 OriginFactory = Callable[..., Origin]
@@ -41,22 +41,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="adapter",
         help="download through the adapter (default) or pulpcore's own downloaders",
     )
-
-
-#: Warnings of pulpcore's own code, which the suite's "error" filter would turn into task
-#: failures: its backoff handler reads aiohttp's deprecated ``ClientResponseError.code``;
-#: Django's save of an Artifact leaves the file pulpcore opened for it to the collector.
-PULPCORE_WARNINGS = [
-    "ignore:code property is deprecated, use status instead:DeprecationWarning",
-    "ignore:Exception ignored in. <_io.FileIO:pytest.PytestUnraisableExceptionWarning",
-]
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if HERE in item.path.parents:
-            for spec in PULPCORE_WARNINGS:
-                item.add_marker(pytest.mark.filterwarnings(spec))
 
 
 @pytest.fixture(scope="session")
@@ -85,12 +69,17 @@ def pulp_site(
     from pulpcore.app.models import AppStatus
 
     AppStatus.objects.create(app_type="worker", name=f"pad-tests-{os.getpid()}@127.0.0.1")
-    if downloaders == "adapter":
-        from pulp_aio_download.integrations import pulpcore as adapter
+    if downloaders != "adapter":
+        yield site
+        return
+    from pulp_aio_download.integrations import pulpcore as adapter
 
-        adapter.install()
-        arm(tripwire)
-    yield site
+    adapter.install()
+    arm(tripwire)
+    try:
+        yield site
+    finally:
+        adapter.uninstall()
 
 
 @pytest.fixture(scope="session")
@@ -189,5 +178,3 @@ def tree(tmp_path: Path) -> Path:
     path = tmp_path / "tree"
     path.mkdir()
     return path
-
-

@@ -25,7 +25,6 @@ def main(port: int, downloaders: str, tripwire: Path) -> None:
         install()
         arm(tripwire)
     from aiohttp import web
-
     from pulpcore.content import server
 
     web.run_app(server(), host="127.0.0.1", port=port, access_log=None, print=None)

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pulp_origin import Origin, TreeFile, write_tree
-from pulp_site import PulpSite
+from pulp_site import PULPCORE_WARNINGS, PulpSite
 from pulp_tasks import file_remote, sync
 
+pytestmark = PULPCORE_WARNINGS
 OriginFactory = Callable[..., Origin]
 
 SIZES = [0, 1, 1000, 65_536, 65_537, 1_048_576 + 17, 5 * 1_048_576 + 3]
