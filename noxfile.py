@@ -74,6 +74,15 @@ def pulpcore(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def pulpcore_bench(session: nox.Session) -> None:
+    """pulp_file syncs, pulpcore's own downloaders against the adapter (benchmarks/README.md)."""
+    session.run("sh", ".ci/install-postgres.sh", external=True)
+    session.run("sh", ".ci/install-nginx.sh", external=True)
+    session.install(PULPCORE, "-e", ".[test]")
+    session.run("python", "benchmarks/pulp_sync.py", *session.posargs)
+
+
+@nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff check, ruff format --check, and the import contract (layers, no cycles)."""
     session.install(RUFF, IMPORT_LINTER)
