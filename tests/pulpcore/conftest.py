@@ -123,8 +123,11 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> N
 
 
 @pytest.fixture(autouse=True)
-def pulpcore_http_downloader_never_used(downloaders: str, tripwire: Path) -> Iterator[None]:
-    """With the adapter, no test may reach pulpcore's own HttpDownloader, in any process."""
+def pulpcore_http_downloader_never_used(
+    pulp_site: PulpSite, downloaders: str, tripwire: Path
+) -> Iterator[None]:
+    """Every test runs in ``pulp_site``; with the adapter, none may reach pulpcore's own
+    HttpDownloader, in any process."""
     before = len(calls(tripwire))
     yield
     if downloaders == "adapter":

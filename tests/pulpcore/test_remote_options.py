@@ -7,15 +7,14 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import trustme
-from pulp_origin import Origin, TreeFile, write_tree
+from pulp_origin import TLS_LEFTOVERS, Origin, TreeFile, write_tree
 from pulp_site import PULPCORE_WARNINGS
 from pulp_tasks import file_remote, sync
 
 from plugins.proxy import ProxyProcess
 
-pytestmark = PULPCORE_WARNINGS
+pytestmark = [*PULPCORE_WARNINGS, TLS_LEFTOVERS]
 OriginFactory = Callable[..., Origin]
 
 
@@ -99,12 +98,6 @@ def test_client_certificate_and_key_as_pem_text(
     assert _stored(repository) == {f.relative_path: f.data for f in files}
 
 
-# The origin's half-open transports of the handshakes the client refused are left by
-# asyncio's server to the collector: the test server's, not the code under test's.
-@pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <(socket.socket|function _SelectorTransport.__del__)"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
 def test_an_untrusted_server_certificate_fails_the_sync(
     origin: OriginFactory, tree: Path, tls_origin_context: Callable[..., ssl.SSLContext]
 ) -> None:
