@@ -44,6 +44,7 @@ from .hooks import Hook as Hook
 from .models import ContentUnit as ContentUnit
 from .models import DownloadRequest as DownloadRequest
 from .models import DownloadResult as DownloadResult
+from .models import Pieces as Pieces
 from .models import ProgressReport as ProgressReport
 from .models import Source as Source
 from .models import UnitFile as UnitFile
@@ -54,6 +55,7 @@ from .storage import Storage as Storage
 from .storage import TempStorage as TempStorage
 from .sync import download_sync as download_sync
 from .sync import run_batch as run_batch
+from .transfer.stream import DownloadStream as DownloadStream
 
 __all__ = [
     "DEFAULT_HOOKS",
@@ -72,6 +74,7 @@ __all__ = [
     "DownloadError",
     "DownloadRequest",
     "DownloadResult",
+    "DownloadStream",
     "DownloadTimeout",
     "EngineConfig",
     "EngineStatistics",
@@ -80,6 +83,7 @@ __all__ = [
     "HookError",
     "LocalStorage",
     "ManifestError",
+    "Pieces",
     "PostgresCatalog",
     "ProgressReport",
     "ProxyConfig",

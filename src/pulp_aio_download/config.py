@@ -19,9 +19,12 @@ from urllib.parse import urlsplit
 
 from ._checks import check_int
 from .errors import ConfigError
+from .models import normalize_algorithms
 from .urls import redact_url, split_userinfo
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+
     from .catalog.base import Catalog
     from .models import ProgressReport
     from .storage.base import Storage
@@ -90,6 +93,16 @@ def _non_negative(owner: str, name: str, value: float | None, *, allow_zero: boo
     if value < 0 or (value == 0 and not allow_zero):
         bound = "non-negative" if allow_zero else "positive"
         raise ConfigError(f"{owner}.{name} must be {bound}, got {value!r}")
+
+
+def _check_speed(owner: str, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"{owner}.max_speed must be a positive number of bytes per second (or None for "
+            f"no cap), got {value!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -234,6 +247,9 @@ class RemoteConfig:
             :mod:`~pulp_aio_download.transfer.segments`.
         segment_threshold: files smaller than this many bytes are one stream (default
             64 MiB).
+        max_speed: bytes per second this remote's transfers receive in all, shared
+            fairly between them and their segments (None: no cap). See
+            :mod:`~pulp_aio_download.admission.bandwidth`.
     """
 
     name: str = "default"
@@ -253,6 +269,7 @@ class RemoteConfig:
     trust_env: bool = False
     segments: int = 1
     segment_threshold: int = DEFAULT_SEGMENT_THRESHOLD
+    max_speed: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -265,6 +282,7 @@ class RemoteConfig:
         check_int("RemoteConfig.max_redirects", self.max_redirects, minimum=0)
         check_int("RemoteConfig.segments", self.segments, minimum=1)
         check_int("RemoteConfig.segment_threshold", self.segment_threshold, minimum=0)
+        _check_speed("RemoteConfig", self.max_speed)
         if self.password is not None and self.username is None:
             raise ConfigError(f"remote {self.name!r}: password given without username")
         headers = dict(self.headers)
@@ -283,6 +301,7 @@ class RemoteConfig:
             "max_connections": self.max_connections,
             "rate_limit": self.rate_limit,
             "segments": self.segments if self.segments != 1 else None,
+            "max_speed": self.max_speed,
         }
         inner = ", ".join(f"{k}={v!r}" for k, v in shown.items() if v is not None)
         return f"RemoteConfig({inner})"
@@ -320,6 +339,17 @@ class EngineConfig:
             engine starts (default 3 days).
         partial_max_bytes: total bytes of partials kept; the oldest beyond it are
             removed when an engine starts (default 10 GiB).
+        max_speed: bytes per second all the engine's transfers receive together, shared
+            fairly between them (None: no cap); each remote's own ``max_speed`` applies
+            too.
+        compute_digests: digest algorithms computed for every request while its bytes
+            stream, besides sha256 and the expected ones (``DownloadRequest.compute_digests``
+            adds to them), e.g. ``("sha224", "sha384", "sha512")``.
+        meter_provider: an OpenTelemetry ``MeterProvider`` to report metrics to (its
+            meter ``pulp_aio_download``; see :mod:`~pulp_aio_download.metrics`), e.g.
+            ``opentelemetry.metrics.get_meter_provider()``; None (the default): no metrics,
+            and OpenTelemetry is never imported. ``--workers`` processes get none: their
+            parent counts their files.
     """
 
     storage: Storage | None = None
@@ -337,6 +367,9 @@ class EngineConfig:
     partial_min_size: int | None = DEFAULT_PARTIAL_MIN_SIZE
     partial_max_age: float = DEFAULT_PARTIAL_MAX_AGE
     partial_max_bytes: int = DEFAULT_PARTIAL_MAX_BYTES
+    compute_digests: Sequence[str] = ()
+    max_speed: int | None = None
+    meter_provider: MeterProvider | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "chunk_size"):
@@ -351,6 +384,19 @@ class EngineConfig:
                 continue
             check_int(f"EngineConfig.{name}", value, minimum=0)
         _non_negative("EngineConfig", "partial_max_age", self.partial_max_age)
+        _check_speed("EngineConfig", self.max_speed)
+        if self.meter_provider is not None and not callable(
+            getattr(self.meter_provider, "get_meter", None)
+        ):
+            raise ConfigError(
+                "EngineConfig.meter_provider must be an OpenTelemetry MeterProvider (with "
+                f"get_meter(); not a Meter), got {type(self.meter_provider).__name__}"
+            )
+        _set(
+            self,
+            "compute_digests",
+            normalize_algorithms(self.compute_digests, where="EngineConfig.compute_digests"),
+        )
         remotes: dict[str, RemoteConfig]
         if isinstance(self.remotes, Mapping):
             remotes = dict(self.remotes)

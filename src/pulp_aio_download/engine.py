@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import importlib
 import logging
+import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +40,7 @@ from .errors import (
 )
 from .hooks import DEFAULT_HOOKS, DownloadContext, Hook, run_hooks, store
 from .lookup import Found, Lookahead, look_up
+from .metrics import EngineMetrics
 from .models import (
     DownloadRequest,
     DownloadResult,
@@ -49,6 +52,8 @@ from .progress import ProgressTracker, plural, was_retried
 from .selection import order_sources
 from .storage.partials import PartialStore
 from .transfer import TransferStage
+from .transfer.staged import Staged
+from .transfer.stream import DownloadStream
 from .transports.base import Transport
 from .transports.file import resolve_file_url
 from .transports.pool import TransportPool
@@ -121,7 +126,6 @@ class DownloadEngine:
         self._catalog: Catalog | None = self.config.catalog
         self._pool = TransportPool(self.config)
         self._transport: Transport = transport if transport is not None else self._pool
-        self._admission = Admission(self.config)
         self._stage: TransferStage | None = None
         self._inflight: dict[tuple[str, ...], asyncio.Future[DownloadResult]] = {}
         self._loose: _Batch | None = None
@@ -130,6 +134,13 @@ class DownloadEngine:
         self._file_roots = tuple(Path(r) for r in self.config.allowed_file_roots)
         self._cooperation: Cooperation | None = None
         self._partials: PartialStore | None = None
+        #: the OpenTelemetry instruments (None: no meter provider, nothing to do per file).
+        self._metrics: EngineMetrics | None = None
+        if self.config.meter_provider is not None:
+            self._metrics = EngineMetrics(
+                self.config.meter_provider, self.statistics, lambda: self._admission.health
+            )
+        self._admission = Admission(self.config, observer=self._metrics)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> DownloadEngine:
@@ -166,7 +177,8 @@ class DownloadEngine:
             self._partials = await self._open_partials(self._storage)
             if self._catalog is not None:
                 await self._catalog.open()
-                self._admission = Admission(cfg, await self._catalog.load_health())
+                health = await self._catalog.load_health()
+                self._admission = Admission(cfg, health, observer=self._metrics)
                 lease = resolve_claim_lease(cfg.claim_lease)
                 if lease > 0:
                     self._cooperation = Cooperation(self._catalog, lease=lease)
@@ -210,6 +222,8 @@ class DownloadEngine:
         if self._closed:
             return
         self._closed = True
+        if self._metrics is not None:
+            self._metrics.close()
         try:
             if self._loose is not None:
                 await self._loose.tracker.finish()
@@ -274,6 +288,92 @@ class DownloadEngine:
         remote = self.config.remote(name)
         return self._pool.session(remote, functools.partial(self._admission.limiters, remote))
 
+    def stream(
+        self, url_or_request: str | DownloadRequest | Source, *, store: bool = False, **kwargs: Any
+    ) -> contextlib.AbstractAsyncContextManager[DownloadStream]:
+        """The body of one download as it arrives, for a caller that serves the bytes on.
+
+        ``async with engine.stream(url, expected_digests=..., store=True) as s:`` enters once
+        the response headers are in (``s.status``, ``s.headers``, ``s.url``), after the
+        engine's admission, source choice and retries before the first byte; ``async for
+        chunk in s`` yields the body under the same limits, stall detection and bandwidth
+        caps as a download, and after the last chunk raises :class:`DigestMismatch` or
+        :class:`SizeMismatch` if the bytes are wrong. Nothing is retried once a chunk was
+        handed out. With ``store=True`` the same bytes are stored and recorded as
+        :meth:`download` would (``s.result``), and a concurrent download or stream of that
+        sha256 waits for this transfer and is served from the store. A file already stored
+        is streamed from the store (``s.cached``). A ``Range`` in ``headers`` passes
+        through: the ``206`` comes as served, and then nothing is validated or stored.
+        See :class:`~pulp_aio_download.transfer.stream.DownloadStream`.
+        """
+        self._require_open()
+        request = self._make_request(url_or_request, kwargs, whole_file=False)
+        return self._stream(request, store)
+
+    @contextlib.asynccontextmanager
+    async def _stream(self, request: DownloadRequest, store: bool) -> AsyncIterator[DownloadStream]:
+        assert self._stage is not None
+        await self._check_files([request])
+        ranged = any(k.lower() in _WHOLE_FILE for k in request.headers)
+        stream = DownloadStream(request, validate=not ranged)
+        batch = self._loose_batch()
+        sha = None if ranged else request.sha256
+        future: asyncio.Future[DownloadResult] | None = None
+        try:
+            if sha is not None:
+                leader = self._inflight.get(("sha256", sha)) if store else None
+                if leader is not None:  # one transfer: wait for it, then serve the store
+                    with contextlib.suppress(DownloadError):
+                        await asyncio.shield(leader)
+                cached = await self._serve_cached(request, sha, batch)
+                if cached is not None and cached.path is not None:
+                    await stream.open_file(cached.path, cached)
+                    yield stream
+                    return
+                if store and self._inflight.get(("sha256", sha)) is None:
+                    future = asyncio.get_running_loop().create_future()
+                    self._inflight[("sha256", sha)] = future
+            sources = [
+                (source, self.config.remote(source.remote or request.remote))
+                for source in order_sources(
+                    request.sources, self._admission.health, now=time.time()
+                )
+            ]
+            commit = (
+                functools.partial(self._commit_streamed, request, batch)
+                if store and not ranged
+                else None
+            )
+            await stream.open_network(self._stage, sources, batch.tracker, commit)
+            yield stream
+        except DownloadError as exc:
+            if future is not None and not future.done():
+                future.set_exception(exc)
+                future.exception()
+            raise
+        finally:
+            await asyncio.shield(stream.aclose())
+            if future is not None:
+                if not future.done():
+                    if stream.result is not None:
+                        future.set_result(stream.result)
+                    else:  # left early: whoever waits transfers it itself
+                        future.set_exception(
+                            DownloadError("the stream of this file ended early", url=request.url)
+                        )
+                        future.exception()
+                if self._inflight.get(("sha256", sha or "")) is future:
+                    del self._inflight[("sha256", sha or "")]
+
+    async def _commit_streamed(
+        self, request: DownloadRequest, batch: _Batch, staged: Staged, source: Source
+    ) -> DownloadResult:
+        batch.tracker.add(1, request.expected_size)
+        result = await self._commit(request, source, staged, batch)
+        if self._metrics is not None:
+            self._metrics.downloaded(request, result)
+        return result
+
     def statistics(self) -> EngineStatistics:
         """A snapshot: downloads in flight, transfers holding a slot, per-host limits."""
         admitted = self._admission.statistics()
@@ -298,7 +398,11 @@ class DownloadEngine:
 
     # -- requests ----------------------------------------------------------------------------
     def _make_request(
-        self, url_or_request: str | DownloadRequest | Source, kwargs: Mapping[str, Any]
+        self,
+        url_or_request: str | DownloadRequest | Source,
+        kwargs: Mapping[str, Any],
+        *,
+        whole_file: bool = True,
     ) -> DownloadRequest:
         if isinstance(url_or_request, DownloadRequest):
             if kwargs:
@@ -315,22 +419,42 @@ class DownloadEngine:
                 raise ConfigError(f"invalid download arguments: {exc}") from None
         else:
             raise ConfigError(f"expected a URL or a DownloadRequest, got {url_or_request!r}")
-        self._check(request)
-        return request
+        return self._check(request, whole_file=whole_file)
 
-    def _check(self, request: DownloadRequest) -> None:
+    def _check(self, request: DownloadRequest, *, whole_file: bool = True) -> DownloadRequest:
+        """``request`` with the engine's ``compute_digests``; ConfigError for a remote
+        that is not configured or, with ``whole_file``, a ``Range`` header (a download is
+        of the whole file; :meth:`stream` passes a range through)."""
         for source in request.sources:
             self.config.remote(source.remote or request.remote)
+        if (
+            whole_file
+            and request.headers
+            and any(k.lower() in _WHOLE_FILE for k in request.headers)
+        ):
+            raise ConfigError(
+                "a download is of the whole file: use engine.stream() for a Range request",
+                url=request.url,
+            )
+        extra = self.config.compute_digests
+        if extra and not set(extra) <= set(request.compute_digests):
+            merged = (*request.compute_digests, *extra)
+            request = dataclasses.replace(request, compute_digests=merged)
+        return request
 
     async def _check_files(self, requests: Iterable[DownloadRequest]) -> None:
         """Refuse ``file://`` sources outside the allowed roots (ConfigError), resolving
         their paths in a worker thread: symbolic links are read from the filesystem."""
-        urls = [s.url for r in requests for s in r.sources if s.scheme == "file"]
+        items = list(requests)
+        urls = [s.url for r in items for s in r.sources if s.scheme == "file"]
         if urls:
             roots = self._file_roots
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda: [resolve_file_url(url, roots) for url in urls]
             )
+        handoff = {r.handoff_dir: r.url for r in items if r.handoff_dir is not None}
+        if handoff:
+            await asyncio.get_running_loop().run_in_executor(None, _check_handoff_dirs, handoff)
 
     async def download(
         self, url_or_request: str | DownloadRequest | Source, **kwargs: Any
@@ -362,18 +486,27 @@ class DownloadEngine:
         tracker = batch.tracker
         tracker.add(1, request.expected_size)
         try:
-            return await self._single_flight(request, batch, found)
+            result = await self._single_flight(request, batch, found)
         except DownloadError as exc:
             tracker.file_failed(retried=was_retried(exc))
+            if self._metrics is not None:
+                self._metrics.failed(request, exc)
             if exc.url is None:  # a shared part (catalog, storage) does not know the file
                 raise exc.with_url(request.url) from exc
             raise
+        if self._metrics is not None:
+            self._metrics.downloaded(request, result)
+        return result
 
     async def _single_flight(
         self, request: DownloadRequest, batch: _Batch, found: Found | None
     ) -> DownloadResult:
         sha = request.sha256
-        key: tuple[str, ...] = ("sha256", sha) if sha else ("url", request.url)
+        key: tuple[str, ...] = (
+            ("sha256", sha)
+            if sha
+            else ("url", request.url, *(f"{k}: {v}" for k, v in sorted(request.headers.items())))
+        )
         leader = self._inflight.get(key)
         if leader is not None:
             try:
@@ -494,6 +627,12 @@ class DownloadEngine:
         assert self._stage is not None
         remote = self.config.remote(source.remote or request.remote)
         staged = await self._stage.fetch(request, source, remote, batch.tracker)
+        return await self._commit(request, source, staged, batch)
+
+    async def _commit(
+        self, request: DownloadRequest, source: Source, staged: Staged, batch: _Batch
+    ) -> DownloadResult:
+        """Run the hook chain on a validated staging file (store, record, ...)."""
         hooks = self._hooks()
         body = staged.body
         kept = False
@@ -519,7 +658,7 @@ class DownloadEngine:
                 body=body,
             )
             result = await run_hooks(hooks, ctx)
-            kept = ctx.stored is not None  # the store hook consumed the staged file
+            kept = ctx.kept  # the store hook consumed the staged file
         finally:
             # A small file whose bytes never left memory has nothing on disk to remove.
             if not kept and (body is None or ctx is None or ctx.body is None):
@@ -576,7 +715,7 @@ class DownloadEngine:
         digests: dict[str, str] = {"sha256": sha256}
         if record is not None:
             digests.update(record.digests)
-        missing = [a for a in request.expected_digests if a not in digests]
+        missing = [a for a in request.algorithms if a not in digests]
         changed = _changed_since_verified(stored, record)
         if missing or changed:
             # sha256 is re-hashed only when the bytes changed: unchanged, they are the
@@ -605,7 +744,7 @@ class DownloadEngine:
         for algorithm, value in request.expected_digests.items():
             if digests.get(algorithm) != value:
                 return None
-        wanted = {"sha256", *request.expected_digests}
+        wanted = set(request.algorithms)
         ctx = DownloadContext(
             request=request,
             storage=self.storage,
@@ -769,6 +908,8 @@ class DownloadEngine:
                 if served is None:
                     rest.append(index)
                 else:
+                    if self._metrics is not None:
+                        self._metrics.downloaded(request, served)
                     callback(index, served)
 
         # Several at once, so that the writes of files that bring new sources or units are
@@ -856,10 +997,11 @@ class DownloadEngine:
                 sha256,
                 ", ".join(lacking),
             )
-        request = DownloadRequest(
-            sources=usable, expected_digests=record.digests, expected_size=record.size
+        request = self._check(
+            DownloadRequest(
+                sources=usable, expected_digests=record.digests, expected_size=record.size
+            )
         )
-        self._check(request)
         await self._check_files([request])
         return await self._download_one(request, batch)
 
@@ -892,13 +1034,26 @@ class DownloadEngine:
         )
 
 
+#: Request headers a download (of the whole file, validated) cannot take.
+_WHOLE_FILE = frozenset({"range", "if-range"})
+
+
+def _check_handoff_dirs(dirs: Mapping[Path, str]) -> None:
+    """ConfigError unless every ``handoff_dir`` is an existing, writable directory."""
+    for directory, url in dirs.items():
+        if not directory.is_dir():
+            raise ConfigError(f"handoff_dir {str(directory)!r} is not a directory", url=url)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigError(f"handoff_dir {str(directory)!r} is not writable", url=url)
+
+
 def _servable_as_is(request: DownloadRequest, found: Found | None) -> bool:
     """Whether the lookup found ``request``'s file stored, recorded, unchanged since it was
     verified and with every digest the request expects: servable with no I/O of its own."""
     if found is None or found.stored is None or found.record is None:
         return False
     digests = found.record.digests
-    return all(a == "sha256" or a in digests for a in request.expected_digests) and (
+    return all(a == "sha256" or a in digests for a in request.algorithms) and (
         not _changed_since_verified(found.stored, found.record)
     )
 

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
+import os
+import shutil
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,6 +44,7 @@ __all__ = [
     "DownloadContext",
     "Hook",
     "create_unit",
+    "hand_off",
     "record_unit_file",
     "report_progress",
     "run_hooks",
@@ -108,6 +112,14 @@ class DownloadContext:
     _newly_stored: bool = field(default=False, init=False, repr=False)
     _undo_log: list[Any] = field(default_factory=list, init=False, repr=False)
     _counted: bool = field(default=False, init=False, repr=False)
+    # The file hand_off gave the caller (removed again by the rollback).
+    _handed_off: Path | None = field(default=None, init=False, repr=False)
+
+    @property
+    def kept(self) -> bool:
+        """Whether the staged file is no longer the engine's to remove: stored, or handed
+        off to the caller."""
+        return self.stored is not None or self._handed_off is not None
 
     @property
     def sha256(self) -> str:
@@ -134,7 +146,14 @@ Hook = Callable[[DownloadContext], Awaitable[None]]
 
 
 async def store(ctx: DownloadContext) -> None:
-    """Commit the staged file to storage (content-addressed, atomic) and set ``result``."""
+    """Commit the staged file to storage (content-addressed, atomic) and set ``result``.
+
+    For a request with a ``handoff_dir``, hand the file to the caller instead (see
+    :func:`hand_off`).
+    """
+    if ctx.request.handoff_dir is not None:
+        await hand_off(ctx)
+        return
     storage = ctx.storage
     if ctx.cached:
         # The cache check found it (ctx.stored); a hook may have cleared that to re-check.
@@ -152,6 +171,58 @@ async def store(ctx: DownloadContext) -> None:
     ctx.stored = stored
     ctx.path = stored.path
     ctx.result = ctx.make_result(stored.location, stored.path)
+
+
+async def hand_off(ctx: DownloadContext) -> None:
+    """Give the validated file to the caller in ``request.handoff_dir``, not to storage.
+
+    A transferred file was written in that directory: it is renamed to its final name (no
+    copy). A file served from the store (``ctx.cached``) is copied there, so the caller owns
+    a file of its own; a store without local files (S3) raises :class:`StorageError`, and
+    the engine then transfers it. ``ctx.result.path`` is the file, ``location`` is ``""``;
+    nothing is stored, so :func:`record_unit_file` and :func:`create_unit` record nothing
+    for it. Should a later hook fail, the handed-off file is removed.
+    """
+    assert ctx.request.handoff_dir is not None
+    assert ctx.path is not None
+    source = ctx.path
+    if ctx.cached:
+        stored = ctx.stored
+        if stored is None or stored.path is None:
+            raise StorageError(f"artifact {ctx.sha256} has no local file to hand off", url=ctx.url)
+        source = stored.path
+    target = ctx.request.handoff_dir / _handoff_name(source, ctx.sha256)
+    move = _copy_new if ctx.cached else os.replace
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, move, source, target)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot hand off {ctx.sha256} into {ctx.request.handoff_dir}: {exc.strerror or exc}",
+            url=ctx.url,
+        ) from exc
+    ctx._handed_off = target
+    ctx.stored = None
+    ctx.path = target
+    ctx.result = ctx.make_result("", target)
+
+
+def _handoff_name(staged: Path, sha256: str) -> str:
+    name = staged.name
+    if name.startswith(".pad-") and name.endswith(".part"):  # written in the handoff dir
+        return name[1:-5]
+    return f"pad-{os.getpid()}-{sha256[:16]}-{os.urandom(4).hex()}"
+
+
+def _copy_new(source: Path, target: Path) -> None:
+    """Copy ``source`` to a new file ``target`` (removed again if the copy fails)."""
+    try:
+        with open(source, "rb") as src, open(target, "xb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+            dst.flush()
+            os.fsync(dst.fileno())
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
 
 
 async def record_unit_file(ctx: DownloadContext) -> None:
@@ -208,7 +279,7 @@ async def create_unit(ctx: DownloadContext) -> None:
     """Create or find the request's content unit, link the file, add it to the repository."""
     catalog = ctx.catalog
     spec = ctx.request.unit
-    if catalog is None or spec is None:
+    if catalog is None or spec is None or ctx._handed_off is not None:
         return
     if _already_linked(ctx.previous_unit, ctx, spec):
         ctx.unit = ctx.previous_unit  # a cached hit the catalog knows entirely: no write
@@ -294,6 +365,13 @@ async def _rollback(ctx: DownloadContext) -> None:
         except Exception as exc:
             log.warning("%s: could not remove artifact %s: %s", ctx.url, ctx.sha256, exc)
         ctx._newly_stored = False
+    if ctx._handed_off is not None:
+        unlink = functools.partial(ctx._handed_off.unlink, missing_ok=True)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, unlink)
+        except OSError as exc:
+            log.warning("%s: could not remove the handed-off file: %s", ctx.url, exc)
+        ctx._handed_off = None
     if ctx._counted:
         ctx.progress.file_undone(ctx.size, cached=ctx.cached, retried=ctx.attempts > 1)
         ctx._counted = False

@@ -28,18 +28,23 @@ a document larger than :data:`MAX_METALINK_BYTES` is refused unread. Every probl
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 from xml.etree.ElementTree import Element, ParseError
 
 from .errors import ConfigError, DigestMismatch, ManifestError
 from .hooks import DownloadContext, Hook
-from .models import DIGEST_ALGORITHMS, DownloadRequest, Source, UnitSpec, safe_relative_path
+from .models import (
+    DIGEST_ALGORITHMS,
+    DownloadRequest,
+    Pieces,
+    Source,
+    UnitSpec,
+    safe_relative_path,
+)
 from .urls import SUPPORTED_SCHEMES, redact_url
 
 __all__ = [
@@ -67,43 +72,6 @@ _V4_LOWEST = 999_999
 # Above every mapped priority: sources in a preferred location come first.
 _LOCATION_BONUS = 1_000_000
 _INT = re.compile(r"[0-9]+")
-_READ_CHUNK = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Pieces:
-    """The piece hashes of one file: ``hashes[i]`` is the digest of bytes
-    ``[i * length, (i + 1) * length)`` (the last piece may be shorter)."""
-
-    algorithm: str
-    length: int
-    hashes: tuple[str, ...]
-
-    def first_mismatch(self, path: Path) -> tuple[int, str, str] | None:
-        """Hash ``path`` piece by piece (blocking: run it in an executor).
-
-        Returns:
-            ``(index, expected, actual)`` of the first piece that differs (a missing or
-            extra piece counts), or None when all match.
-        """
-        with open(path, "rb") as fh:
-            for index, expected in enumerate(self.hashes):
-                hasher = hashlib.new(self.algorithm)
-                left = self.length
-                got = 0
-                while left:
-                    chunk = fh.read(min(left, _READ_CHUNK))
-                    if not chunk:
-                        break
-                    hasher.update(chunk)
-                    left -= len(chunk)
-                    got += len(chunk)
-                actual = hasher.hexdigest() if got else "(no bytes)"
-                if actual != expected:
-                    return index, expected, actual
-            if fh.read(1):
-                return len(self.hashes), "(end of file)", "more bytes"
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +100,11 @@ def read_metalink(
 ) -> list[DownloadRequest]:
     """Turn a Metalink 4 or 3.0 document into one :class:`DownloadRequest` per ``<file>``.
 
-    Piece hashes are validated but not attached to the requests; to check them against
-    the bytes, use :func:`parse_metalink` and put ``piece_check(files)`` before the
-    default hooks.
+    Piece hashes are validated and attached to the requests (``request.pieces``): a file
+    whose digest does not match is repaired piece by piece, fetching again only the pieces
+    that are wrong. To also refuse a file whose pieces differ although its digest matched
+    (a document that contradicts itself), use :func:`parse_metalink` and put
+    ``piece_check(files)`` before the default hooks.
 
     Args:
         data: the document (bytes as served; str is encoded as UTF-8).
@@ -274,6 +244,7 @@ class _Reader:
                 remote=remote,
                 unit=UnitSpec("file", name, relative_path=name),
                 repository=repository,
+                pieces=pieces,
             )
         except ConfigError as exc:
             raise ManifestError(exc.message, element=label) from None
@@ -336,7 +307,10 @@ class _Reader:
                     f"(expected {wanted})",
                     element=where,
                 )
-        return Pieces(algorithm=algorithm, length=length, hashes=hashes)
+        try:
+            return Pieces(algorithm=algorithm, length=length, hashes=hashes)
+        except ConfigError as exc:
+            raise ManifestError(exc.message, element=where) from None
 
     @staticmethod
     def _ordered_v3(elements: list[Element], where: str) -> list[Element]:

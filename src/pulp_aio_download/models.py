@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,11 +23,13 @@ __all__ = [
     "DownloadRequest",
     "DownloadResult",
     "LeftoverFile",
+    "Pieces",
     "ProgressReport",
     "Source",
     "UnitFile",
     "UnitSpec",
     "VerifyReport",
+    "normalize_algorithms",
     "normalize_digests",
     "safe_relative_path",
 ]
@@ -74,6 +78,59 @@ def normalize_digests(
             )
         out[name] = hexval
     return out
+
+
+def normalize_algorithms(
+    algorithms: Sequence[str] | str | None, *, where: str = "compute_digests"
+) -> tuple[str, ...]:
+    """Validate digest algorithm names and return them lower-cased, sorted, once each.
+
+    Raises:
+        ConfigError: a name that is not one of :data:`DIGEST_ALGORITHMS`.
+    """
+    if not algorithms:
+        return ()
+    if isinstance(algorithms, str):
+        raise ConfigError(f"{where} must be a list of algorithm names, got {algorithms!r}")
+    names: set[str] = set()
+    for algorithm in algorithms or ():
+        name = str(algorithm).lower().replace("-", "")
+        if name not in DIGEST_ALGORITHMS:
+            known = ", ".join(DIGEST_ALGORITHMS)
+            raise ConfigError(f"{where}: unknown digest algorithm {algorithm!r} (known: {known})")
+        names.add(name)
+    return tuple(sorted(names))
+
+
+def _check_headers(headers: Mapping[str, str] | None) -> Mapping[str, str]:
+    if not headers:
+        if headers is None or isinstance(headers, Mapping):
+            return {}
+        raise ConfigError(f"headers must be a mapping of names to values, got {headers!r}")
+    if not isinstance(headers, Mapping):
+        raise ConfigError(f"headers must be a mapping of names to values, got {headers!r}")
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ConfigError(f"headers: invalid header name {name!r}")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):
+            raise ConfigError(f"headers: the value of {name} must be a one-line string")
+        out[name] = value
+    return out
+
+
+def _check_pieces(pieces: Pieces, size: int | None) -> None:
+    if not isinstance(pieces, Pieces):
+        raise ConfigError(f"pieces must be a Pieces, got {pieces!r}")
+    if size is not None and len(pieces.hashes) != -(-size // pieces.length):
+        raise ConfigError(
+            f"pieces: {len(pieces.hashes)} hashes of {pieces.length}-byte pieces do not "
+            f"cover expected_size={size}"
+        )
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_SHA256 = ("sha256",)
 
 
 def safe_relative_path(value: str, *, where: str = "relative_path") -> str:
@@ -192,6 +249,77 @@ class UnitSpec:
             )
 
 
+_READ_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Pieces:
+    """The piece hashes of one file (a Metalink ``<pieces>``): ``hashes[i]`` is the
+    digest of bytes ``[i * length, (i + 1) * length)`` (the last piece may be shorter).
+
+    On a request (``DownloadRequest(pieces=...)``, as :func:`~pulp_aio_download.read_metalink`
+    gives them), a file whose digest does not match is repaired: only the pieces that are
+    wrong are fetched again, from another mirror when there is one.
+    """
+
+    algorithm: str
+    length: int
+    hashes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        name = str(self.algorithm).lower().replace("-", "")
+        if name not in DIGEST_ALGORITHMS:
+            known = ", ".join(DIGEST_ALGORITHMS)
+            raise ConfigError(
+                f"Pieces: unknown digest algorithm {self.algorithm!r} (known: {known})"
+            )
+        check_int("Pieces.length", self.length, minimum=1)
+        hashes = tuple(str(h).lower() for h in self.hashes)
+        if any(len(h) != DIGEST_ALGORITHMS[name] or not _HEX.fullmatch(h) for h in hashes):
+            raise ConfigError(
+                f"Pieces: every hash must be {DIGEST_ALGORITHMS[name]} hex characters"
+            )
+        _set(self, "algorithm", name)
+        _set(self, "hashes", hashes)
+
+    def span(self, index: int, size: int) -> tuple[int, int]:
+        """The byte range ``[start, end)`` of piece ``index`` of a file of ``size`` bytes."""
+        start = index * self.length
+        return start, min(size, start + self.length)
+
+    def mismatches(self, path: Path) -> list[tuple[int, str, str]]:
+        """Hash ``path`` piece by piece (blocking: run it in an executor).
+
+        Returns:
+            ``(index, expected, actual)`` of every piece that differs (a missing piece
+            counts; bytes after the last piece are one more, ``index == len(hashes)``).
+        """
+        out: list[tuple[int, str, str]] = []
+        with open(path, "rb") as fh:
+            for index, expected in enumerate(self.hashes):
+                hasher = hashlib.new(self.algorithm)
+                left = self.length
+                got = 0
+                while left:
+                    chunk = fh.read(min(left, _READ_CHUNK))
+                    if not chunk:
+                        break
+                    hasher.update(chunk)
+                    left -= len(chunk)
+                    got += len(chunk)
+                actual = hasher.hexdigest() if got else "(no bytes)"
+                if actual != expected:
+                    out.append((index, expected, actual))
+            if fh.read(1):
+                out.append((len(self.hashes), "(end of file)", "more bytes"))
+        return out
+
+    def first_mismatch(self, path: Path) -> tuple[int, str, str] | None:
+        """The first of :meth:`mismatches`, or None when every piece matches."""
+        found = self.mismatches(path)
+        return found[0] if found else None
+
+
 def _as_source(value: Source | str | Mapping[str, Any], remote: str | None) -> Source:
     if isinstance(value, Source):
         return value
@@ -213,6 +341,17 @@ class DownloadRequest:
     ``url`` is shorthand for one :class:`Source`; ``remote`` is the default remote of sources
     that name none. ``repository`` needs ``unit`` (a repository holds units, not files).
 
+    ``headers`` are sent with this request only, over the remote's (``Authorization`` and
+    ``Cookie`` only to the first source's origin, never after a redirect elsewhere).
+    ``compute_digests`` names more algorithms (``"sha224"``, ``"sha512"``, ...) computed
+    while the bytes stream, without validation, and returned in
+    :attr:`DownloadResult.digests`. ``pieces``: the file's piece hashes (a Metalink
+    ``<pieces>``): after a digest mismatch only the wrong pieces are fetched again.
+    ``handoff_dir``: instead of being stored, the validated
+    file is moved (a rename: it is written in that directory) into this existing directory
+    and handed to the caller, who owns it (:attr:`DownloadResult.path`; ``location`` is
+    ``""``); the engine records no unit file for it.
+
     Example::
 
         DownloadRequest("https://host/x.rpm", expected_digests={"sha256": "…"},
@@ -225,6 +364,10 @@ class DownloadRequest:
     remote: str | None
     unit: UnitSpec | None
     repository: str | None
+    headers: Mapping[str, str]
+    compute_digests: tuple[str, ...]
+    handoff_dir: Path | None
+    pieces: Pieces | None
 
     def __init__(
         self,
@@ -236,6 +379,10 @@ class DownloadRequest:
         remote: str | None = None,
         unit: UnitSpec | None = None,
         repository: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        compute_digests: Sequence[str] = (),
+        handoff_dir: str | os.PathLike[str] | None = None,
+        pieces: Pieces | None = None,
     ) -> None:
         all_sources = [_as_source(s, remote) for s in sources]
         if url is not None:
@@ -260,6 +407,14 @@ class DownloadRequest:
         _set(self, "remote", remote)
         _set(self, "unit", unit)
         _set(self, "repository", repository)
+        _set(self, "headers", _check_headers(headers))
+        _set(self, "compute_digests", normalize_algorithms(compute_digests))
+        if handoff_dir is not None and not isinstance(handoff_dir, (str, os.PathLike)):
+            raise ConfigError(f"handoff_dir must be a directory path, got {handoff_dir!r}")
+        _set(self, "handoff_dir", Path(handoff_dir) if handoff_dir is not None else None)
+        if pieces is not None:
+            _check_pieces(pieces, expected_size)
+        _set(self, "pieces", pieces)
 
     @property
     def url(self) -> str:
@@ -270,11 +425,31 @@ class DownloadRequest:
     def sha256(self) -> str | None:
         return self.expected_digests.get("sha256")
 
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """Every digest computed while the bytes stream: sha256 first, then the expected
+        and the ``compute_digests`` algorithms, sorted."""
+        expected = self.expected_digests
+        if (
+            not self.compute_digests
+            and len(expected) <= 1
+            and ("sha256" in expected or not expected)
+        ):
+            return _SHA256
+        extra = {*expected, *self.compute_digests}
+        extra.discard("sha256")
+        return ("sha256", *sorted(extra))
+
     def __repr__(self) -> str:
+        # Header values may hold credentials: only their names are shown.
         return (
             f"DownloadRequest(url={self.url!r}, sources={len(self.sources)}, "
             f"expected_digests={dict(self.expected_digests)!r}, "
-            f"expected_size={self.expected_size!r})"
+            f"expected_size={self.expected_size!r}"
+            + (f", headers={sorted(self.headers)!r}" if self.headers else "")
+            + (f", compute_digests={self.compute_digests!r}" if self.compute_digests else "")
+            + (f", handoff_dir={str(self.handoff_dir)!r}" if self.handoff_dir else "")
+            + ")"
         )
 
 

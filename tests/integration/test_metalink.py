@@ -161,6 +161,8 @@ def test_pieces_are_kept_for_the_hook() -> None:
         (SHA1_A,),
     )
     assert readme.pieces is None
+    # read_metalink attaches them, so a wrong download is repaired piece by piece.
+    assert iso.request.pieces == iso.pieces and readme.request.pieces is None
 
 
 def _file(body: str, name: str = "a.bin", ns: str = "urn:ietf:params:xml:ns:metalink") -> str:

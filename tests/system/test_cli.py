@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,30 @@ def test_get_bad_arguments_exit_2(tmp_path: Path) -> None:
     proc = run_cli("get", "http://127.0.0.1:9/x", "--sha256", "zz", "--data-dir", str(tmp_path))
     assert proc.returncode == 2
     assert "malformed sha256" in proc.stderr
+
+
+def test_get_max_speed_caps_the_transfer(threaded_server: FaultServer, tmp_path: Path) -> None:
+    data = os.urandom(1536 * 1024)
+    url = threaded_server.add("/capped.bin", data)
+    sha = hashlib.sha256(data).hexdigest()
+    start = time.monotonic()
+    proc = run_cli("get", url, "--sha256", sha, "--max-speed", "1M", "--data-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    # 1.5 MiB at 1 MiB/s, measured around the whole process (start-up only adds to it).
+    assert time.monotonic() - start >= 1.4
+    assert Path(proc.stdout.strip()).read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("fast", "is not a number of bytes"), ("0", "less than one byte"), ("-1M", "not a number")],
+)
+def test_max_speed_bad_value_exits_2(tmp_path: Path, value: str, message: str) -> None:
+    proc = run_cli(
+        "get", "http://127.0.0.1:9/x", f"--max-speed={value}", "--data-dir", str(tmp_path)
+    )
+    assert proc.returncode == 2
+    assert "--max-speed" in proc.stderr and message in proc.stderr
 
 
 def _manifest(path: Path, lines: list[object]) -> Path:
@@ -119,7 +144,7 @@ def test_sync_bad_manifest_exits_2_naming_the_line(
 
 #: What a sync of a JSONL manifest with the default backends (local storage, SQLite) and no
 #: live bar does not need: the bar, the other backends, the XML parser of Metalink
-#: documents, the readers of other inputs, verify, the rate limiter.
+#: documents, the readers of other inputs, verify, the rate limiter, OpenTelemetry.
 NOT_FOR_A_JSONL_SYNC = (
     "rich",
     "asyncpg",
@@ -133,6 +158,7 @@ NOT_FOR_A_JSONL_SYNC = (
     "pulp_aio_download.metalink",
     "pulp_aio_download.pulp_manifest",
     "pulp_aio_download.verification",
+    "opentelemetry",
 )
 
 

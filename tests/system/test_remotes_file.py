@@ -29,6 +29,7 @@ allow_insecure_redirects = true
 trust_env = true
 segments = 4
 segment_threshold = 1048576
+max_speed = "512K"
 
 [remotes.vendor.tls]
 verify = true
@@ -100,6 +101,7 @@ def test_every_field_is_read(tmp_path: Path) -> None:
         trust_env=True,
         segments=4,
         segment_threshold=1048576,
+        max_speed=512 * 1024,
         tls=pad.TLSConfig(
             verify=True,
             ca_file=tmp_path / "ca.pem",
@@ -174,6 +176,8 @@ def test_load_remotes_reads_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
             "[remotes.a]\nsegment_threshold = -1\n",
             "[remotes.a]: RemoteConfig.segment_threshold must be a non-negative int",
         ),
+        ("[remotes.a]\nmax_speed = 'fast'\n", "[remotes.a] key 'max_speed': 'fast' is not"),
+        ("[remotes.a]\nmax_speed = 0\n", "[remotes.a]: RemoteConfig.max_speed must be a positive"),
         ("[remotes.a.proxy]\nusername = 'u'\n", "[remotes.a.proxy]: missing required key 'url'"),
         ("[remotes.a.auth]\ntype = 'digest'\n", "[remotes.a.auth] key 'type': must be 'basic'"),
         ("[remote.a]\n", "unknown top-level key 'remote'"),

@@ -66,7 +66,24 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--concurrency", type=int, default=None, help="connections at once (default 64)"
     )
+    group.add_argument(
+        "--max-speed",
+        type=_speed,
+        default=None,
+        metavar="RATE",
+        help="cap on the bytes per second of all transfers together, e.g. 500K, 10M (1M = "
+        "1 MiB); remotes may have their own max_speed",
+    )
     group.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
+
+
+def _speed(text: str) -> int:
+    from .sizes import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--max-speed: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +229,8 @@ def engine_config(
         if args.concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
         kwargs["max_connections"] = args.concurrency
+    if getattr(args, "max_speed", None) is not None:
+        kwargs["max_speed"] = args.max_speed
     try:
         return EngineConfig(
             data_dir=data_dir,

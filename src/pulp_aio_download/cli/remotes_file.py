@@ -58,6 +58,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
 
+from .sizes import parse_bytes
+
 __all__ = ["load_remotes", "parse_remotes"]
 
 _NUMBER = (int, float)
@@ -75,6 +77,7 @@ _REMOTE_KEYS: dict[str, tuple[type, ...]] = {
     "trust_env": (bool,),
     "segments": (int,),
     "segment_threshold": (int,),
+    "max_speed": (int, str),
 }
 _TLS_KEYS: dict[str, tuple[type, ...]] = {
     "verify": (bool,),
@@ -229,6 +232,11 @@ def _remote(table: _Table, name: str, base: Path) -> RemoteConfig:
         for key, value in headers.items():
             if not isinstance(value, str):
                 raise table.error(f"header {key!r} must be a string, got {value!r}", "headers")
+    if isinstance(values.get("max_speed"), str):
+        try:
+            values["max_speed"] = parse_bytes(values["max_speed"])
+        except ValueError as exc:
+            raise table.error(str(exc), "max_speed") from None
     kwargs: dict[str, Any] = {"name": name, **values}
     proxy_table: _Table | None
     if isinstance(table.data.get("proxy"), str):

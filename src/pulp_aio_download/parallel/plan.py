@@ -56,9 +56,10 @@ def shares(total: int, count: int) -> list[int]:
 
 def worker_configs(config: EngineConfig, count: int) -> list[EngineConfig]:
     """The configuration of each of ``count`` workers: ``config`` with its share of the
-    global limit, of the per-host limit and of every remote's ``max_connections`` and
-    ``rate_limit``, so that the workers together keep the limits of one engine (every
-    worker gets at least one connection). No progress callback: the parent reports."""
+    global limit, of the per-host limit, of the bandwidth cap and of every remote's
+    ``max_connections``, ``rate_limit`` and ``max_speed``, so that the workers together
+    keep the limits of one engine (every worker gets at least one connection). No
+    progress callback and no meter provider: the parent reports."""
     global_ = shares(config.max_connections, count)
     per_host = (
         shares(config.max_connections_per_host, count)
@@ -78,17 +79,24 @@ def worker_configs(config: EngineConfig, count: int) -> list[EngineConfig]:
                 remote,
                 max_connections=None if limit is None else limit[i],
                 rate_limit=None if remote.rate_limit is None else remote.rate_limit / count,
+                max_speed=_share_speed(remote.max_speed, count),
             )
         out.append(
             dataclasses.replace(
                 config,
                 progress=None,
+                meter_provider=None,
                 max_connections=global_[i],
                 max_connections_per_host=per_host[i],
                 remotes=remotes,
+                max_speed=_share_speed(config.max_speed, count),
             )
         )
     return out
+
+
+def _share_speed(speed: int | None, count: int) -> int | None:
+    return None if speed is None else max(1, speed // count)
 
 
 def encode_config(config: EngineConfig, extra: Sequence[Any] = ()) -> bytes:

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from multidict import CIMultiDict
 
 from .._tasks import finish_shielded
+from ..admission.bandwidth import throttle
 from ..errors import (
     ConnectionFailed,
     DownloadError,
@@ -64,8 +65,10 @@ from ..retry import backoff_delay, is_retryable_error
 from ..storage.partials import PartialFile, PartialStore, checkpoint_interval, partial_key
 from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
-from .hashing import verify_digests, write_all
+from .hashing import write_all
+from .repair import validate_or_repair
 from .staged import Staged
+from .stall import StallWatch
 
 if TYPE_CHECKING:
     from ..admission import Admission
@@ -104,8 +107,9 @@ class _Stage(Protocol):
 
 def segmentable(request: DownloadRequest, source: Source, remote: RemoteConfig) -> bool:
     """Whether ``source`` may be fetched in ranges (no I/O): the remote asks for segments,
-    the source is http(s), and the size is unknown or over the threshold."""
-    if remote.segments < 2 or source.scheme not in _HTTP:
+    the source is http(s), the file is not handed off (``handoff_dir``), and the size is
+    unknown or over the threshold."""
+    if remote.segments < 2 or source.scheme not in _HTTP or request.handoff_dir is not None:
         return False
     size = request.expected_size
     return size is None or size >= max(remote.segment_threshold, 2 * MIN_SEGMENT)
@@ -189,7 +193,7 @@ class _Segmented:
         self.partial: PartialFile | None = None
         #: the spans on disk: the partial's ranges and every range's ``span``.
         self.spans: list[list[int]] = []
-        names = ["sha256", *sorted({a for a in request.expected_digests if a != "sha256"})]
+        names = list(request.algorithms)
         self.algorithms = names
         self.hashers = [hashlib.new(n) for n in names]
         self.hashed = 0
@@ -219,14 +223,7 @@ class _Segmented:
                 await self._fetch_all(ranges)
             finally:
                 self.tracker.end_transfer(self)
-            digests = await self._finish()
-            verify_digests(
-                digests,
-                self.request.expected_digests,
-                url=self.url,
-                size=self.total,
-                expected_size=self.request.expected_size,
-            )
+            digests = await self._validated(await self._finish())
             self.succeeded = True
         except _Fallback as reason:
             log.info("%s: %s; fetching it as one stream", self.url, reason)
@@ -256,6 +253,19 @@ class _Segmented:
         log.debug("%s: %d bytes fetched in ranges", self.url, self.total - self.carried)
         return Staged(
             path, digests, self.total, headers, self.attempts, self.final_url, self.carried
+        )
+
+    async def _validated(self, digests: dict[str, str]) -> dict[str, str]:
+        assert self.total is not None
+        stage = self.stage
+        return await validate_or_repair(
+            stage.transport,
+            stage.admission,
+            self.request,
+            self.primary,
+            self.remote,
+            (self.path, digests, self.total),
+            self.url,
         )
 
     async def _probe(self) -> bool:
@@ -456,11 +466,20 @@ class _Segmented:
             started, before = time.monotonic(), self.size
             try:
                 async with admission.slot(self.remote, host):
+                    started = time.monotonic()  # the wait for the slot is not the host's
                     await fetch(source)
             except DownloadError as error:
+                retry = is_retryable_error(policy, error) and attempt < policy.attempts
                 if not isinstance(error, StorageError):
-                    admission.observe(host, ok=False, status=getattr(error, "status", None))
-                if not is_retryable_error(policy, error) or attempt >= policy.attempts:
+                    admission.observe(
+                        host,
+                        ok=False,
+                        seconds=time.monotonic() - started,
+                        status=getattr(error, "status", None),
+                        error=error,
+                        retry=retry,
+                    )
+                if not retry:
                     error.gave_up_after(attempt)
                     raise
                 retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
@@ -490,6 +509,7 @@ class _Segmented:
                 userinfo=source.userinfo,
                 offset=piece.pos,
                 length=piece.end - piece.pos,
+                headers=self.request.headers,
             )
         )
 
@@ -564,7 +584,8 @@ class _Segmented:
         batch: list[bytes] = []
         pending = 0  # bytes in ``batch``
         piece.received = piece.pos
-        watch = _StallWatch(self.remote, resp, lambda: piece.received)
+        watch = StallWatch(self.remote.timeouts, resp, lambda: piece.received)
+        caps = self.stage.admission.bandwidth(self.remote)
         limit = self.stage.chunk_size
         read = resp.read
         self.active.add(piece)
@@ -573,6 +594,8 @@ class _Segmented:
                 chunk = await read()
                 if not chunk:
                     break
+                if caps:
+                    await throttle(caps, len(chunk), watch.hold)
                 left = piece.end - piece.received  # the end may have moved back (a split)
                 if len(chunk) > left:
                     chunk = chunk[:left]
@@ -597,7 +620,7 @@ class _Segmented:
         if batch:
             await self._write(piece, batch, pending)
         if watch.stalled:
-            raise watch.error(self.url)
+            raise watch.error(self.url, "a range stalled")
         if piece.pos < piece.end:
             raise ConnectionFailed(
                 f"a range ended at byte {piece.pos}, {piece.end - piece.pos} bytes short of "
@@ -697,50 +720,6 @@ class _Segmented:
         self._threads.add(future)
         future.add_done_callback(self._threads.discard)
         return await asyncio.shield(future)
-
-
-class _StallWatch:
-    """Stall detection of one range's connection, as for a whole transfer (see
-    :class:`~pulp_aio_download.Timeouts`): the mean speed over the last ``stall_window``
-    seconds below ``min_speed`` aborts the response."""
-
-    def __init__(self, remote: RemoteConfig, resp: Response, position: Callable[[], int]) -> None:
-        self.timeouts = remote.timeouts
-        self.stalled = False
-        self._handle: asyncio.TimerHandle | None = None
-        t = self.timeouts
-        if not t.min_speed:
-            return
-        loop = asyncio.get_running_loop()
-        window, min_speed = t.stall_window, t.min_speed
-        step = window / 4
-        samples = collections.deque([(loop.time(), position())])
-
-        def check() -> None:
-            now, pos = loop.time(), position()
-            samples.append((now, pos))
-            while len(samples) > 2 and samples[1][0] <= now - window:
-                samples.popleft()
-            since, base = samples[0]
-            if now - since >= window * 0.999 and pos - base < min_speed * (now - since):
-                self.stalled = True
-                resp.abort()
-            else:
-                self._handle = loop.call_later(step, check)
-
-        self._handle = loop.call_later(step, check)
-
-    def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-
-    def error(self, url: str) -> DownloadTimeout:
-        t = self.timeouts
-        return DownloadTimeout(
-            f"a range stalled: less than {t.min_speed:g} bytes/s over {t.stall_window:g} s",
-            url=url,
-            timeout="stall",
-        )
 
 
 def _sources(request: DownloadRequest, source: Source, remote: RemoteConfig) -> list[Source]:

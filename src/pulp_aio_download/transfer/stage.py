@@ -15,13 +15,13 @@ fetched whole once more, outside the retry budget, so a bad partial never fails 
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..admission.bandwidth import throttle
 from ..errors import (
     ConnectionFailed,
     DownloadError,
@@ -36,9 +36,11 @@ from ..retry import backoff_delay, is_retryable_error
 from ..storage.partials import PartialStore, partial_key
 from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
-from .hashing import HashingWriter, verify_digests
+from .hashing import HashingWriter
+from .repair import validate_or_repair
 from .segments import fetch_segmented, segmentable
-from .staged import Staged
+from .staged import Staged, handoff_staging_path
+from .stall import StallWatch
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -112,7 +114,9 @@ class _Attempt:
         self.validator: str | None = None
         self.headers: Mapping[str, str] = {}
         self.final_url = self.url
-        partials = stage.partials if source.scheme != "file" else None
+        # A handed-off file is written in the caller's directory, not where partials live.
+        handoff = request.handoff_dir is not None
+        partials = stage.partials if source.scheme != "file" and not handoff else None
         self.partials: PartialStore | None = partials
         self.key = partial_key(request.sha256, self.url)
         #: the writer continues a partial adopted from an earlier process.
@@ -126,14 +130,15 @@ class _Attempt:
             await self.writer.abort()
         request = self.request
         storage = self.stage.storage
-        staging = storage.new_staging_path()
+        handoff = request.handoff_dir
+        staging = storage.new_staging_path() if handoff is None else handoff_staging_path(handoff)
         self.writer = HashingWriter(
             staging,
-            request.expected_digests,
+            request.algorithms,
             expected_size=request.expected_size,
             url=self.url,
             batch_size=self.stage.chunk_size,
-            fsync=storage.fsync_staged,
+            fsync=storage.fsync_staged or handoff is not None,
         )
         self.validator = None
         self.adopted = False
@@ -225,6 +230,7 @@ class _Attempt:
                 userinfo=self.source.userinfo,
                 offset=offset,
                 validator=validator,
+                headers=self.request.headers,
             )
         )
 
@@ -291,57 +297,30 @@ class _Attempt:
             )
 
     async def _stream(self, resp: Response, writer: HashingWriter) -> None:
-        timeouts = self.remote.timeouts
-        loop = asyncio.get_running_loop()
-        stalled = False
-        handle: asyncio.TimerHandle | None = None
-        if timeouts.min_speed:
-            # A sliding window sampled four times per window: a stall is noticed at most a
-            # quarter window after the last window-worth of time fell below min_speed.
-            min_speed, window = timeouts.min_speed, timeouts.stall_window
-            step = window / 4
-            samples = collections.deque([(loop.time(), writer.size)])
-
-            def check() -> None:
-                nonlocal stalled, handle
-                now, size = loop.time(), writer.size
-                samples.append((now, size))
-                while len(samples) > 2 and samples[1][0] <= now - window:
-                    samples.popleft()
-                since, base = samples[0]
-                if now - since >= window * 0.999 and size - base < min_speed * (now - since):
-                    stalled = True
-                    resp.abort()
-                else:
-                    handle = loop.call_later(step, check)
-
-            handle = loop.call_later(step, check)
+        watch = StallWatch(self.remote.timeouts, resp, lambda: writer.size)
+        caps = self.stage.admission.bandwidth(self.remote)
         self.tracker.start_transfer(writer)
         read, write = resp.read, writer.write
         try:
-            while chunk := await read():
-                await write(chunk)
+            if caps:
+                while chunk := await read():
+                    await throttle(caps, len(chunk), watch.hold)
+                    await write(chunk)
+            else:
+                while chunk := await read():
+                    await write(chunk)
         except SizeMismatch:
             resp.abort()
             raise
         except DownloadError as exc:
-            if stalled:
-                raise self._stall_error() from exc
+            if watch.stalled:
+                raise watch.error(self.url) from exc
             raise
         finally:
             self.tracker.end_transfer(writer)
-            if handle is not None:
-                handle.cancel()
-        if stalled:
-            raise self._stall_error()
-
-    def _stall_error(self) -> DownloadTimeout:
-        t = self.remote.timeouts
-        return DownloadTimeout(
-            f"stalled: less than {t.min_speed:g} bytes/s over {t.stall_window:g} s",
-            url=self.url,
-            timeout="stall",
-        )
+            watch.stop()
+        if watch.stalled:
+            raise watch.error(self.url)
 
 
 async def _fetch_source(state: _Attempt) -> Staged:
@@ -358,16 +337,14 @@ async def _fetch_source(state: _Attempt) -> Staged:
             retry_after: float | None = None
             try:
                 async with admission.slot(state.remote, host):
+                    started = time.monotonic()  # the wait for the slot is not the host's
                     await state.once()
                 assert state.writer is not None
-                digests, size = await state.writer.finish(keep_small=True)
-                verify_digests(
-                    digests,
-                    request.expected_digests,
-                    url=state.url,
-                    size=size,
-                    expected_size=request.expected_size,
-                )
+                # A handed-off file is renamed into place, a repaired one written in
+                # place: either must be on disk.
+                on_disk = request.handoff_dir is not None or request.pieces is not None
+                digests, size = await state.writer.finish(keep_small=not on_disk)
+                digests = await _validated(state, digests, size)
             except DownloadError as error:
                 if isinstance(error, ValidationError) and state.adopted:
                     # The bytes of the earlier process were wrong (or the file changed
@@ -381,9 +358,17 @@ async def _fetch_source(state: _Attempt) -> Staged:
                     await state.new_writer()
                     attempt -= 1
                     continue
+                retry = is_retryable_error(policy, error) and attempt < policy.attempts
                 if not isinstance(error, StorageError):  # our disk, not the host's fault
-                    admission.observe(host, ok=False, status=getattr(error, "status", None))
-                if not is_retryable_error(policy, error) or attempt >= policy.attempts:
+                    admission.observe(
+                        host,
+                        ok=False,
+                        seconds=time.monotonic() - started,
+                        status=getattr(error, "status", None),
+                        error=error,
+                        retry=retry,
+                    )
+                if not retry:
                     keep = _keeps_partial(error)
                     error.gave_up_after(attempt)
                     raise
@@ -422,6 +407,20 @@ async def _fetch_source(state: _Attempt) -> Staged:
     finally:
         if state.writer is not None:
             await state.writer.abort(keep=keep)
+
+
+async def _validated(state: _Attempt, digests: dict[str, str], size: int) -> dict[str, str]:
+    writer, stage = state.writer, state.stage
+    on_disk = writer.path if writer is not None and writer.body is None else None
+    return await validate_or_repair(
+        stage.transport,
+        stage.admission,
+        state.request,
+        state.source,
+        state.remote,
+        (on_disk, digests, size),
+        state.url,
+    )
 
 
 def _keeps_partial(error: DownloadError) -> bool:

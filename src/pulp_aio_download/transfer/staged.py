@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["Staged"]
+__all__ = ["Staged", "handoff_staging_path"]
 
 
 @dataclass(slots=True)
@@ -26,3 +27,9 @@ class Staged:
     #: the bytes of a small file kept in memory: ``path`` is not written yet (see
     #: :meth:`~pulp_aio_download.storage.base.Storage.commit_body`).
     body: tuple[bytes, ...] | None = None
+
+
+def handoff_staging_path(directory: Path) -> Path:
+    """A new staging file in the caller's ``handoff_dir``: hidden, and renamed to its
+    final name (without the dot and ``.part``) when the hook chain hands it off."""
+    return directory / f".pad-{os.getpid()}-{os.urandom(8).hex()}.part"

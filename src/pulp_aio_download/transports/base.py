@@ -33,6 +33,8 @@ class TransportRequest:
             server that ignores ranges): the caller reads what it needs.
         validator: the ETag or Last-Modified the bytes before ``offset`` came with
             (``If-Range``), or None.
+        headers: headers of this request only, over the remote's (``Authorization`` and
+            ``Cookie`` go only to the URL's own origin, not after a redirect elsewhere).
     """
 
     url: str
@@ -41,6 +43,7 @@ class TransportRequest:
     offset: int = 0
     validator: str | None = None
     length: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 class Response(abc.ABC):

@@ -209,6 +209,9 @@ class HttpTransport:
             headers: dict[str, str] = {}
             if origin(current) == first_origin:
                 headers.update(self.auth_headers(current, userinfo))
+                headers.update(request.headers)
+            elif request.headers:
+                headers.update(_cross_origin(request.headers))
             if offset or length is not None:
                 last = "" if length is None else str(offset + length - 1)
                 headers["Range"] = f"bytes={offset}-{last}"
@@ -345,6 +348,14 @@ def _proxy_url(url: str, username: str | None, password: str | None) -> URL:
     if username is not None:
         proxy = proxy.with_user(username).with_password(password or "")
     return proxy
+
+
+_ORIGIN_ONLY = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def _cross_origin(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request's own headers that may follow a redirect to another origin."""
+    return {k: v for k, v in headers.items() if k.lower() not in _ORIGIN_ONLY}
 
 
 def _content_range_start(headers: Mapping[str, str]) -> int:
