@@ -72,6 +72,7 @@ ALL_TOOLS = (
     "pulp-cli",
     *WORKER_TOOLS,
     "pulp-lib",
+    "pulp-lib-otel",
     "raw-aiohttp",
     "aria2c",
     "librepo",
@@ -240,6 +241,12 @@ def _pulp_lib_available() -> str | None:
     return _probe([sys.executable, "-c", "from pulp_aio_download import run_batch, EngineConfig"])
 
 
+def _pulp_lib_otel_available() -> str | None:
+    return _pulp_lib_available() or _probe(
+        [sys.executable, "-c", "import opentelemetry.sdk.metrics, pulp_aio_download.metrics"]
+    )
+
+
 def _which(name: str) -> Callable[[], str | None]:
     def available() -> str | None:
         return None if shutil.which(name) else f"{name} not installed (bash benchmarks/install.sh)"
@@ -296,6 +303,21 @@ TOOLS: dict[str, Tool] = {
             ],
             _exit_code_only,
             _pulp_lib_available,
+        ),
+        Tool(
+            "pulp-lib-otel",
+            "the same with an OpenTelemetry SDK meter provider (lib_batch.py --otel)",
+            lambda c: [
+                sys.executable,
+                str(HERE / "lib_batch.py"),
+                str(c.inputs.manifest),
+                str(c.out),
+                "--concurrency",
+                str(c.concurrency),
+                "--otel",
+            ],
+            _exit_code_only,
+            _pulp_lib_otel_available,
         ),
         Tool(
             "raw-aiohttp",

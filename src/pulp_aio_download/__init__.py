@@ -55,6 +55,7 @@ from .storage import Storage as Storage
 from .storage import TempStorage as TempStorage
 from .sync import download_sync as download_sync
 from .sync import run_batch as run_batch
+from .transfer.stream import DownloadStream as DownloadStream
 
 __all__ = [
     "DEFAULT_HOOKS",
@@ -73,6 +74,7 @@ __all__ = [
     "DownloadError",
     "DownloadRequest",
     "DownloadResult",
+    "DownloadStream",
     "DownloadTimeout",
     "EngineConfig",
     "EngineStatistics",

@@ -23,6 +23,8 @@ from .models import normalize_algorithms
 from .urls import redact_url, split_userinfo
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+
     from .catalog.base import Catalog
     from .models import ProgressReport
     from .storage.base import Storage
@@ -352,6 +354,11 @@ class EngineConfig:
         compute_digests: digest algorithms computed for every request while its bytes
             stream, besides sha256 and the expected ones (``DownloadRequest.compute_digests``
             adds to them), e.g. ``("sha224", "sha384", "sha512")``.
+        meter_provider: an OpenTelemetry ``MeterProvider`` to report metrics to (its
+            meter ``pulp_aio_download``; see :mod:`~pulp_aio_download.metrics`), e.g.
+            ``opentelemetry.metrics.get_meter_provider()``; None (the default): no metrics,
+            and OpenTelemetry is never imported. ``--workers`` processes get none: their
+            parent counts their files.
     """
 
     storage: Storage | None = None
@@ -371,6 +378,7 @@ class EngineConfig:
     partial_max_bytes: int = DEFAULT_PARTIAL_MAX_BYTES
     compute_digests: Sequence[str] = ()
     max_speed: int | None = None
+    meter_provider: MeterProvider | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_connections", "chunk_size"):
@@ -386,6 +394,13 @@ class EngineConfig:
             check_int(f"EngineConfig.{name}", value, minimum=0)
         _non_negative("EngineConfig", "partial_max_age", self.partial_max_age)
         _check_speed("EngineConfig", self.max_speed)
+        if self.meter_provider is not None and not callable(
+            getattr(self.meter_provider, "get_meter", None)
+        ):
+            raise ConfigError(
+                "EngineConfig.meter_provider must be an OpenTelemetry MeterProvider (with "
+                f"get_meter(); not a Meter), got {type(self.meter_provider).__name__}"
+            )
         _set(
             self,
             "compute_digests",

@@ -21,7 +21,7 @@ import importlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +40,7 @@ from .errors import (
 )
 from .hooks import DEFAULT_HOOKS, DownloadContext, Hook, run_hooks, store
 from .lookup import Found, Lookahead, look_up
+from .metrics import EngineMetrics
 from .models import (
     DownloadRequest,
     DownloadResult,
@@ -51,6 +52,8 @@ from .progress import ProgressTracker, plural, was_retried
 from .selection import order_sources
 from .storage.partials import PartialStore
 from .transfer import TransferStage
+from .transfer.staged import Staged
+from .transfer.stream import DownloadStream
 from .transports.base import Transport
 from .transports.file import resolve_file_url
 from .transports.pool import TransportPool
@@ -123,7 +126,6 @@ class DownloadEngine:
         self._catalog: Catalog | None = self.config.catalog
         self._pool = TransportPool(self.config)
         self._transport: Transport = transport if transport is not None else self._pool
-        self._admission = Admission(self.config)
         self._stage: TransferStage | None = None
         self._inflight: dict[tuple[str, ...], asyncio.Future[DownloadResult]] = {}
         self._loose: _Batch | None = None
@@ -132,6 +134,13 @@ class DownloadEngine:
         self._file_roots = tuple(Path(r) for r in self.config.allowed_file_roots)
         self._cooperation: Cooperation | None = None
         self._partials: PartialStore | None = None
+        #: the OpenTelemetry instruments (None: no meter provider, nothing to do per file).
+        self._metrics: EngineMetrics | None = None
+        if self.config.meter_provider is not None:
+            self._metrics = EngineMetrics(
+                self.config.meter_provider, self.statistics, lambda: self._admission.health
+            )
+        self._admission = Admission(self.config, observer=self._metrics)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> DownloadEngine:
@@ -168,7 +177,8 @@ class DownloadEngine:
             self._partials = await self._open_partials(self._storage)
             if self._catalog is not None:
                 await self._catalog.open()
-                self._admission = Admission(cfg, await self._catalog.load_health())
+                health = await self._catalog.load_health()
+                self._admission = Admission(cfg, health, observer=self._metrics)
                 lease = resolve_claim_lease(cfg.claim_lease)
                 if lease > 0:
                     self._cooperation = Cooperation(self._catalog, lease=lease)
@@ -212,6 +222,8 @@ class DownloadEngine:
         if self._closed:
             return
         self._closed = True
+        if self._metrics is not None:
+            self._metrics.close()
         try:
             if self._loose is not None:
                 await self._loose.tracker.finish()
@@ -295,6 +307,92 @@ class DownloadEngine:
         remotes = self.config.remotes
         assert isinstance(remotes, dict)  # EngineConfig keeps its own dict copy
         remotes[remote.name] = remote
+
+    def stream(
+        self, url_or_request: str | DownloadRequest | Source, *, store: bool = False, **kwargs: Any
+    ) -> contextlib.AbstractAsyncContextManager[DownloadStream]:
+        """The body of one download as it arrives, for a caller that serves the bytes on.
+
+        ``async with engine.stream(url, expected_digests=..., store=True) as s:`` enters once
+        the response headers are in (``s.status``, ``s.headers``, ``s.url``), after the
+        engine's admission, source choice and retries before the first byte; ``async for
+        chunk in s`` yields the body under the same limits, stall detection and bandwidth
+        caps as a download, and after the last chunk raises :class:`DigestMismatch` or
+        :class:`SizeMismatch` if the bytes are wrong. Nothing is retried once a chunk was
+        handed out. With ``store=True`` the same bytes are stored and recorded as
+        :meth:`download` would (``s.result``), and a concurrent download or stream of that
+        sha256 waits for this transfer and is served from the store. A file already stored
+        is streamed from the store (``s.cached``). A ``Range`` in ``headers`` passes
+        through: the ``206`` comes as served, and then nothing is validated or stored.
+        See :class:`~pulp_aio_download.transfer.stream.DownloadStream`.
+        """
+        self._require_open()
+        request = self._make_request(url_or_request, kwargs, whole_file=False)
+        return self._stream(request, store)
+
+    @contextlib.asynccontextmanager
+    async def _stream(self, request: DownloadRequest, store: bool) -> AsyncIterator[DownloadStream]:
+        assert self._stage is not None
+        await self._check_files([request])
+        ranged = any(k.lower() in _WHOLE_FILE for k in request.headers)
+        stream = DownloadStream(request, validate=not ranged)
+        batch = self._loose_batch()
+        sha = None if ranged else request.sha256
+        future: asyncio.Future[DownloadResult] | None = None
+        try:
+            if sha is not None:
+                leader = self._inflight.get(("sha256", sha)) if store else None
+                if leader is not None:  # one transfer: wait for it, then serve the store
+                    with contextlib.suppress(DownloadError):
+                        await asyncio.shield(leader)
+                cached = await self._serve_cached(request, sha, batch)
+                if cached is not None and cached.path is not None:
+                    await stream.open_file(cached.path, cached)
+                    yield stream
+                    return
+                if store and self._inflight.get(("sha256", sha)) is None:
+                    future = asyncio.get_running_loop().create_future()
+                    self._inflight[("sha256", sha)] = future
+            sources = [
+                (source, self.config.remote(source.remote or request.remote))
+                for source in order_sources(
+                    request.sources, self._admission.health, now=time.time()
+                )
+            ]
+            commit = (
+                functools.partial(self._commit_streamed, request, batch)
+                if store and not ranged
+                else None
+            )
+            await stream.open_network(self._stage, sources, batch.tracker, commit)
+            yield stream
+        except DownloadError as exc:
+            if future is not None and not future.done():
+                future.set_exception(exc)
+                future.exception()
+            raise
+        finally:
+            await asyncio.shield(stream.aclose())
+            if future is not None:
+                if not future.done():
+                    if stream.result is not None:
+                        future.set_result(stream.result)
+                    else:  # left early: whoever waits transfers it itself
+                        future.set_exception(
+                            DownloadError("the stream of this file ended early", url=request.url)
+                        )
+                        future.exception()
+                if self._inflight.get(("sha256", sha or "")) is future:
+                    del self._inflight[("sha256", sha or "")]
+
+    async def _commit_streamed(
+        self, request: DownloadRequest, batch: _Batch, staged: Staged, source: Source
+    ) -> DownloadResult:
+        batch.tracker.add(1, request.expected_size)
+        result = await self._commit(request, source, staged, batch)
+        if self._metrics is not None:
+            self._metrics.downloaded(request, result)
+        return result
 
     def statistics(self) -> EngineStatistics:
         """A snapshot: downloads in flight, transfers holding a slot, per-host limits."""
@@ -408,12 +506,17 @@ class DownloadEngine:
         tracker = batch.tracker
         tracker.add(1, request.expected_size)
         try:
-            return await self._single_flight(request, batch, found)
+            result = await self._single_flight(request, batch, found)
         except DownloadError as exc:
             tracker.file_failed(retried=was_retried(exc))
+            if self._metrics is not None:
+                self._metrics.failed(request, exc)
             if exc.url is None:  # a shared part (catalog, storage) does not know the file
                 raise exc.with_url(request.url) from exc
             raise
+        if self._metrics is not None:
+            self._metrics.downloaded(request, result)
+        return result
 
     async def _single_flight(
         self, request: DownloadRequest, batch: _Batch, found: Found | None
@@ -544,6 +647,12 @@ class DownloadEngine:
         assert self._stage is not None
         remote = self.config.remote(source.remote or request.remote)
         staged = await self._stage.fetch(request, source, remote, batch.tracker)
+        return await self._commit(request, source, staged, batch)
+
+    async def _commit(
+        self, request: DownloadRequest, source: Source, staged: Staged, batch: _Batch
+    ) -> DownloadResult:
+        """Run the hook chain on a validated staging file (store, record, ...)."""
         hooks = self._hooks()
         body = staged.body
         kept = False
@@ -819,6 +928,8 @@ class DownloadEngine:
                 if served is None:
                     rest.append(index)
                 else:
+                    if self._metrics is not None:
+                        self._metrics.downloaded(request, served)
                     callback(index, served)
 
         # Several at once, so that the writes of files that bring new sources or units are

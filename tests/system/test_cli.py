@@ -144,7 +144,7 @@ def test_sync_bad_manifest_exits_2_naming_the_line(
 
 #: What a sync of a JSONL manifest with the default backends (local storage, SQLite) and no
 #: live bar does not need: the bar, the other backends, the XML parser of Metalink
-#: documents, the readers of other inputs, verify, the rate limiter.
+#: documents, the readers of other inputs, verify, the rate limiter, OpenTelemetry.
 NOT_FOR_A_JSONL_SYNC = (
     "rich",
     "asyncpg",
@@ -158,6 +158,7 @@ NOT_FOR_A_JSONL_SYNC = (
     "pulp_aio_download.metalink",
     "pulp_aio_download.pulp_manifest",
     "pulp_aio_download.verification",
+    "opentelemetry",
 )
 
 

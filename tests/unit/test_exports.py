@@ -13,7 +13,7 @@ EXPECTED = {
     "TLSConfig", "ProxyConfig", "Timeouts", "RetryPolicy", "RemoteConfig", "EngineConfig",
     "Source", "DownloadRequest", "UnitSpec", "DownloadResult", "UnitFile", "ContentUnit",
     "VerifyReport", "ProgressReport",
-    "DownloadEngine", "EngineStatistics", "download_sync", "run_batch",
+    "DownloadEngine", "EngineStatistics", "DownloadStream", "download_sync", "run_batch",
     "read_metalink", "read_pulp_manifest", "Pieces",
     "DEFAULT_HOOKS", "DownloadContext", "Hook",
     "Storage", "LocalStorage", "TempStorage", "S3Storage",

@@ -5,7 +5,8 @@ flow — the remote's ``max_connections`` and ``rate_limit``, the bandwidth caps
 share while they flow (``max_speed``, :mod:`.bandwidth`), the host's adaptive limit
 (capped by ``EngineConfig.max_connections_per_host``, or by the global limit when that is
 0) and the engine's global semaphore — and the health record of every host, fed by the
-outcome of each attempt. The transfer stage receives it; nothing else does.
+outcome of each attempt. The transfer stage receives it; nothing else does. An optional
+:class:`AttemptObserver` (the engine's metrics) sees every attempt it records.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..health import HostHealth
 from .bandwidth import Bandwidth
@@ -22,8 +23,25 @@ from .limits import AdaptiveLimiter, HostLimiters, RemoteLimiter, RemoteLimiterS
 
 if TYPE_CHECKING:
     from ..config import EngineConfig, RemoteConfig
+    from ..errors import DownloadError
 
-__all__ = ["Admission", "AdmissionStatistics"]
+__all__ = ["Admission", "AdmissionStatistics", "AttemptObserver"]
+
+
+class AttemptObserver(Protocol):
+    """What sees every attempt :meth:`Admission.observe` records (see
+    :class:`~pulp_aio_download.metrics.EngineMetrics`)."""
+
+    def attempt(
+        self,
+        host: str,
+        *,
+        ok: bool,
+        seconds: float,
+        status: int | None = None,
+        error: DownloadError | None = None,
+        retry: bool = False,
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +60,17 @@ class Admission:
     Args:
         config: the engine's settings (``max_connections``, ``max_connections_per_host``).
         health: host health records to start from (the catalog's, when it has any).
+        observer: sees every attempt recorded (None: nothing more is done per attempt).
     """
 
     def __init__(
-        self, config: EngineConfig, health: Mapping[str, HostHealth] | None = None
+        self,
+        config: EngineConfig,
+        health: Mapping[str, HostHealth] | None = None,
+        *,
+        observer: AttemptObserver | None = None,
     ) -> None:
+        self._observer = observer
         self._global = asyncio.Semaphore(config.max_connections)
         self._max_connections = config.max_connections
         self._hosts = HostLimiters(config.max_connections_per_host or config.max_connections)
@@ -89,15 +113,24 @@ class Admission:
         nbytes: int = 0,
         seconds: float = 0.0,
         status: int | None = None,
+        error: DownloadError | None = None,
+        retry: bool = False,
     ) -> None:
         """Record the outcome of one attempt against ``host``: a 429/503 lowers its limit,
-        a success counts towards raising it, and its health record is updated."""
+        a success counts towards raising it, and its health record is updated.
+
+        ``seconds``: how long the attempt took (its speed, when ``ok``, counts towards
+        the host's health); ``error``: why it failed; ``retry``: it is tried again."""
         if ok:
             self._hosts.get(host).on_success()
         elif status in (429, 503):
             self._hosts.get(host).on_throttle()
         if not host:
             return
+        if self._observer is not None:
+            self._observer.attempt(
+                host, ok=ok, seconds=seconds, status=status, error=error, retry=retry
+            )
         record = self._health.get(host) or HostHealth(host)
         self._health[host] = record.observe(
             ok=ok, now=time.time(), nbytes=nbytes, seconds=seconds, status=status

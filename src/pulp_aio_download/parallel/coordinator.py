@@ -94,12 +94,27 @@ async def run_parallel(
     if recap:
         workers = min(workers, default_workers(len(subset), config.max_connections))
 
+    metrics = None
+    if config.meter_provider is not None:  # the workers cannot report: count here
+        from ..metrics import EngineMetrics
+
+        metrics = EngineMetrics(config.meter_provider, lambda: None, dict)
+
     def outcome(index: int, result: DownloadResult | DownloadError) -> Any:
+        if metrics is not None:
+            if isinstance(result, DownloadError):
+                metrics.failed(subset[index], result)
+            else:
+                metrics.downloaded(subset[index], result)
         return callback(rest[index], result)
 
-    await _Coordinator(
-        subset, config, workers, outcome, return_exceptions, probe_store, tracker
-    ).run()
+    try:
+        await _Coordinator(
+            subset, config, workers, outcome, return_exceptions, probe_store, tracker
+        ).run()
+    finally:
+        if metrics is not None:
+            metrics.close()
 
 
 async def _serve_stored(
@@ -118,9 +133,9 @@ async def _serve_stored(
     # A copy, as a worker gets it: the configured storage and catalog objects stay unopened
     # (an opened one cannot be pickled for the workers).
     try:
-        own = pickle.loads(
-            pickle.dumps(dataclasses.replace(config, progress=None), pickle.HIGHEST_PROTOCOL)
-        )
+        copy = dataclasses.replace(config, progress=None, meter_provider=None)
+        own = pickle.loads(pickle.dumps(copy, pickle.HIGHEST_PROTOCOL))
+        own = dataclasses.replace(own, meter_provider=config.meter_provider)
     except Exception:  # the coordinator then names what cannot cross to a worker
         return list(range(len(requests)))
     try:

@@ -59,7 +59,7 @@ def worker_configs(config: EngineConfig, count: int) -> list[EngineConfig]:
     global limit, of the per-host limit, of the bandwidth cap and of every remote's
     ``max_connections``, ``rate_limit`` and ``max_speed``, so that the workers together
     keep the limits of one engine (every worker gets at least one connection). No
-    progress callback: the parent reports."""
+    progress callback and no meter provider: the parent reports."""
     global_ = shares(config.max_connections, count)
     per_host = (
         shares(config.max_connections_per_host, count)
@@ -85,6 +85,7 @@ def worker_configs(config: EngineConfig, count: int) -> list[EngineConfig]:
             dataclasses.replace(
                 config,
                 progress=None,
+                meter_provider=None,
                 max_connections=global_[i],
                 max_connections_per_host=per_host[i],
                 remotes=remotes,

@@ -466,11 +466,20 @@ class _Segmented:
             started, before = time.monotonic(), self.size
             try:
                 async with admission.slot(self.remote, host):
+                    started = time.monotonic()  # the wait for the slot is not the host's
                     await fetch(source)
             except DownloadError as error:
+                retry = is_retryable_error(policy, error) and attempt < policy.attempts
                 if not isinstance(error, StorageError):
-                    admission.observe(host, ok=False, status=getattr(error, "status", None))
-                if not is_retryable_error(policy, error) or attempt >= policy.attempts:
+                    admission.observe(
+                        host,
+                        ok=False,
+                        seconds=time.monotonic() - started,
+                        status=getattr(error, "status", None),
+                        error=error,
+                        retry=retry,
+                    )
+                if not retry:
                     error.gave_up_after(attempt)
                     raise
                 retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None

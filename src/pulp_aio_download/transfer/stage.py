@@ -337,6 +337,7 @@ async def _fetch_source(state: _Attempt) -> Staged:
             retry_after: float | None = None
             try:
                 async with admission.slot(state.remote, host):
+                    started = time.monotonic()  # the wait for the slot is not the host's
                     await state.once()
                 assert state.writer is not None
                 # A handed-off file is renamed into place, a repaired one written in
@@ -357,9 +358,17 @@ async def _fetch_source(state: _Attempt) -> Staged:
                     await state.new_writer()
                     attempt -= 1
                     continue
+                retry = is_retryable_error(policy, error) and attempt < policy.attempts
                 if not isinstance(error, StorageError):  # our disk, not the host's fault
-                    admission.observe(host, ok=False, status=getattr(error, "status", None))
-                if not is_retryable_error(policy, error) or attempt >= policy.attempts:
+                    admission.observe(
+                        host,
+                        ok=False,
+                        seconds=time.monotonic() - started,
+                        status=getattr(error, "status", None),
+                        error=error,
+                        retry=retry,
+                    )
+                if not retry:
                     keep = _keeps_partial(error)
                     error.gave_up_after(attempt)
                     raise

@@ -136,7 +136,7 @@ class AioDownloader(BaseDownloader):
         )
 
     async def _stream(self, engine: DownloadEngine, request: DownloadRequest) -> DownloadResult:
-        async with engine.stream(request) as s:  # type: ignore[attr-defined]  # branch stream
+        async with engine.stream(request) as s:
             headers = CIMultiDictProxy(CIMultiDict(s.headers))
             if self.headers_ready_callback is not None:
                 await self.headers_ready_callback(headers)
