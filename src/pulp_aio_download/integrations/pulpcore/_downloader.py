@@ -142,13 +142,22 @@ class AioDownloader(BaseDownloader):
                 await self.headers_ready_callback(headers)
             async for chunk in s:
                 await self.handle_data(chunk)
+            digests = dict(s.digests or {})
         await self.finalize()
+        attributes: dict[str, Any] = {"size": self._size}
+        # A ranged response is not the whole file: it has no digests (nothing validated).
+        attributes.update((a, digests[a]) for a in Artifact.DIGEST_FIELDS if a in digests)
+        self._attributes = attributes
         return DownloadResult(
-            url=self.url,
-            artifact_attributes=self.artifact_attributes,
-            path=self.path,
-            headers=headers,
+            url=self.url, artifact_attributes=attributes, path=self.path, headers=headers
         )
+
+    async def handle_data(self, data: bytes) -> None:
+        """Write ``data`` to the file in pulpcore's working directory (the engine computes
+        the digests of the stream)."""
+        self._ensure_writer_has_open_file()
+        self._writer.write(data)
+        self._size += len(data)
 
     async def finalize(self) -> None:
         """Flush and close the file of the streamed bytes (the engine validated them)."""

@@ -68,6 +68,20 @@ def _cause(exc: DownloadError) -> DownloadError:
     return exc
 
 
+def _lowest(exc: BaseException) -> BaseException | None:
+    """The aiohttp or OS error at the bottom of ``exc``'s chain (its text is what pulpcore's
+    own downloader would show: "certificate verify failed", "Connection refused")."""
+    found: BaseException | None = None
+    seen: set[int] = set()
+    current: BaseException | None = exc.__cause__ or exc.__context__
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, aiohttp.ClientError | OSError) and str(current):
+            found = current
+        current = current.__cause__ or current.__context__
+    return found
+
+
 def _response_error(exc: HTTPStatusError, url: str) -> aiohttp.ClientResponseError:
     clean = URL(redact_url(url))
     info = aiohttp.RequestInfo(clean, "GET", CIMultiDictProxy(CIMultiDict()), clean)
@@ -101,5 +115,7 @@ def _ours(exc: DownloadError, cause: DownloadError, url: str) -> Exception:
     if isinstance(cause, HTTPStatusError):
         return _response_error(cause, url)
     if isinstance(cause, ConnectionFailed):
-        return aiohttp.ClientConnectionError(str(cause))
+        below = _lowest(cause)
+        detail = f": {below}" if below is not None else ""
+        return aiohttp.ClientConnectionError(f"{cause}{detail}")
     return DownloadFailed(str(exc), redact_url(url))
