@@ -79,5 +79,5 @@ def test_a_remote_setting_that_cannot_be_honoured_fails_build() -> None:
     from pulp_aio_download.integrations.pulpcore import AioDownloaderFactory, RemoteSettingError
 
     factory = AioDownloaderFactory(_remote(client_key="KEY"))
-    with pytest.raises(RemoteSettingError, match="Remote.client_key"):
+    with pytest.raises(RemoteSettingError, match=r"Remote\.client_key"):
         factory.build("https://h.test/a")
