@@ -62,6 +62,28 @@ def slow(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "-m", "slow", *session.posargs)
 
 
+# One minor version of pulpcore (pulp_file ships inside it): its sync and content app are
+# what the tests of tests/pulpcore drive, through the adapter.
+PULPCORE = "pulpcore>=3.123,<3.124"
+
+
+@nox.session(python="3.11")
+def pulpcore(session: nox.Session) -> None:
+    """pulp_file syncs as real pulpcore tasks, against a real PostgreSQL, through the adapter."""
+    _servers(session)
+    session.install(PULPCORE, "-e", ".[test]")
+    session.run("python", "-m", "pytest", "tests/pulpcore", *session.posargs)
+
+
+@nox.session(python="3.11")
+def pulpcore_bench(session: nox.Session) -> None:
+    """pulp_file syncs, pulpcore's own downloaders against the adapter (benchmarks/README.md)."""
+    session.run("sh", ".ci/install-postgres.sh", external=True)
+    session.run("sh", ".ci/install-nginx.sh", external=True)
+    session.install(PULPCORE, "-e", ".[test]")
+    session.run("python", "benchmarks/pulp_sync.py", *session.posargs)
+
+
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff check, ruff format --check, and the import contract (layers, no cycles)."""

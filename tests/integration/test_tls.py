@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import ssl
@@ -208,3 +209,34 @@ def test_bad_ciphers() -> None:
 
 def test_classify_without_ssl_error() -> None:
     assert classify_ssl_error(ConnectionResetError()) == "handshake failure"
+
+
+async def test_client_cert_and_key_as_pem_text(
+    tls_server: TLSServerFactory,
+    tls_ca_file: Path,
+    tls_client_cert: ClientCertFiles,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the private copies live, briefly
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    url = await tls_server(require_client_cert=True)
+    cert = b"".join(b.bytes() for b in tls_client_cert.cert.cert_chain_pems).decode()
+    key = tls_client_cert.cert.private_key_pem.bytes().decode()
+    config = TLSConfig(ca_file=tls_ca_file, client_cert_data=cert, client_key_data=key)
+    context = await asyncio.to_thread(build_ssl_context, config)
+    assert await _get(url + "/", context) == (200, "hello over tls")
+    assert list(tmp_path.iterdir()) == []  # the PEM files are gone once the context is built
+    assert "PRIVATE" not in repr(TLSConfig(client_cert_data=cert, client_key_data=key))
+
+
+def test_pem_text_client_pair_is_checked() -> None:
+    with pytest.raises(ConfigError, match="client_key_data needs"):
+        TLSConfig(client_key_data="KEY")
+    with pytest.raises(ConfigError, match="not both"):
+        TLSConfig(client_cert="c.pem", client_cert_data="CERT")
+    with pytest.raises(ConfigError, match="client_cert_data/client_key_data") as info:
+        build_ssl_context(TLSConfig(client_cert_data="CERT", client_key_data="SECRET KEY"))
+    assert "SECRET" not in str(info.value)
