@@ -67,10 +67,15 @@ PULPCORE = "pulpcore>=3.123,<3.124"
 
 @nox.session(python="3.11")
 def pulpcore(session: nox.Session) -> None:
-    """pulp_file syncs as real pulpcore tasks, against a real PostgreSQL, through the adapter."""
+    """pulp_file syncs as real pulpcore tasks, against a real PostgreSQL, through the adapter;
+    then the same cases with pulpcore's own downloaders (what the adapter must match)."""
     _servers(session)
     session.install(PULPCORE, "-e", ".[test]")
     session.run("python", "-m", "pytest", "tests/pulpcore", *session.posargs)
+    session.run(
+        "python", "-m", "pytest", "tests/pulpcore", "--pulp-downloaders=pulpcore",
+        *session.posargs,
+    )  # fmt: skip
 
 
 @nox.session(python="3.11")
