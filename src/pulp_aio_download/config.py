@@ -115,6 +115,9 @@ class TLSConfig:
         ca_data: PEM text of trusted CAs.
         client_cert: path of a PEM client certificate (may include the key).
         client_key: path of the client key when not in ``client_cert``.
+        client_cert_data, client_key_data: the client certificate and key as PEM text
+            (instead of paths; a caller that keeps them in a database, as pulpcore does).
+            They are written to private temporary files only while the context is built.
         min_version: ``"TLSv1.2"`` or ``"TLSv1.3"``.
         ciphers: an OpenSSL cipher string.
     """
@@ -124,6 +127,8 @@ class TLSConfig:
     ca_data: str | None = field(default=None, repr=False)
     client_cert: str | Path | None = None
     client_key: str | Path | None = field(default=None, repr=False)
+    client_cert_data: str | None = field(default=None, repr=False)
+    client_key_data: str | None = field(default=None, repr=False)
     min_version: str | None = None
     ciphers: str | None = None
 
@@ -134,6 +139,10 @@ class TLSConfig:
             )
         if self.client_key is not None and self.client_cert is None:
             raise ConfigError("TLSConfig.client_key needs TLSConfig.client_cert")
+        if self.client_key_data is not None and self.client_cert_data is None:
+            raise ConfigError("TLSConfig.client_key_data needs TLSConfig.client_cert_data")
+        if self.client_cert_data is not None and self.client_cert is not None:
+            raise ConfigError("TLSConfig: give client_cert or client_cert_data, not both")
 
     @property
     def tls_version(self) -> ssl.TLSVersion | None:

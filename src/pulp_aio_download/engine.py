@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .admission import Admission
-from .config import EngineConfig
+from .config import EngineConfig, RemoteConfig
 from .cooperation import Cooperation, resolve_claim_lease
 from .errors import (
     AllSourcesFailed,
@@ -287,6 +287,26 @@ class DownloadEngine:
         self._require_open()
         remote = self.config.remote(name)
         return self._pool.session(remote, functools.partial(self._admission.limiters, remote))
+
+    async def add_remote(self, remote: RemoteConfig) -> None:
+        """Serve one more remote from now on, as if it had been in ``EngineConfig.remotes``.
+
+        For a caller whose remotes are not all known when the engine is built (the pulpcore
+        adapter turns each pulpcore ``Remote`` into one). Adding an equal ``RemoteConfig``
+        again does nothing; a remote's settings never change under its name (give edited
+        settings a new name), so a name already taken by other settings is a ConfigError.
+        """
+        known = self.config.remotes.get(remote.name)
+        if known is not None:
+            if known != remote:
+                raise ConfigError(f"remote {remote.name!r} is already configured differently")
+            return
+        if remote.rate_limit:
+            # aiolimiter reads its package metadata when first imported: not on the loop.
+            await asyncio.to_thread(importlib.import_module, "aiolimiter")
+        remotes = self.config.remotes
+        assert isinstance(remotes, dict)  # EngineConfig keeps its own dict copy
+        remotes[remote.name] = remote
 
     def stream(
         self, url_or_request: str | DownloadRequest | Source, *, store: bool = False, **kwargs: Any

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import tempfile
 from pathlib import Path
 
 from ..config import TLSConfig
@@ -108,6 +109,8 @@ def build_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
             if tls.client_key is not None:
                 paths += f"' / '{os.fspath(tls.client_key)}"
             raise _read_error("client_cert/client_key", paths, exc) from None
+    if tls.client_cert_data is not None:
+        _load_pem_pair(context, tls.client_cert_data, tls.client_key_data)
     version = tls.tls_version
     if version is not None:
         context.minimum_version = version
@@ -117,6 +120,30 @@ def build_ssl_context(tls: TLSConfig) -> ssl.SSLContext:
         except ssl.SSLError as exc:
             raise ConfigError(f"TLSConfig.ciphers {tls.ciphers!r} selects no cipher") from exc
     return context
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+def _load_pem_pair(context: ssl.SSLContext, cert: str, key: str | None) -> None:
+    """Load a client certificate (and key) given as PEM text: :mod:`ssl` reads them only
+    from files, so they live in a private (0700) directory for the moment of loading."""
+    with tempfile.TemporaryDirectory(prefix="pad-tls-") as directory:
+        cert_path = Path(directory) / "cert.pem"
+        key_path = Path(directory) / "key.pem" if key is not None else None
+        _write_private(cert_path, cert)
+        if key_path is not None and key is not None:
+            _write_private(key_path, key)
+        try:
+            context.load_cert_chain(cert_path, key_path)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"TLSConfig.client_cert_data/client_key_data is not a valid PEM certificate "
+                f"and key: {exc.reason or exc}"
+            ) from None
 
 
 def find_ssl_error(exc: BaseException) -> ssl.SSLError | None:
