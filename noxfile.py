@@ -69,10 +69,15 @@ PULPCORE = "pulpcore>=3.123,<3.124"
 
 @nox.session(python="3.11")
 def pulpcore(session: nox.Session) -> None:
-    """pulp_file syncs as real pulpcore tasks, against a real PostgreSQL, through the adapter."""
+    """pulp_file syncs as real pulpcore tasks, against a real PostgreSQL, through the adapter;
+    then the same cases with pulpcore's own downloaders (what the adapter must match)."""
     _servers(session)
-    session.install(PULPCORE, "-e", ".[test]")
+    session.install(PULPCORE, "-e", ".[test,pulpcore]")
     session.run("python", "-m", "pytest", "tests/pulpcore", *session.posargs)
+    session.run(
+        "python", "-m", "pytest", "tests/pulpcore", "--pulp-downloaders=pulpcore",
+        *session.posargs,
+    )  # fmt: skip
 
 
 @nox.session(python="3.11")
@@ -80,7 +85,7 @@ def pulpcore_bench(session: nox.Session) -> None:
     """pulp_file syncs, pulpcore's own downloaders against the adapter (benchmarks/README.md)."""
     session.run("sh", ".ci/install-postgres.sh", external=True)
     session.run("sh", ".ci/install-nginx.sh", external=True)
-    session.install(PULPCORE, "-e", ".[test]")
+    session.install(PULPCORE, "-e", ".[test,pulpcore]")
     session.run("python", "benchmarks/pulp_sync.py", *session.posargs)
 
 

@@ -128,6 +128,11 @@ def pulpcore_http_downloader_never_used(
 ) -> Iterator[None]:
     """Every test runs in ``pulp_site``; with the adapter, none may reach pulpcore's own
     HttpDownloader, in any process."""
+    if downloaders == "adapter":
+        from pulp_aio_download.integrations import pulpcore as adapter
+
+        # Idempotent: an adapter test that uninstalled it leaves the next test with it.
+        adapter.install()
     before = len(calls(tripwire))
     yield
     if downloaders == "adapter":
