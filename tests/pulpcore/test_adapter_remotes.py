@@ -69,6 +69,10 @@ def test_every_remote_field_is_mapped() -> None:
     assert config.max_connections == 7
     assert config.rate_limit == 9.0
     assert "p'" not in repr(config) and "pp" not in repr(config)
+    from pulp_aio_download.integrations.pulpcore._remotes import remote_settings
+
+    shown = repr(remote_settings(remote))
+    assert shown == "RemoteSettings(label='pulpcore:r1')"  # no password, key or header
 
 
 def test_unset_fields_take_pulpcores_fallbacks_and_no_total_timeout() -> None:

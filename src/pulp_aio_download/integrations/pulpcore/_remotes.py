@@ -26,9 +26,10 @@ RETRY_STATUSES = (429, *range(500, 600))
 _DEFAULTS = Timeouts()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class RemoteSettings:
-    """The network settings of one pulpcore Remote, as plain values (hashable)."""
+    """The network settings of one pulpcore Remote, as plain values (hashable). Its repr
+    names the remote only: the values hold credentials (passwords, keys, headers)."""
 
     label: str
     ca_cert: str | None
@@ -49,6 +50,9 @@ class RemoteSettings:
     max_retries: int
     download_concurrency: int
     rate_limit: int | None
+
+    def __repr__(self) -> str:
+        return f"RemoteSettings(label={self.label!r})"
 
     def key(self) -> Hashable:
         """What tells two sets of settings apart (the label is only for logs)."""
