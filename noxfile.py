@@ -12,8 +12,8 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
-# uv makes the venvs and installs into them (seconds instead of minutes for the six venvs of
-# .ci/run, pulpcore's included) when it is installed (`pip install uv`); virtualenv and pip
+# uv makes the venvs and installs into them when it is installed (`pip install uv`, as
+# .ci/run does): 5 s instead of pip's 23 s for a venv with .[test]; virtualenv and pip
 # otherwise.
 nox.options.default_venv_backend = "uv|virtualenv"
 
