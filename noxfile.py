@@ -12,6 +12,10 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
+# uv makes the venvs and installs into them when it is installed (`pip install uv`, as
+# .ci/run does): 5 s instead of pip's 23 s for a venv with .[test]; virtualenv and pip
+# otherwise.
+nox.options.default_venv_backend = "uv|virtualenv"
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 # Pinned so that a new release's rules never fail CI on unchanged code.

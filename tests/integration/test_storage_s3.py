@@ -335,6 +335,59 @@ async def test_unreachable_endpoint_is_a_storage_error(s3_env: None, tmp_path: P
             await storage.stat("a" * 64)
 
 
+def test_retries_default_to_standard_mode_unless_the_aws_variables_say(
+    s3_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert S3Storage("bucket")._retries == {"mode": "standard", "max_attempts": 5}
+    monkeypatch.setenv("AWS_RETRY_MODE", "adaptive")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    assert S3Storage("bucket")._retries == {"mode": "adaptive", "total_max_attempts": 3}
+
+
+async def test_aws_max_attempts_counts_every_request(
+    s3_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS_MAX_ATTEMPTS=2: the first request and one retry, then a StorageError."""
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def busy(request: web.Request) -> web.Response:
+        seen.append(request.method)
+        return web.Response(status=503, text="SlowDown")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", busy)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+        port = runner.addresses[0][1]
+        storage = S3Storage(
+            "bucket", endpoint_url=f"http://127.0.0.1:{port}", staging_root=tmp_path
+        )
+        async with storage:
+            with pytest.raises(StorageError, match="s3://bucket/"):
+                await storage.stat("a" * 64)
+    finally:
+        await runner.cleanup()
+    assert seen == ["HEAD", "HEAD"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("AWS_MAX_ATTEMPTS", "0"), ("AWS_MAX_ATTEMPTS", "two"), ("AWS_RETRY_MODE", "eager")],
+)
+def test_invalid_aws_retry_variables(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"S3Storage: {name} must be .*{value!r}"):
+        S3Storage("bucket")
+
+
 async def test_staging_dir_lifecycle(s3_bucket: tuple[str, str], tmp_path: Path) -> None:
     endpoint, bucket = s3_bucket
     storage = S3Storage(bucket, endpoint_url=endpoint, staging_root=tmp_path / "stage")

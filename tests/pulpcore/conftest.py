@@ -12,6 +12,8 @@ downloaders (the cases hold for both: the adapter must behave as pulpcore does).
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import socket
 import ssl
@@ -120,6 +122,34 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> N
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"the content app did not start:\n{log.read_text(errors='replace')}")
+
+
+@pytest.fixture(scope="session")
+def worker_event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop of this process's main thread, as in a pulpcore worker: made once and
+    never closed (a failed sync leaves its pipeline's tasks pending on it, as in pulpcore)."""
+    return asyncio.new_event_loop()
+
+
+@pytest.fixture(autouse=True)
+def thread_event_loop(
+    request: pytest.FixtureRequest, worker_event_loop: asyncio.AbstractEventLoop
+) -> Iterator[None]:
+    """A sync test runs as pulpcore's sync code does, with a current event loop in the thread
+    (``asyncio.get_event_loop()``): after an async test pytest-asyncio leaves none."""
+    if inspect.iscoroutinefunction(request.function):
+        yield
+        return
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(worker_event_loop)
+        try:
+            yield
+        finally:
+            asyncio.set_event_loop(None)
+        return
+    yield
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +71,17 @@ async def _remote(url: str, **kwargs: Any) -> Any:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A task's working directory under WORKING_DIRECTORY, removed after the test (the
+    harness's tests check that nothing is left there)."""
     from django.conf import settings
 
     work = Path(str(settings.WORKING_DIRECTORY)) / f"t-{os.getpid()}-{tmp_path.name}"
     work.mkdir(parents=True)
     monkeypatch.chdir(work)
-    return work
+    yield work
+    monkeypatch.undo()
+    shutil.rmtree(work)
 
 
 async def test_run_hands_the_file_off_into_the_working_directory_with_every_digest(

@@ -52,6 +52,32 @@ _SendPart = Callable[[str, int, int, int], Awaitable[str]]
 """Sends one part of a multipart upload: ``(upload_id, number, offset, length)`` → ETag."""
 
 
+_RETRY_MODES = ("legacy", "standard", "adaptive")
+
+
+def _retries_from_environment() -> dict[str, Any]:
+    """botocore's ``retries`` option: standard mode and 5 retries, unless ``AWS_RETRY_MODE``
+    or ``AWS_MAX_ATTEMPTS`` say otherwise (an explicit ``retries`` would hide them)."""
+    retries: dict[str, Any] = {"mode": "standard", "max_attempts": 5}
+    mode = os.environ.get("AWS_RETRY_MODE", "").strip()
+    if mode:
+        if mode not in _RETRY_MODES:
+            raise ConfigError(
+                f"S3Storage: AWS_RETRY_MODE must be one of {', '.join(_RETRY_MODES)}, got {mode!r}"
+            )
+        retries["mode"] = mode
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    if attempts:
+        total = int(attempts) if attempts.isdigit() else 0
+        if total < 1:
+            raise ConfigError(
+                f"S3Storage: AWS_MAX_ATTEMPTS must be a positive integer, got {attempts!r}"
+            )
+        del retries["max_attempts"]
+        retries["total_max_attempts"] = total
+    return retries
+
+
 class S3Storage(Storage):
     """Artifacts as objects ``[prefix/]ab/cdef…`` (sha256) in an S3-compatible bucket.
 
@@ -93,8 +119,14 @@ class S3Storage(Storage):
         client_config: a ``botocore.config.Config`` merged over these defaults (timeouts,
             retries, proxies...).
 
+    Retries: botocore's ``standard`` mode with 5 retries, unless the environment sets the
+    standard AWS variables ``AWS_RETRY_MODE`` (``legacy``, ``standard``, ``adaptive``) or
+    ``AWS_MAX_ATTEMPTS`` (every attempt counted, the first included); ``client_config``
+    wins over both.
+
     Raises:
-        ConfigError: an empty bucket, a part size below 5 MiB or half of a key pair.
+        ConfigError: an empty bucket, a part size below 5 MiB, half of a key pair, or an
+            invalid ``AWS_RETRY_MODE`` or ``AWS_MAX_ATTEMPTS``.
 
     Example::
 
@@ -166,6 +198,7 @@ class S3Storage(Storage):
         self._addressing_style = addressing_style or ("path" if endpoint_url else "auto")
         self._max_pool_connections = max_pool_connections
         self._client_config = client_config
+        self._retries = _retries_from_environment()
         self._stack: AsyncExitStack | None = None
         self._client_obj: Any = None
         self._staging: Path | None = None
@@ -229,7 +262,7 @@ class S3Storage(Storage):
             raise StorageError(f"cannot create a staging directory for {self!r}: {exc}") from exc
 
         options: dict[str, Any] = {
-            "retries": {"mode": "standard", "max_attempts": 5},
+            "retries": self._retries,
             "s3": {"addressing_style": self._addressing_style},
             "max_pool_connections": self._max_pool_connections,
         }
