@@ -61,10 +61,10 @@ from ..errors import (
     StorageError,
     ValidationError,
 )
-from ..retry import backoff_delay, is_retryable_error
 from ..storage.partials import PartialFile, PartialStore, checkpoint_interval, partial_key
 from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
+from .attempts import failed_attempt, reason
 from .hashing import write_all
 from .repair import validate_or_repair
 from .staged import Staged
@@ -436,7 +436,7 @@ class _Segmented:
                     "%s: mirror %s failed (%s); its ranges go to %s",
                     self.url,
                     redact_url(source.url),
-                    _reason(error),
+                    reason(error),
                     redact_url(self.primary.url),
                 )
                 self.dead.add(source.url)
@@ -469,30 +469,17 @@ class _Segmented:
                     started = time.monotonic()  # the wait for the slot is not the host's
                     await fetch(source)
             except DownloadError as error:
-                retry = is_retryable_error(policy, error) and attempt < policy.attempts
-                if not isinstance(error, StorageError):
-                    admission.observe(
-                        host,
-                        ok=False,
-                        seconds=time.monotonic() - started,
-                        status=getattr(error, "status", None),
-                        error=error,
-                        retry=retry,
-                    )
-                if not retry:
-                    error.gave_up_after(attempt)
-                    raise
-                retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
-                delay = backoff_delay(policy, attempt, retry_after=retry_after)
-                log.info(
-                    "%s: a range from %s: attempt %d of %d failed (%s); retrying in %.2f s",
-                    self.url,
-                    redact_url(source.url),
-                    attempt,
-                    policy.attempts,
-                    _reason(error),
-                    delay,
+                delay = failed_attempt(
+                    admission,
+                    policy,
+                    host,
+                    error,
+                    attempt=attempt,
+                    started=started,
+                    what=f"{self.url}: a range from {redact_url(source.url)}",
                 )
+                if delay is None:
+                    raise
                 await asyncio.sleep(delay)
                 continue
             admission.observe(
@@ -756,10 +743,6 @@ def _content_range_end(headers: Any) -> int | None:
     span = str(headers.get("Content-Range", "")).partition(" ")[2].partition("/")[0]
     last = span.partition("-")[2]
     return int(last) + 1 if last.isdigit() else None
-
-
-def _reason(error: DownloadError) -> str:
-    return f"{type(error).__name__}: {error.message}"
 
 
 # -- worker threads -------------------------------------------------------------------------

@@ -32,10 +32,10 @@ from ..errors import (
     ValidationError,
 )
 from ..models import DownloadRequest, Source
-from ..retry import backoff_delay, is_retryable_error
 from ..storage.partials import PartialStore, partial_key
 from ..transports.base import Response, Transport, TransportRequest
 from ..urls import redact_url
+from .attempts import failed_attempt, reason
 from .hashing import HashingWriter
 from .repair import validate_or_repair
 from .segments import fetch_segmented, segmentable
@@ -200,18 +200,18 @@ class _Attempt:
                     raise
                 log.debug("%s: range from byte %d refused (416), restarting", self.url, offset)
             else:
-                reason = self._misfit(resp, offset)
-                if reason is None:
+                misfit = self._misfit(resp, offset)
+                if misfit is None:
                     log.info(
                         "%s: attempt %d of %d resumes at byte %d (after %s)",
                         self.url,
                         self.attempt,
                         self.remote.retry.attempts,
                         offset,
-                        _reason(self.failure),
+                        reason(self.failure),
                     )
                     return resp
-                log.debug("%s: %s, restarting from byte 0", self.url, reason)
+                log.debug("%s: %s, restarting from byte 0", self.url, misfit)
                 self.adopted = False  # the bytes are all new from here on
                 if resp.status == 200:
                     await writer.reset()
@@ -334,7 +334,6 @@ async def _fetch_source(state: _Attempt) -> Staged:
             attempt += 1
             state.attempt = attempt
             started = time.monotonic()
-            retry_after: float | None = None
             try:
                 async with admission.slot(state.remote, host):
                     started = time.monotonic()  # the wait for the slot is not the host's
@@ -358,33 +357,14 @@ async def _fetch_source(state: _Attempt) -> Staged:
                     await state.new_writer()
                     attempt -= 1
                     continue
-                retry = is_retryable_error(policy, error) and attempt < policy.attempts
-                if not isinstance(error, StorageError):  # our disk, not the host's fault
-                    admission.observe(
-                        host,
-                        ok=False,
-                        seconds=time.monotonic() - started,
-                        status=getattr(error, "status", None),
-                        error=error,
-                        retry=retry,
-                    )
-                if not retry:
+                delay = failed_attempt(
+                    admission, policy, host, error, attempt=attempt, started=started, what=state.url
+                )
+                if delay is None:
                     keep = _keeps_partial(error)
-                    error.gave_up_after(attempt)
                     raise
                 if isinstance(error, ValidationError):  # bad bytes: start a fresh file
                     await state.new_writer()
-                if isinstance(error, HTTPStatusError):
-                    retry_after = error.retry_after
-                delay = backoff_delay(policy, attempt, retry_after=retry_after)
-                log.info(
-                    "%s: attempt %d of %d failed (%s); retrying in %.2f s",
-                    state.url,
-                    attempt,
-                    policy.attempts,
-                    _reason(error),
-                    delay,
-                )
                 state.failure = error
                 await asyncio.sleep(delay)
                 continue
@@ -446,10 +426,3 @@ def _announced_total(resp: Response) -> int | None:
     if length is None or not length.isdigit() or resp.headers.get("Content-Encoding"):
         return None
     return int(length)
-
-
-def _reason(error: DownloadError | None) -> str:
-    """An error in a log line that already names the URL: its type and message only."""
-    if error is None:
-        return "an interrupted transfer"
-    return f"{type(error).__name__}: {error.message}"

@@ -28,13 +28,12 @@ from ..errors import (
     ConfigError,
     DownloadError,
     HookError,
-    HTTPStatusError,
     SizeMismatch,
     StorageError,
 )
-from ..retry import backoff_delay, is_retryable_error
 from ..transports.base import TransportRequest
 from ..urls import redact_url
+from .attempts import failed_attempt
 from .hashing import HashingWriter, verify_digests
 from .staged import Staged
 from .stall import StallWatch
@@ -51,7 +50,8 @@ __all__ = ["DownloadStream"]
 
 log = logging.getLogger(__name__)
 
-#: Chunks up to this size are hashed on the event loop; larger ones in a thread.
+#: Hashing up to this many bytes (a chunk's size times its algorithms) runs on the event
+#: loop; more goes to a thread, so six digests of a 64 KiB chunk do not stall the loop.
 _INLINE = 64 * 1024
 _FILE_CHUNK = 1024 * 1024
 
@@ -208,28 +208,17 @@ class DownloadStream:
                 )
             except DownloadError as error:
                 await slot.__aexit__(None, None, None)
-                again = is_retryable_error(policy, error) and attempt < policy.attempts
-                admission.observe(
+                delay = failed_attempt(
+                    admission,
+                    policy,
                     host,
-                    ok=False,
-                    status=getattr(error, "status", None),
-                    seconds=time.monotonic() - started,
-                    error=error,
-                    retry=again,
+                    error,
+                    attempt=attempt,
+                    started=started,
+                    what=redact_url(source.url),
                 )
-                if not again:
-                    error.gave_up_after(attempt)
+                if delay is None:
                     raise
-                retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
-                delay = backoff_delay(policy, attempt, retry_after=retry_after)
-                log.info(
-                    "%s: attempt %d of %d failed (%s); retrying in %.2f s",
-                    redact_url(source.url),
-                    attempt,
-                    policy.attempts,
-                    error.message,
-                    delay,
-                )
                 await asyncio.sleep(delay)
                 continue
             except BaseException:
@@ -314,9 +303,9 @@ class DownloadStream:
                 )
             if writer is not None:
                 await writer.write(chunk)
-            elif len(chunk) <= _INLINE:
+            elif len(chunk) * len(hashers) <= _INLINE:
                 _feed(hashers, chunk)
-            elif hashers:
+            else:
                 await loop.run_in_executor(None, _feed, hashers, chunk)
             return chunk
 
