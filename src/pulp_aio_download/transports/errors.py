@@ -24,6 +24,7 @@ from ..errors import (
     ProxyError,
 )
 from ..urls import redact_url
+from .socks import SocksProxyError
 from .tls import tls_error
 
 __all__ = ["ERROR_MAP", "from_proxy", "map_client_error", "proxy_auth_error"]
@@ -55,6 +56,11 @@ def proxy_auth_error(url: str, status: int = 407) -> ProxyError:
     """The error of a proxy's ``407`` (or ``401``, as tinyproxy sends for wrong
     credentials): wrong or missing proxy credentials (never retried)."""
     return ProxyError(f"proxy authentication required (HTTP {status})", url=url, status=status)
+
+
+def _socks(exc: BaseException, url: str) -> DownloadError:
+    assert isinstance(exc, SocksProxyError)
+    return ProxyError(exc.message, url=url, auth_refused=exc.auth_refused)
 
 
 def _status(exc: BaseException, url: str) -> DownloadError:
@@ -96,6 +102,7 @@ def _disconnected(exc: BaseException, url: str) -> DownloadError:
 #: conscious decision rather than a silent fall into the catch-all ``ClientError`` entry.
 ERROR_MAP: tuple[tuple[type[BaseException], Any], ...] = (
     (aiohttp.ClientHttpProxyError, _proxy_status),
+    (SocksProxyError, _socks),
     (aiohttp.ClientProxyConnectionError, _simple(ProxyError, "cannot connect to the proxy")),
     (aiohttp.ClientConnectorCertificateError, tls_error),
     (aiohttp.ClientConnectorSSLError, tls_error),
