@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp_socks import ProxyConnectionError, ProxyConnector, ProxyError, ProxyTimeoutError
 from python_socks import ProxyType
 
-from .socks import SocksProxyError, where
+from .errors import SocksProxyError
 
 __all__ = ["SocksConnector"]
 
@@ -51,7 +51,7 @@ class SocksConnector(ProxyConnector):
         )
         self._where = where(host, port)
 
-    async def _wrap_create_connection(  # type: ignore[override]
+    async def _wrap_create_connection(
         self, *args: Any, req: aiohttp.ClientRequest, **kwargs: Any
     ) -> Any:
         proxy = self._where
@@ -100,3 +100,8 @@ def _os_reason(exc: BaseException) -> str:
             reason = os.strerror(cause.errno)
         cause = cause.__cause__
     return reason
+
+
+def where(host: str, port: int) -> str:
+    """``host:port`` as a message shows it (IPv6 in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

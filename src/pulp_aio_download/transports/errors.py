@@ -24,10 +24,20 @@ from ..errors import (
     ProxyError,
 )
 from ..urls import redact_url
-from .socks import SocksProxyError
 from .tls import tls_error
 
-__all__ = ["ERROR_MAP", "from_proxy", "map_client_error", "proxy_auth_error"]
+__all__ = ["ERROR_MAP", "SocksProxyError", "from_proxy", "map_client_error", "proxy_auth_error"]
+
+
+class SocksProxyError(aiohttp.ClientConnectionError):
+    """A SOCKS5 proxy could not be reached, refused its credentials, or could not connect
+    to the target (raised by the SOCKS connector of :mod:`.socks`). ``message`` names the
+    proxy (host:port), never its credentials."""
+
+    def __init__(self, message: str, *, auth_refused: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.auth_refused = auth_refused
 
 
 def _timeout(kind: str) -> Any:

@@ -11,7 +11,7 @@ they bound direct traffic; each connector gets the same ``limit``/``limit_per_ho
 direct one as a backstop.
 
 aiohttp-socks raises its own exceptions, which are no ``aiohttp.ClientError``: the connector
-here turns them into :class:`SocksProxyError` (an ``aiohttp.ClientConnectionError``, so a
+here turns them into :class:`~.errors.SocksProxyError` (an ``aiohttp.ClientConnectionError``, so a
 plugin's ``engine.session(name)`` sees an aiohttp error as it would for an HTTP proxy),
 which :mod:`.errors` maps to :class:`~pulp_aio_download.ProxyError`. Messages name the
 proxy by host and port, never its credentials.
@@ -30,16 +30,7 @@ from ..config import SOCKS_DEFAULT_PORT
 if TYPE_CHECKING:
     from ..config import EngineConfig, ProxyConfig
 
-__all__ = ["SocksProxyError", "proxy_key", "socks_connector", "where"]
-
-class SocksProxyError(aiohttp.ClientConnectionError):
-    """A SOCKS5 proxy could not be reached, refused its credentials, or could not connect
-    to the target. ``message`` names the proxy (host:port) and never its credentials."""
-
-    def __init__(self, message: str, *, auth_refused: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.auth_refused = auth_refused
+__all__ = ["proxy_key", "socks_connector"]
 
 
 ProxyKey = tuple[str, str, int, str | None, str | None]
@@ -55,11 +46,6 @@ def proxy_key(proxy: ProxyConfig) -> ProxyKey:
         proxy.username,
         proxy.password,
     )
-
-
-def where(host: str, port: int) -> str:
-    """``host:port`` as a message shows it (IPv6 in brackets)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def socks_connector(proxy: ProxyConfig, config: EngineConfig) -> aiohttp.TCPConnector:
