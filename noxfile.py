@@ -46,6 +46,7 @@ def _servers(session: nox.Session) -> None:
     session.run("sh", ".ci/install-postgres.sh", external=True)
     session.run("sh", ".ci/install-nginx.sh", external=True)
     session.run("sh", ".ci/install-tinyproxy.sh", external=True)
+    session.run("sh", ".ci/install-socks.sh", external=True)
 
 
 @nox.session(python=FOUND)

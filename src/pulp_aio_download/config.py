@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from ._checks import check_int
+from ._extras import require
 from .errors import ConfigError
 from .models import normalize_algorithms
 from .urls import redact_url, split_userinfo
@@ -150,11 +151,21 @@ class TLSConfig:
         return _TLS_VERSIONS[self.min_version] if self.min_version else None
 
 
+#: Proxy URL schemes: an HTTP proxy, or a SOCKS5 proxy (``socks5h``: the proxy resolves
+#: host names; ``socks5``: they are resolved here and the proxy gets an address).
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+SOCKS_SCHEMES = ("socks5", "socks5h")
+SOCKS_DEFAULT_PORT = 1080
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProxyConfig:
-    """An HTTP proxy (CONNECT is used for ``https://`` targets).
+    """A proxy: HTTP (``CONNECT`` is used for ``https://`` targets) or SOCKS5.
 
-    Userinfo in ``url`` is moved into ``username``/``password`` on construction.
+    ``url`` is ``http://``, ``https://``, ``socks5://`` (host names are resolved here, the
+    proxy gets an address) or ``socks5h://`` (the proxy resolves host names); a SOCKS5 URL
+    without a port means 1080. Userinfo in ``url`` is moved into ``username``/``password``
+    on construction. A SOCKS5 proxy needs the ``socks`` extra (aiohttp-socks).
     """
 
     url: str
@@ -163,9 +174,13 @@ class ProxyConfig:
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+            hint = ""
+            if parts.scheme in ("socks4", "socks4a"):
+                hint = " (SOCKS4 has no password authentication: use socks5:// or socks5h://)"
             raise ConfigError(
-                f"ProxyConfig.url must be an http:// or https:// URL, got {redact_url(self.url)!r}"
+                "ProxyConfig.url must be an http://, https://, socks5:// or socks5h:// URL, "
+                f"got {redact_url(self.url)!r}{hint}"
             )
         clean, user, password = split_userinfo(self.url)
         if user is not None:
@@ -174,6 +189,43 @@ class ProxyConfig:
                 _set(self, "username", user)
             if self.password is None:
                 _set(self, "password", password)
+        if self.is_socks:
+            _check_socks(self)
+
+    @property
+    def is_socks(self) -> bool:
+        """True for a ``socks5://`` or ``socks5h://`` proxy."""
+        return urlsplit(self.url).scheme in SOCKS_SCHEMES
+
+
+def _check_socks(proxy: ProxyConfig) -> None:
+    parts = urlsplit(proxy.url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ConfigError(
+            f"ProxyConfig.url has an invalid port: {redact_url(proxy.url)!r}"
+        ) from None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(
+            f"ProxyConfig.url of a SOCKS5 proxy takes no path, query or fragment, "
+            f"got {redact_url(proxy.url)!r}"
+        )
+    # RFC 1929: each of username and password is 1 to 255 bytes; aiohttp-socks sends
+    # them as ASCII, and offers the method only when both are non-empty.
+    for name in ("username", "password"):
+        value = getattr(proxy, name)
+        if value is None:
+            continue
+        if not value or not value.isascii() or len(value) > 255:
+            raise ConfigError(
+                f"ProxyConfig.{name} of a SOCKS5 proxy must be 1 to 255 ASCII characters"
+            )
+    if proxy.password is not None and proxy.username is None:
+        raise ConfigError("ProxyConfig.password of a SOCKS5 proxy needs ProxyConfig.username")
+    if proxy.username is not None and proxy.password is None:
+        raise ConfigError("ProxyConfig.username of a SOCKS5 proxy needs ProxyConfig.password")
+    require("aiohttp_socks", extra="socks", needed_by=f"ProxyConfig.url ({parts.scheme}://)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -239,7 +291,7 @@ class RemoteConfig:
     Args:
         name: the name requests and sources refer to; recorded in the catalog.
         tls: :class:`TLSConfig`.
-        proxy: :class:`ProxyConfig` or None.
+        proxy: :class:`ProxyConfig` (HTTP or SOCKS5) or None.
         username, password: HTTP basic auth, sent only to the origin of the request.
         auth: a pluggable auth object (:mod:`.auth`), e.g. a bearer-token challenge.
         headers: extra request headers.
@@ -285,6 +337,11 @@ class RemoteConfig:
             raise ConfigError(f"RemoteConfig.name must be a non-empty string, got {self.name!r}")
         if isinstance(self.proxy, str):
             _set(self, "proxy", ProxyConfig(url=self.proxy))
+        if self.proxy is not None and self.proxy.is_socks and self.trust_env:
+            raise ConfigError(
+                f"remote {self.name!r}: RemoteConfig.trust_env cannot be combined with a "
+                "SOCKS5 proxy (the environment's HTTP(S)_PROXY would be tunnelled through it)"
+            )
         if self.max_connections is not None:
             check_int("RemoteConfig.max_connections", self.max_connections, minimum=1)
         _non_negative("RemoteConfig", "rate_limit", self.rate_limit, allow_zero=False)

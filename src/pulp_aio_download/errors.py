@@ -12,7 +12,7 @@ Every failure of a download is a :class:`DownloadError`::
     ├── DownloadTimeout      (also a TimeoutError) .timeout names which one expired
     ├── ConnectionFailed
     │   ├── TLSError
-    │   └── ProxyError      .status (the proxy's answer, e.g. 407)
+    │   └── ProxyError      .status (the proxy's answer, e.g. 407) .auth_refused
     ├── StorageError         the store could not be read or written
     ├── CatalogError         .catalog  the catalog could not be read or written
     ├── HookError            .hook
@@ -254,15 +254,25 @@ class ProxyError(ConnectionFailed):
     """The proxy refused the request (e.g. 407) or could not be reached.
 
     ``status`` is the proxy's HTTP status when it answered (407: wrong or missing proxy
-    credentials, never retried), None when it could not be reached.
+    credentials, never retried), None when it could not be reached or is a SOCKS proxy.
+    ``auth_refused`` is True when the proxy refused its credentials (an HTTP proxy's 407 or
+    401, a SOCKS5 proxy's authentication failure): never retried.
     """
 
-    def __init__(self, message: str, *, url: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        auth_refused: bool = False,
+    ) -> None:
         self.status = status
+        self.auth_refused = auth_refused or status in (401, 407)
         super().__init__(message, url=url)
 
     def _kwargs(self) -> dict[str, Any]:
-        return {"status": self.status, **super()._kwargs()}
+        return {"status": self.status, "auth_refused": self.auth_refused, **super()._kwargs()}
 
 
 class StorageError(DownloadError):

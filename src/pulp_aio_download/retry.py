@@ -105,13 +105,13 @@ def is_retryable_error(policy: RetryPolicy, exc: BaseException) -> bool:
     Retried: timeouts, broken or refused connections (also through a proxy), bytes that did
     not validate (a flipped byte or a truncated body may not happen again) and HTTP statuses
     in ``policy.statuses``. Not retried: TLS failures (a certificate does not fix itself),
-    other HTTP statuses, a proxy's ``407`` or ``401`` (wrong credentials), configuration,
+    other HTTP statuses, a proxy refusing its credentials (``407``, ``401``, SOCKS5), configuration,
     storage and hook errors, and anything that is not a :class:`DownloadError`.
     """
     if isinstance(exc, HTTPStatusError):
         return is_retryable_status(policy, exc.status)
     if isinstance(exc, TLSError):
         return False
-    if isinstance(exc, ProxyError) and exc.status in (401, 407):
+    if isinstance(exc, ProxyError) and exc.auth_refused:
         return False
     return isinstance(exc, (DownloadTimeout, ConnectionFailed, ValidationError))

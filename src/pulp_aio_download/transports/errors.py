@@ -26,7 +26,18 @@ from ..errors import (
 from ..urls import redact_url
 from .tls import tls_error
 
-__all__ = ["ERROR_MAP", "from_proxy", "map_client_error", "proxy_auth_error"]
+__all__ = ["ERROR_MAP", "SocksProxyError", "from_proxy", "map_client_error", "proxy_auth_error"]
+
+
+class SocksProxyError(aiohttp.ClientConnectionError):
+    """A SOCKS5 proxy could not be reached, refused its credentials, or could not connect
+    to the target (raised by the SOCKS connector of :mod:`.socks`). ``message`` names the
+    proxy (host:port), never its credentials."""
+
+    def __init__(self, message: str, *, auth_refused: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.auth_refused = auth_refused
 
 
 def _timeout(kind: str) -> Any:
@@ -55,6 +66,11 @@ def proxy_auth_error(url: str, status: int = 407) -> ProxyError:
     """The error of a proxy's ``407`` (or ``401``, as tinyproxy sends for wrong
     credentials): wrong or missing proxy credentials (never retried)."""
     return ProxyError(f"proxy authentication required (HTTP {status})", url=url, status=status)
+
+
+def _socks(exc: BaseException, url: str) -> DownloadError:
+    assert isinstance(exc, SocksProxyError)
+    return ProxyError(exc.message, url=url, auth_refused=exc.auth_refused)
 
 
 def _status(exc: BaseException, url: str) -> DownloadError:
@@ -96,6 +112,7 @@ def _disconnected(exc: BaseException, url: str) -> DownloadError:
 #: conscious decision rather than a silent fall into the catch-all ``ClientError`` entry.
 ERROR_MAP: tuple[tuple[type[BaseException], Any], ...] = (
     (aiohttp.ClientHttpProxyError, _proxy_status),
+    (SocksProxyError, _socks),
     (aiohttp.ClientProxyConnectionError, _simple(ProxyError, "cannot connect to the proxy")),
     (aiohttp.ClientConnectorCertificateError, tls_error),
     (aiohttp.ClientConnectorSSLError, tls_error),

@@ -113,10 +113,11 @@ class HttpTransport:
         self._ssl_context: ssl.SSLContext | None = None
         self._realm_session: aiohttp.ClientSession | None = None
         self._plugin_session: aiohttp.ClientSession | None = None
-        #: The remote's ProxyConfig as a URL (credentials in its userinfo), or None.
+        #: The remote's HTTP proxy as a URL (credentials in its userinfo), or None (also
+        #: for a SOCKS5 proxy, which is the connector's business: see .socks).
         self.explicit_proxy = (
             _proxy_url(remote.proxy.url, remote.proxy.username, remote.proxy.password)
-            if remote.proxy
+            if remote.proxy and not remote.proxy.is_socks
             else None
         )
         self._env_proxies = urllib.request.getproxies_environment() if remote.trust_env else {}

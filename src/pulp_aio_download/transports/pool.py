@@ -4,7 +4,9 @@ The pool is the engine's :class:`~.base.Transport`: it sends each request to the
 of its URL scheme and remote. Every remote's ``aiohttp.ClientSession`` runs on the one
 process-wide ``aiohttp.TCPConnector`` the pool owns (``max_connections`` in total,
 ``max_connections_per_host`` per host), created on first use, so an engine that only reads
-local files or its cache never opens one.
+local files or its cache never opens one. A remote with a SOCKS5 proxy runs on that proxy's
+connector instead: one per distinct proxy, also process-wide, lazy and closed with the pool
+(see :mod:`.socks`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from ..config import EngineConfig, RemoteConfig
     from .http import HttpTransport
     from .session import Slot
+    from .socks import ProxyKey
 
 __all__ = ["TransportPool"]
 
@@ -36,6 +39,7 @@ class TransportPool:
     def __init__(self, config: EngineConfig) -> None:
         self._config = config
         self._connector: aiohttp.TCPConnector | None = None
+        self._socks: dict[ProxyKey, aiohttp.TCPConnector] = {}
         self._http: dict[str, HttpTransport] = {}
         self.files = FileTransport(
             tuple(Path(r) for r in config.allowed_file_roots), chunk_size=config.chunk_size
@@ -52,13 +56,25 @@ class TransportPool:
             )
         return self._connector
 
+    def connector_for(self, remote: RemoteConfig) -> aiohttp.TCPConnector:
+        """The connector of ``remote``: its SOCKS5 proxy's, or the shared direct one."""
+        if remote.proxy is None or not remote.proxy.is_socks:
+            return self.connector()
+        from .socks import proxy_key, socks_connector
+
+        key = proxy_key(remote.proxy)
+        connector = self._socks.get(key)
+        if connector is None:
+            connector = self._socks[key] = socks_connector(remote.proxy, self._config)
+        return connector
+
     def http(self, remote: RemoteConfig) -> HttpTransport:
         """The HTTP transport of ``remote`` (created on first use)."""
         transport = self._http.get(remote.name)
         if transport is None:
             from .http import HttpTransport
 
-            transport = HttpTransport(remote, self.connector())
+            transport = HttpTransport(remote, self.connector_for(remote))
             self._http[remote.name] = transport
         return transport
 
@@ -76,12 +92,16 @@ class TransportPool:
         return await self.http(request.remote).open(request)
 
     async def close(self) -> None:
-        """Close every session, then the connector."""
+        """Close every session, then the connectors."""
         try:
             for transport in self._http.values():
                 await transport.close()
         finally:
             self._http.clear()
+            connectors = [*self._socks.values()]
             if self._connector is not None:
-                await self._connector.close()
-                self._connector = None
+                connectors.append(self._connector)
+            self._socks.clear()
+            self._connector = None
+            for connector in connectors:
+                await connector.close()
