@@ -7,8 +7,9 @@ bandwidth cap holds the stream back (:meth:`StallWatch.hold`) is not a stall: th
 starts again after it.
 
 Every watch of the same window on an event loop is sampled by one shared timer (a
-:class:`_Ticker`), not a timer of its own: a small file costs a set insertion and a
-removal, not a timer scheduled and cancelled.
+:class:`_Ticker`), not a timer of its own: a small file costs a dict insertion and a
+removal, not a timer scheduled and cancelled. The timer stops at its first tick with no
+watch left.
 """
 
 from __future__ import annotations
@@ -114,10 +115,10 @@ class _Ticker:
             self._handle = self.loop.call_later(self.step, self._tick)
 
     def discard(self, watch: StallWatch) -> None:
+        # The timer is left to run out (a tick with no watch stops it): a small file's
+        # watch is often the only one and lives within one step of the loop, and a timer
+        # cancelled and scheduled again per file is what the shared one is there to save.
         self.watches.pop(watch, None)
-        if not self.watches and self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
 
     def _tick(self) -> None:
         self._handle = None
