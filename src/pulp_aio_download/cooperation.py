@@ -10,10 +10,12 @@ Before transferring a sha256, a worker *claims* it in the catalog for a lease::
                                          └─ claim free or expired ─────► take over
 
 A batch that knows which of its files are coming (what its lookup found not stored)
-claims them for a window at a time: the first claim writes the claims of the next
-:data:`WINDOW` files in the same transaction, and their turns find them claimed without a
-write of their own. A claim taken for a window and not used (the batch ended first) is
-released with the batch, or expires.
+claims the small ones for a window at a time: the first claim writes the claims of the
+next :data:`WINDOW` files of at most :data:`WINDOW_FILE_SIZE` bytes in the same
+transaction, and their turns find them claimed without a write of their own (a large file
+is claimed on its own, when its turn comes: its claim costs nothing next to its transfer,
+and a peer is not kept waiting for a file this worker has not started). A claim taken for
+a window and not used (the batch ended first) is released with the batch, or expires.
 
 While the transfer runs, the claim is renewed every ``lease / 3`` seconds; it is released
 at the end whatever happens (also on cancellation). A worker that dies keeps its claims
@@ -68,6 +70,9 @@ _POLL_MAX = 2.0
 
 WINDOW = 64
 """Files of a batch claimed in one write (the one whose turn it is and those coming next)."""
+
+WINDOW_FILE_SIZE = 1024 * 1024
+"""The largest expected size of a file claimed ahead of its turn, in bytes."""
 
 
 def owner_id() -> str:
@@ -172,7 +177,7 @@ class Cooperation:
         self,
         sha256: str,
         serve_stored: Callable[[], Awaitable[T | None]],
-        coming: Callable[[int], Sequence[str]] | None = None,
+        coming: Callable[[int, int], Sequence[str]] | None = None,
     ) -> AsyncIterator[T | None]:
         """Wait for this worker's turn to transfer ``sha256``.
 
@@ -181,8 +186,9 @@ class Cooperation:
         body transfers the file, the claim being renewed in the background and released
         on exit. ``serve_stored`` returns None when the file is not (validly) stored.
 
-        ``coming(n)``: the sha256s of up to ``n`` files the batch transfers next; when
-        given, a claim that must be written is written with theirs (see the module).
+        ``coming(n, max_size)``: the sha256s of up to ``n`` files of at most ``max_size``
+        bytes that the batch transfers next; when given, a claim that must be written is
+        written with theirs (see the module).
         """
         served = await self._acquire(sha256, serve_stored, coming)
         if served is not None:
@@ -224,7 +230,7 @@ class Cooperation:
         self,
         sha256: str,
         serve_stored: Callable[[], Awaitable[T | None]],
-        coming: Callable[[int], Sequence[str]] | None = None,
+        coming: Callable[[int, int], Sequence[str]] | None = None,
     ) -> T | None:
         delay = self.poll_min
         waited = False
@@ -274,7 +280,9 @@ class Cooperation:
     async def _claim_one(self, sha256: str) -> str:
         return await self.catalog.claim_unless_stored(sha256, self.owner, self.lease)
 
-    async def _first_claim(self, sha256: str, coming: Callable[[int], Sequence[str]] | None) -> str:
+    async def _first_claim(
+        self, sha256: str, coming: Callable[[int, int], Sequence[str]] | None
+    ) -> str:
         """The outcome of the first claim of ``sha256``: taken already for its window, in
         a window being written, or written now (with the window of files coming next)."""
         if sha256 in self._ahead:
@@ -300,7 +308,7 @@ class Cooperation:
             return await self._claim_one(sha256)
         busy = (self._held, self._ahead, self._windows, self._to_release)
         names = [sha256]
-        for other in coming(WINDOW):
+        for other in coming(WINDOW, WINDOW_FILE_SIZE):
             if other != sha256 and not any(other in b for b in busy) and other not in names:
                 names.append(other)
                 if len(names) == WINDOW:

@@ -94,8 +94,9 @@ class _Batch:
 
     tracker: ProgressTracker
     stored: set[str] = field(default_factory=set)
-    #: the sha256s of up to n files this batch transfers next (claims for a window)
-    coming: Callable[[int], Sequence[str]] | None = None
+    #: the sha256s of up to n files of at most m bytes this batch transfers next
+    #: (claims for a window)
+    coming: Callable[[int, int], Sequence[str]] | None = None
 
 
 class DownloadEngine:

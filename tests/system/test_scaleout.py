@@ -182,8 +182,8 @@ async def test_a_batch_claims_for_a_window_and_waits_for_a_file_another_worker_h
         assert await other.claim(held, "gone-host:4242:dead", 0.5)  # expires mid-batch
         async with shared_engine(tmp_path, max_connections=4) as engine:
             requests = [
-                pad.DownloadRequest(u, expected_digests={"sha256": sha})
-                for u, (_, sha) in zip(urls, files, strict=True)
+                pad.DownloadRequest(u, expected_digests={"sha256": sha}, expected_size=len(data))
+                for u, (data, sha) in zip(urls, files, strict=True)
             ]
             results = await engine.download_many(requests)
             coop = cooperation(engine)
@@ -200,19 +200,22 @@ async def test_a_batch_claims_for_a_window_and_waits_for_a_file_another_worker_h
 async def test_claims_taken_for_a_window_are_released_when_the_batch_ends_early(
     tmp_path: Path, fault_server: FaultServer
 ) -> None:
-    files = [payload(200 + i) for i in range(30)]
+    files = [payload(200 + i, 2048 if i != 20 else 2 * 1024 * 1024) for i in range(30)]
     urls = [fault_server.add(f"/e{i}.bin", data) for i, (data, _) in enumerate(files)]
     gates = [fault_server.gate(f"/e{i}.bin") for i in range(1, 30)]
     async with shared_engine(tmp_path, max_connections=2) as engine:
         requests = [
-            pad.DownloadRequest(u, expected_digests={"sha256": sha})
-            for u, (_, sha) in zip(urls, files, strict=True)
+            pad.DownloadRequest(u, expected_digests={"sha256": sha}, expected_size=len(data))
+            for u, (data, sha) in zip(urls, files, strict=True)
         ]
         task = asyncio.ensure_future(engine.download_many(requests))
         await fault_server.wait_inflight(2)
         async with SQLiteCatalog(tmp_path / "catalog.sqlite3") as other:
             waiting = [await other.claim_holder(sha) for _, sha in files[10:]]
-        assert set(waiting) == {cooperation(engine).owner}  # claimed ahead of their turn
+        # The small files were claimed ahead of their turn; the large one is not (a peer
+        # is not kept waiting for a file this worker has not started).
+        assert waiting[10] is None
+        assert set(waiting[:10] + waiting[11:]) == {cooperation(engine).owner}
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
