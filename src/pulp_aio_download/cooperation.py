@@ -9,6 +9,14 @@ Before transferring a sha256, a worker *claims* it in the catalog for a lease::
                                          ├─ stored by the other worker ─► served as cached
                                          └─ claim free or expired ─────► take over
 
+A batch that knows which of its files are coming (what its lookup found not stored)
+claims the small ones for a window at a time: the first claim writes the claims of the
+next :data:`WINDOW` files of at most :data:`WINDOW_FILE_SIZE` bytes in the same
+transaction, and their turns find them claimed without a write of their own (a large file
+is claimed on its own, when its turn comes: its claim costs nothing next to its transfer,
+and a peer is not kept waiting for a file this worker has not started). A claim taken for
+a window and not used (the batch ended first) is released with the batch, or expires.
+
 While the transfer runs, the claim is renewed every ``lease / 3`` seconds; it is released
 at the end whatever happens (also on cancellation). A worker that dies keeps its claims
 only until their lease expires, so it never blocks a file forever. The lease is timed by
@@ -28,7 +36,7 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -59,6 +67,12 @@ CLAIM_LEASE_ENV = "PULP_AIO_DOWNLOAD_CLAIM_LEASE"
 
 _POLL_MIN = 0.05
 _POLL_MAX = 2.0
+
+WINDOW = 64
+"""Files of a batch claimed in one write (the one whose turn it is and those coming next)."""
+
+WINDOW_FILE_SIZE = 1024 * 1024
+"""The largest expected size of a file claimed ahead of its turn, in bytes."""
 
 
 def owner_id() -> str:
@@ -150,13 +164,20 @@ class Cooperation:
         self._to_release: dict[str, None] = {}
         self._releaser: asyncio.Task[None] | None = None
         self._maintenance = asyncio.Lock()
+        #: claims taken for a window of a batch whose turn has not come yet (renewed too)
+        self._ahead: dict[str, None] = {}
+        #: the window claims being written: the outcomes of each sha256 in it
+        self._windows: dict[str, asyncio.Future[dict[str, str]]] = {}
 
     def __repr__(self) -> str:
         return f"Cooperation(owner={self.owner!r}, lease={self.lease})"
 
     @contextlib.asynccontextmanager
     async def turn(
-        self, sha256: str, serve_stored: Callable[[], Awaitable[T | None]]
+        self,
+        sha256: str,
+        serve_stored: Callable[[], Awaitable[T | None]],
+        coming: Callable[[int, int], Sequence[str]] | None = None,
     ) -> AsyncIterator[T | None]:
         """Wait for this worker's turn to transfer ``sha256``.
 
@@ -164,8 +185,12 @@ class Cooperation:
         meanwhile (no claim is held then), or None when this worker holds the claim: the
         body transfers the file, the claim being renewed in the background and released
         on exit. ``serve_stored`` returns None when the file is not (validly) stored.
+
+        ``coming(n, max_size)``: the sha256s of up to ``n`` files of at most ``max_size``
+        bytes that the batch transfers next; when given, a claim that must be written is
+        written with theirs (see the module).
         """
-        served = await self._acquire(sha256, serve_stored)
+        served = await self._acquire(sha256, serve_stored, coming)
         if served is not None:
             yield served
             return
@@ -202,7 +227,10 @@ class Cooperation:
             self._releaser = self._background(self._release_due())
 
     async def _acquire(
-        self, sha256: str, serve_stored: Callable[[], Awaitable[T | None]]
+        self,
+        sha256: str,
+        serve_stored: Callable[[], Awaitable[T | None]],
+        coming: Callable[[int, int], Sequence[str]] | None = None,
     ) -> T | None:
         delay = self.poll_min
         waited = False
@@ -210,7 +238,10 @@ class Cooperation:
             # One transaction: claimed means nobody recorded the file in between (another
             # worker may have stored it since the engine's cache check).
             try:
-                outcome = await self.catalog.claim_unless_stored(sha256, self.owner, self.lease)
+                if waited:
+                    outcome = await self._claim_one(sha256)
+                else:
+                    outcome = await self._first_claim(sha256, coming)
             except asyncio.CancelledError:
                 self._give_back(sha256)
                 raise
@@ -246,14 +277,84 @@ class Cooperation:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, self.poll_max)
 
+    async def _claim_one(self, sha256: str) -> str:
+        return await self.catalog.claim_unless_stored(sha256, self.owner, self.lease)
+
+    async def _first_claim(
+        self, sha256: str, coming: Callable[[int, int], Sequence[str]] | None
+    ) -> str:
+        """The outcome of the first claim of ``sha256``: taken already for its window, in
+        a window being written, or written now (with the window of files coming next)."""
+        if sha256 in self._ahead:
+            del self._ahead[sha256]
+            return "claimed"
+        window = self._windows.get(sha256)
+        if window is not None:
+            try:
+                outcomes = await asyncio.shield(window)
+            except asyncio.CancelledError:
+                if not window.cancelled():
+                    raise  # this download was cancelled
+                return await self._claim_one(sha256)  # the window's own download was
+            except Exception:
+                return await self._claim_one(sha256)  # its failure, if any, as this file's
+            if sha256 in self._ahead:
+                del self._ahead[sha256]
+                return "claimed"
+            outcome = outcomes[sha256]
+            # Claimed for the window but released since (its batch ended): claim again.
+            return await self._claim_one(sha256) if outcome == "claimed" else outcome
+        if coming is None:
+            return await self._claim_one(sha256)
+        busy = (self._held, self._ahead, self._windows, self._to_release)
+        names = [sha256]
+        for other in coming(WINDOW, WINDOW_FILE_SIZE):
+            if other != sha256 and not any(other in b for b in busy) and other not in names:
+                names.append(other)
+                if len(names) == WINDOW:
+                    break
+        if len(names) == 1:
+            return await self._claim_one(sha256)
+        future: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+        for name in names:
+            self._windows[name] = future
+        try:
+            outcomes = await self.catalog.claim_many_unless_stored(names, self.owner, self.lease)
+        except BaseException as exc:
+            for name in names:
+                del self._windows[name]
+            if isinstance(exc, asyncio.CancelledError):
+                for name in names[1:]:  # the write may have committed all the same
+                    self._give_back(name)
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # the waiters (if any) see it; nobody else must
+            raise
+        for name in names:
+            del self._windows[name]
+        for name in names[1:]:
+            if outcomes.get(name) == "claimed":
+                self._ahead[name] = None
+        if self._ahead and self._renewer is None:
+            self._renewer = asyncio.ensure_future(self._renew())
+        future.set_result(outcomes)
+        return outcomes[sha256]
+
+    def release_ahead(self) -> None:
+        """Release the claims taken for a window whose turn never came (a batch ended)."""
+        for sha256 in list(self._ahead):
+            del self._ahead[sha256]
+            self._give_back(sha256)
+
     async def _renew(self) -> None:
         """Every third of a lease, renew every claim held, in one write; stop when none
         is held (the next claim starts a new renewer)."""
         interval = self.lease / 3
         try:
-            while self._held:
+            while self._held or self._ahead:
                 await asyncio.sleep(interval)
-                held = list(self._held)
+                held = [*self._held, *self._ahead]
                 if not held:
                     break
                 async with self._maintenance:  # never interleaved with a release
@@ -265,7 +366,9 @@ class Cooperation:
                         )
                         continue
                 for sha256 in held:
-                    if sha256 not in kept and sha256 in self._held:
+                    if sha256 not in kept and sha256 in self._ahead:
+                        del self._ahead[sha256]  # lost before its turn: claimed again then
+                    elif sha256 not in kept and sha256 in self._held:
                         self.statistics.lost += 1
                         log.warning(
                             "%s: the claim of %s expired and was taken by another worker; "
@@ -281,7 +384,9 @@ class Cooperation:
             while self._to_release:
                 # A renewal in flight commits before this release, never after it.
                 async with self._maintenance:
-                    batch = [s for s in self._to_release if s not in self._held]
+                    batch = [
+                        s for s in self._to_release if s not in self._held and s not in self._ahead
+                    ]
                     self._to_release.clear()
                     if batch:
                         await self._release(batch)

@@ -94,6 +94,9 @@ class _Batch:
 
     tracker: ProgressTracker
     stored: set[str] = field(default_factory=set)
+    #: the sha256s of up to n files of at most m bytes this batch transfers next
+    #: (claims for a window)
+    coming: Callable[[int, int], Sequence[str]] | None = None
 
 
 class DownloadEngine:
@@ -579,7 +582,7 @@ class DownloadEngine:
             if self._cooperation is not None:
                 # One transfer per sha256 across the workers sharing the catalog.
                 serve = functools.partial(self._serve_cached, request, sha, batch)
-                async with self._cooperation.turn(sha, serve) as served:
+                async with self._cooperation.turn(sha, serve, batch.coming) as served:
                     return served if served is not None else await self._transfer(request, batch)
         return await self._transfer(request, batch)
 
@@ -843,8 +846,8 @@ class DownloadEngine:
                 interval=self.config.progress_interval,
             )
         tracker.plan(len(items), sum(r.expected_size or 0 for r in items))
-        batch = _Batch(tracker)
         queue = Lookahead(items, functools.partial(look_up, self.storage, self._catalog))
+        batch = _Batch(tracker, coming=queue.upcoming)
         failure: list[BaseException] = []
 
         async def worker() -> None:
@@ -883,6 +886,8 @@ class DownloadEngine:
             raise
         finally:
             await queue.aclose()
+            if self._cooperation is not None:
+                self._cooperation.release_ahead()
             if own:
                 tracker.total = max(tracker.total, len(items))
                 await tracker.finish()

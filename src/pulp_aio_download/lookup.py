@@ -155,6 +155,23 @@ class Lookahead:
                 return index, request, found
             await self._install(self._known_until)
 
+    def upcoming(self, count: int, max_size: int) -> list[str]:
+        """The sha256s among the next ``count`` requests to be handed out (of the chunk
+        being handed out) that its lookup found not stored and that expect at most
+        ``max_size`` bytes: the small files a transfer is coming for (a hint: claims for a
+        window of the batch)."""
+        known = self._known
+        files = known.files if known is not None else None
+        if not files:
+            return []
+        stop = min(self._next + count, self._known_until, len(self._requests))
+        found: list[str] = []
+        for request in self._requests[self._next : stop]:
+            sha256, size = request.sha256, request.expected_size
+            if sha256 and size is not None and size <= max_size and files.get(sha256) is NOT_STORED:
+                found.append(sha256)
+        return found
+
     async def _install(self, start: int) -> None:
         """Make the chunk from ``start`` the one handed out (its lookup is awaited), and
         start looking up the chunk after it."""

@@ -64,6 +64,14 @@ def normalize_digests(
     """
     out: dict[str, str] = {}
     for algorithm, value in (digests or {}).items():
+        if (
+            algorithm == "sha256"
+            and type(value) is str
+            and len(value) == 64
+            and _HEX.fullmatch(value)
+        ):
+            out["sha256"] = value  # already as it would come out
+            continue
         name = str(algorithm).lower().replace("-", "")
         if name not in DIGEST_ALGORITHMS:
             known = ", ".join(DIGEST_ALGORITHMS)
@@ -176,17 +184,19 @@ class Source:
             raise ConfigError(f"source url must be a non-empty string, got {self.url!r}")
         plain = _PLAIN_URL.fullmatch(self.url)
         if plain is not None:
-            _set(self, "_scheme", plain[1])
-            _set(self, "_host", plain[2])
+            object.__setattr__(self, "_scheme", plain[1])
+            object.__setattr__(self, "_host", plain[2])
         else:
             self._split_url()
-        check_int("source priority", self.priority)
-        if (
-            isinstance(self.weight, bool)
-            or not isinstance(self.weight, (int, float))
-            or not self.weight > 0
+        if type(self.priority) is not int:
+            check_int("source priority", self.priority)
+        weight = self.weight
+        if type(weight) is not float and (
+            isinstance(weight, bool) or not isinstance(weight, (int, float))
         ):
-            raise ConfigError(f"source weight must be a positive number, got {self.weight!r}")
+            raise ConfigError(f"source weight must be a positive number, got {weight!r}")
+        if not weight > 0:
+            raise ConfigError(f"source weight must be a positive number, got {weight!r}")
         if self.remote is not None and (not isinstance(self.remote, str) or not self.remote):
             raise ConfigError(f"source remote must be a non-empty string, got {self.remote!r}")
 
@@ -384,13 +394,15 @@ class DownloadRequest:
         handoff_dir: str | os.PathLike[str] | None = None,
         pieces: Pieces | None = None,
     ) -> None:
-        all_sources = [_as_source(s, remote) for s in sources]
+        all_sources = [_as_source(s, remote) for s in sources] if sources else []
         if url is not None:
-            all_sources.insert(0, _as_source(url, remote))
+            all_sources.insert(
+                0, Source(url, remote=remote) if type(url) is str else _as_source(url, remote)
+            )
         digests = normalize_digests(expected_digests, where="expected_digests")
         if not all_sources:
             raise ConfigError("a download request needs a url or at least one source")
-        if expected_size is not None:
+        if expected_size is not None and (type(expected_size) is not int or expected_size < 0):
             check_int("expected_size", expected_size, minimum=0)
         if unit is not None and not isinstance(unit, UnitSpec):
             raise ConfigError(f"unit must be a UnitSpec, got {unit!r}")
@@ -401,20 +413,21 @@ class DownloadRequest:
                 f"repository={repository!r} needs unit=UnitSpec(...): a repository holds "
                 "content units, and this request names none"
             )
-        _set(self, "sources", tuple(all_sources))
-        _set(self, "expected_digests", digests)
-        _set(self, "expected_size", expected_size)
-        _set(self, "remote", remote)
-        _set(self, "unit", unit)
-        _set(self, "repository", repository)
-        _set(self, "headers", _check_headers(headers))
-        _set(self, "compute_digests", normalize_algorithms(compute_digests))
+        set_ = object.__setattr__
+        set_(self, "sources", tuple(all_sources))
+        set_(self, "expected_digests", digests)
+        set_(self, "expected_size", expected_size)
+        set_(self, "remote", remote)
+        set_(self, "unit", unit)
+        set_(self, "repository", repository)
+        set_(self, "headers", _check_headers(headers) if headers is not None else {})
+        set_(self, "compute_digests", normalize_algorithms(compute_digests))
         if handoff_dir is not None and not isinstance(handoff_dir, (str, os.PathLike)):
             raise ConfigError(f"handoff_dir must be a directory path, got {handoff_dir!r}")
-        _set(self, "handoff_dir", Path(handoff_dir) if handoff_dir is not None else None)
+        set_(self, "handoff_dir", Path(handoff_dir) if handoff_dir is not None else None)
         if pieces is not None:
             _check_pieces(pieces, expected_size)
-        _set(self, "pieces", pieces)
+        set_(self, "pieces", pieces)
 
     @property
     def url(self) -> str:

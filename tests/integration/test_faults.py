@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import pulp_aio_download as pad
-from helpers import make_engine
+from helpers import make_engine, until
 from pulp_aio_download.testing import Fault, FaultServer
 
 if sys.version_info >= (3, 11):
@@ -163,6 +163,35 @@ async def test_slow_but_live_trickle_is_not_killed(
         result = await eng.download(url, expected_size=len(data))
     assert result.attempts == 1 and result.path is not None
     assert result.path.read_bytes() == data
+    assert staging_files(tmp_path) == []
+
+
+async def test_one_stall_among_live_transfers_is_the_only_one_dropped(
+    fault_server: FaultServer, tmp_path: Path
+) -> None:
+    # Every watch of a window shares one timer: the stalled transfer is found among the
+    # live ones, the live ones are left alone, and no watch or timer outlives the batch.
+    from pulp_aio_download.transfer import stall
+
+    data = DATA[:60_000]
+    live = [fault_server.add(f"/live{i}", data, faults=Fault(trickle=150_000)) for i in range(4)]
+    stalled = fault_server.add("/stalled", DATA, faults=Fault(stall_after=50_000))
+    remote = fast_remote(attempts=1, stall_window=0.2)
+    async with make_engine(tmp_path, remote) as eng, bound(BOUND):
+        requests = [pad.DownloadRequest(u, expected_size=len(data)) for u in live]
+        requests.insert(2, pad.DownloadRequest(stalled, expected_size=SIZE))
+        outcomes = await eng.download_many(requests, return_exceptions=True)
+        assert stall._tickers is not None
+        tickers = list(stall._tickers[1].values())
+        assert tickers and all(not t.watches for t in tickers)
+    # The shared timer stops at its first tick with no watch left.
+    await until(lambda: all(t._handle is None for t in tickers), timeout=5)
+    failed = outcomes.pop(2)
+    assert isinstance(failed, pad.DownloadTimeout) and failed.timeout == "stall"
+    assert stalled in str(failed)
+    for result in outcomes:
+        assert isinstance(result, pad.DownloadResult) and result.attempts == 1
+        assert result.path is not None and result.path.read_bytes() == data
     assert staging_files(tmp_path) == []
 
 

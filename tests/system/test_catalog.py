@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import sqlite3
@@ -432,6 +433,45 @@ async def test_claims_renewed_and_released_together(
     await catalog.release_claims([sha(1), sha(2)], "worker-a")  # sha(2) is not its own
     assert await catalog.claim_holder(sha(1)) is None
     assert await catalog.claim_holder(sha(2)) == "worker-b"
+
+
+async def test_claims_for_a_window_in_one_write(
+    catalog: Catalog, catalog_factory: CatalogFactory
+) -> None:
+    other = await catalog_factory()
+    await catalog.record_unit_file(unit_file(2))  # stored: not claimed, nothing left held
+    assert await other.claim(sha(3), "worker-b", lease=60)  # held by another worker
+    assert await catalog.claim(sha(4), "worker-a", lease=60)  # its own: renewed
+    names = [sha(i) for i in (5, 1, 2, 3, 4)] + [sha(1).upper()]
+    assert await catalog.claim_many_unless_stored(names, "worker-a", 60) == {
+        sha(5): "claimed",
+        sha(1): "claimed",
+        sha(2): "stored",
+        sha(3): "held",
+        sha(4): "claimed",
+        sha(1).upper(): "claimed",
+    }
+    assert [await other.claim_holder(sha(i)) for i in range(1, 6)] == [
+        "worker-a",
+        None,
+        "worker-b",
+        "worker-a",
+        "worker-a",
+    ]
+    # A window bigger than one statement's chunk is claimed whole.
+    many = [hashlib.sha256(b"w%d" % i).hexdigest() for i in range(1_100)]
+    outcomes = await catalog.claim_many_unless_stored(many, "worker-a", 60)
+    assert set(outcomes.values()) == {"claimed"} and len(outcomes) == len(many)
+    assert await other.claim_many_unless_stored(many[:3], "worker-b", 60) == dict.fromkeys(
+        many[:3], "held"
+    )
+    await catalog.release_claims([*many, sha(3)], "worker-a")  # sha(3) is not its own
+    assert await other.claim_holder(many[0]) is None
+    assert await other.claim_holder(many[-1]) is None
+    assert await other.claim_holder(sha(3)) == "worker-b"
+    with pytest.raises(ConfigError, match="claim owner"):
+        await catalog.claim_many_unless_stored([sha(6)], "", 60)
+    assert await other.claim_holder(sha(6)) is None
 
 
 async def test_expired_claim_can_be_taken(

@@ -172,6 +172,60 @@ async def test_cancelled_transfer_releases_its_claim(
     assert [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()] == []
 
 
+async def test_a_batch_claims_for_a_window_and_waits_for_a_file_another_worker_holds(
+    tmp_path: Path, fault_server: FaultServer
+) -> None:
+    files = [payload(100 + i) for i in range(40)]
+    urls = [fault_server.add(f"/w{i}.bin", data) for i, (data, _) in enumerate(files)]
+    held = files[5][1]
+    async with SQLiteCatalog(tmp_path / "catalog.sqlite3") as other:
+        assert await other.claim(held, "gone-host:4242:dead", 0.5)  # expires mid-batch
+        async with shared_engine(tmp_path, max_connections=4) as engine:
+            requests = [
+                pad.DownloadRequest(u, expected_digests={"sha256": sha}, expected_size=len(data))
+                for u, (data, sha) in zip(urls, files, strict=True)
+            ]
+            results = await engine.download_many(requests)
+            coop = cooperation(engine)
+            assert coop._ahead == {} and coop._windows == {}
+            stats = coop.statistics
+            await coop.aclose()
+            holders = [await other.claim_holder(sha) for _, sha in files]
+    assert [r.path.read_bytes() for r in results if r.path] == [d for d, _ in files]
+    assert (stats.claimed, stats.waited, stats.taken_over) == (40, 1, 1)
+    assert holders == [None] * 40  # every claim released, the taken-over one too
+    assert all(fault_server.stats(f"/w{i}.bin").requests == 1 for i in range(40))
+
+
+async def test_claims_taken_for_a_window_are_released_when_the_batch_ends_early(
+    tmp_path: Path, fault_server: FaultServer
+) -> None:
+    files = [payload(200 + i, 2048 if i != 20 else 2 * 1024 * 1024) for i in range(30)]
+    urls = [fault_server.add(f"/e{i}.bin", data) for i, (data, _) in enumerate(files)]
+    gates = [fault_server.gate(f"/e{i}.bin") for i in range(1, 30)]
+    async with shared_engine(tmp_path, max_connections=2) as engine:
+        requests = [
+            pad.DownloadRequest(u, expected_digests={"sha256": sha}, expected_size=len(data))
+            for u, (data, sha) in zip(urls, files, strict=True)
+        ]
+        task = asyncio.ensure_future(engine.download_many(requests))
+        await fault_server.wait_inflight(2)
+        async with SQLiteCatalog(tmp_path / "catalog.sqlite3") as other:
+            waiting = [await other.claim_holder(sha) for _, sha in files[10:]]
+        # The small files were claimed ahead of their turn; the large one is not (a peer
+        # is not kept waiting for a file this worker has not started).
+        assert waiting[10] is None
+        assert set(waiting[:10] + waiting[11:]) == {cooperation(engine).owner}
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert cooperation(engine)._ahead == {}
+    for gate in gates:
+        gate.set()
+    async with SQLiteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+        assert [await catalog.claim_holder(sha) for _, sha in files] == [None] * 30
+
+
 # -- worker processes on PostgreSQL and S3 ------------------------------------------------
 
 WORKER = textwrap.dedent(

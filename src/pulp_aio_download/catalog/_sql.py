@@ -945,8 +945,12 @@ async def renew_claims(tx: Tx, sha256s: Sequence[str], owner: str, lease: float)
 
 
 async def release_claims(tx: Tx, sha256s: Sequence[str], owner: str) -> None:
-    for sha256 in sha256s:
-        await release(tx, sha256, owner)
+    names = list(dict.fromkeys(s.lower() for s in sha256s))
+    for start in range(0, len(names), LOOKUP_CHUNK):
+        where, args = _among(tx, "sha256", names[start : start + LOOKUP_CHUNK])
+        await tx.execute(
+            f"DELETE FROM claims WHERE {where} AND owner = ${len(args) + 1}", *args, owner
+        )
 
 
 async def claim_unless_stored(tx: Tx, sha256: str, owner: str, lease: float) -> str:
@@ -967,6 +971,56 @@ async def claim_unless_stored(tx: Tx, sha256: str, owner: str, lease: float) -> 
             await release(tx, sha256, owner)
         return "stored"
     return "claimed" if claimed else "held"
+
+
+async def claim_many_unless_stored(
+    tx: Tx, sha256s: Sequence[str], owner: str, lease: float
+) -> dict[str, str]:
+    """:func:`claim_unless_stored` of each of ``sha256s`` (by sha256 as given), in the one
+    transaction ``tx``: three statements per :data:`LOOKUP_CHUNK` of them, the claims
+    taken before the locations are read (see :func:`claim_unless_stored`)."""
+    if not isinstance(owner, str) or not owner:
+        raise ConfigError(f"claim owner must be a non-empty string, got {owner!r}")
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or lease < 0:
+        raise ConfigError(f"claim lease must be a non-negative number, got {lease!r}")
+    now = _NOW_EPOCH[tx.dialect]
+    # Sorted: two workers' windows lock their rows in the same order (no deadlock).
+    names = sorted({s.lower() for s in sha256s})
+    claimed: set[str] = set()
+    stored: set[str] = set()
+    for start in range(0, len(names), LOOKUP_CHUNK):
+        chunk = names[start : start + LOOKUP_CHUNK]
+        values = ", ".join(
+            f"(${i}, $1, {now} + CAST($2 AS DOUBLE PRECISION))" for i in range(3, len(chunk) + 3)
+        )
+        rows = await tx.fetchall(
+            f"INSERT INTO claims (sha256, owner, expires_at) VALUES {values} "
+            "ON CONFLICT (sha256) DO UPDATE SET owner = excluded.owner, "
+            "expires_at = excluded.expires_at "
+            f"WHERE claims.expires_at <= {now} OR claims.owner = excluded.owner "
+            "RETURNING sha256",
+            owner,
+            float(lease),
+            *chunk,
+        )
+        taken = {str(row[0]) for row in rows}
+        where, args = _among(tx, "sha256", chunk)
+        rows = await tx.fetchall(
+            f"SELECT sha256 FROM unit_files WHERE {where} AND location IS NOT NULL", *args
+        )
+        found = {str(row[0]) for row in rows}
+        release = taken & found
+        if release:
+            where, args = _among(tx, "sha256", sorted(release))
+            await tx.execute(
+                f"DELETE FROM claims WHERE {where} AND owner = ${len(args) + 1}", *args, owner
+            )
+        claimed |= taken
+        stored |= found
+    return {
+        s: "stored" if (low := s.lower()) in stored else "claimed" if low in claimed else "held"
+        for s in sha256s
+    }
 
 
 async def claim_holder(tx: Tx, sha256: str) -> str | None:

@@ -200,6 +200,12 @@ class SQLCatalog(Catalog):
     async def claim_unless_stored(self, sha256: str, owner: str, lease: float) -> str:
         return await self._write(lambda tx: _sql.claim_unless_stored(tx, sha256, owner, lease))
 
+    async def claim_many_unless_stored(
+        self, sha256s: Sequence[str], owner: str, lease: float
+    ) -> dict[str, str]:
+        wanted = list(sha256s)
+        return await self._write(lambda tx: _sql.claim_many_unless_stored(tx, wanted, owner, lease))
+
     async def claim_holder(self, sha256: str) -> str | None:
         return await self._read(lambda tx: _sql.claim_holder(tx, sha256))
 

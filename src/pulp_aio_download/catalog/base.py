@@ -192,6 +192,13 @@ class Catalog(abc.ABC):
             return "stored"
         return "claimed" if claimed else "held"
 
+    async def claim_many_unless_stored(
+        self, sha256s: Sequence[str], owner: str, lease: float
+    ) -> dict[str, str]:
+        """:meth:`claim_unless_stored` for each of ``sha256s``, by sha256 (backends: in one
+        transaction, so that claims for a window of a batch cost one write)."""
+        return {s: await self.claim_unless_stored(s, owner, lease) for s in sha256s}
+
     async def claim_holder(self, sha256: str) -> str | None:
         """The owner of the unexpired claim on ``sha256``, or None (default: unknown)."""
         return None

@@ -41,8 +41,8 @@ def parse_manifest_line(text: str, *, line: int = 0) -> DownloadRequest | None:
         raise ManifestError("invalid JSON: nested too deeply", line=line) from None
     if not isinstance(obj, dict):
         raise ManifestError("expected a JSON object", line=line)
-    unknown = set(obj) - _KEYS
-    if unknown:
+    if not _KEYS.issuperset(obj):
+        unknown = set(obj) - _KEYS
         raise ManifestError(f"unknown key(s) {', '.join(sorted(map(repr, unknown)))}", line=line)
     try:
         return _request(obj)

@@ -31,6 +31,7 @@ __all__ = ["HashingWriter", "verify_digests", "write_all"]
 #: memory (``keep_small``): about 40 µs of sha256, less than a thread hop costs.
 SMALL_BODY = 64 * 1024
 
+_SHA256_ONLY = ("sha256",)
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _IOV_MAX = getattr(os, "sysconf", lambda _: 1024)("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
@@ -135,8 +136,11 @@ class HashingWriter:
         executor: Executor | None = None,
         fsync: bool = True,
     ) -> None:
-        names = ["sha256", *sorted(set(algorithms).difference(("sha256",)))]
-        self.algorithms = tuple(names)
+        if algorithms == _SHA256_ONLY or algorithms == ():
+            names: tuple[str, ...] = _SHA256_ONLY  # the common request: no set, no sort
+        else:
+            names = ("sha256", *sorted(set(algorithms).difference(("sha256",))))
+        self.algorithms = names
         self.path = path
         self.expected_size = expected_size
         self.url = url
@@ -154,7 +158,7 @@ class HashingWriter:
         self._finished = False
         self._loop = asyncio.get_running_loop()
         self._primary: Any = hashlib.sha256()
-        self._extra: list[Any] = [hashlib.new(n) for n in names[1:]]
+        self._extra: list[Any] = [hashlib.new(n) for n in names[1:]] if len(names) > 1 else []
         self.partial: PartialFile | None = None
         #: The whole file, when :meth:`finish` kept a small one in memory (nothing on disk).
         self.body: tuple[bytes, ...] | None = None
@@ -184,7 +188,9 @@ class HashingWriter:
             )
         self._batch.append(chunk)
         self._batch_bytes += len(chunk)
-        if self._batch_bytes >= self._batch_size:
+        # The last bytes of a file of known size wait for finish(): written, hashed and
+        # closed in one thread hop (a file of one batch, e.g. 1 MiB, costs one hop, not two).
+        if self._batch_bytes >= self._batch_size and size != self.expected_size:
             await self._submit()
 
     async def _submit(self) -> None:

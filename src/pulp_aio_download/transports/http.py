@@ -202,13 +202,12 @@ class HttpTransport:
         :class:`HTTPStatusError` (with ``retry_after`` when the server sent one)."""
         url, userinfo = request.url, request.userinfo
         offset, validator, length = request.offset, request.validator, request.length
-        first_origin = origin(url)
         current = url
         challenged = False
         redirects = 0
         while True:
             headers: dict[str, str] = {}
-            if origin(current) == first_origin:
+            if current is url or origin(current) == origin(url):  # no redirect: no parsing
                 headers.update(self.auth_headers(current, userinfo))
                 headers.update(request.headers)
             elif request.headers:
