@@ -265,6 +265,18 @@ def _format_retry_after(value: float | str | datetime) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def _count_status(stats: tuple[PathStats, PathStats], code: int) -> None:
+    for s in stats:
+        s.statuses.append(code)
+
+
+def _fault_headers(fault: Fault) -> dict[str, str]:
+    extra = dict(fault.headers)
+    if fault.huge_headers:
+        extra["X-Huge-Header"] = "x" * fault.huge_headers
+    return extra
+
+
 class FaultServer:
     """An HTTP server on 127.0.0.1 (port 0) that serves files and injects faults.
 
@@ -545,6 +557,20 @@ class FaultServer:
         authorized = entry is None or entry.auth is None or _check_basic(request, entry.auth)
         if entry is not None and authorized:
             fault = self._next_fault(key)
+        self._record(request, key, index, fault)
+        for gate_key in (None, key):
+            gate = self._gates.get(gate_key)
+            if gate is not None:
+                await gate.wait()
+        if fault is not None and fault.delay:
+            await self._sleep(fault.delay)
+        early = await self._answer_without_body(request, entry, authorized, fault, stats)
+        if early is not None:
+            return early
+        assert entry is not None
+        return await self._serve_body(request, entry, fault or Fault(), stats)
+
+    def _record(self, request: web.Request, key: str, index: int, fault: Fault | None) -> None:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.requests.append(
             RecordedRequest(
@@ -558,31 +584,30 @@ class FaultServer:
                 time=time.time(),
             )
         )
-        for gate_key in (None, key):
-            gate = self._gates.get(gate_key)
-            if gate is not None:
-                await gate.wait()
 
-        def status(code: int) -> None:
-            for s in stats:
-                s.statuses.append(code)
-
-        if fault is not None and fault.delay:
-            await self._sleep(fault.delay)
+    async def _answer_without_body(
+        self,
+        request: web.Request,
+        entry: _Entry | None,
+        authorized: bool,
+        fault: Fault | None,
+        stats: tuple[PathStats, PathStats],
+    ) -> web.StreamResponse | None:
+        """The answer when it is not the file: 404, 401, an injected status, a redirect
+        or no answer at all (None: serve the file)."""
         if entry is None:
-            status(404)
+            _count_status(stats, 404)
             return web.Response(status=404, text="not found\n")
         if not authorized:
-            status(401)
+            _count_status(stats, 401)
             return web.Response(
                 status=401,
                 text="unauthorized\n",
                 headers={"WWW-Authenticate": 'Basic realm="faultserver"'},
             )
-        fault = fault or Fault()
-        extra = dict(fault.headers)
-        if fault.huge_headers:
-            extra["X-Huge-Header"] = "x" * fault.huge_headers
+        if fault is None:
+            return None
+        extra = _fault_headers(fault)
         if fault.never_answer:
             await self._sleep(None)
             _close(request)
@@ -590,15 +615,23 @@ class FaultServer:
         if fault.status is not None:
             if fault.retry_after is not None:
                 extra["Retry-After"] = _format_retry_after(fault.retry_after)
-            status(fault.status)
+            _count_status(stats, fault.status)
             return web.Response(
                 status=fault.status, text=f"{fault.status} (fault injected)\n", headers=extra
             )
         if fault.redirect_to is not None:
-            status(fault.redirect_status)
+            _count_status(stats, fault.redirect_status)
             extra["Location"] = fault.redirect_to
             return web.Response(status=fault.redirect_status, headers=extra)
+        return None
 
+    async def _serve_body(
+        self,
+        request: web.Request,
+        entry: _Entry,
+        fault: Fault,
+        stats: tuple[PathStats, PathStats],
+    ) -> web.StreamResponse:
         body = entry.body
         etag = f'"{await body.sha256()}"'
         ignore = self.ignore_range or entry.ignore_range or fault.ignore_range
@@ -609,11 +642,11 @@ class FaultServer:
             "Last-Modified": body.last_modified,
             **({} if ignore else {"Accept-Ranges": "bytes"}),
             **plan.headers,
-            **extra,
+            **_fault_headers(fault),
         }
         if fault.gzip:
             headers["Content-Encoding"] = "gzip"
-        status(plan.status)
+        _count_status(stats, plan.status)
         if plan.status == 416:
             return web.Response(status=416, headers=headers)
         head = request.method == "HEAD"
