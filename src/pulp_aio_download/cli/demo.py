@@ -20,8 +20,12 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..models import DownloadRequest
 
 __all__ = ["REPOSITORY", "run_demo"]
 
@@ -31,17 +35,26 @@ REPOSITORY = "sample"
 _PREFIX = "/sample/"
 
 
+@dataclass
+class _Mirrored:
+    """What mirroring the sample repository gave: the results and what the catalog,
+    the storage and the server say of the corrupt file."""
+
+    base: str
+    requests: list[DownloadRequest]
+    results: list[Any]
+    elapsed: float
+    units: int
+    corrupt_stored: bool
+    corrupt_record: Any
+    corrupt_attempts: int
+
+
 async def run_demo(args: argparse.Namespace) -> int:
     """Run the demo with the command line's ``args``; returns the exit code."""
-    from ..engine import DownloadEngine
-    from ..errors import ValidationError
-    from ..models import DownloadResult
-    from ..testing import FaultServer
     from ..testing.repo import generate_repository
-    from .manifest import parse_manifest_line
-    from .options import UsageError, engine_config
-    from .progress import Progress, human_bytes, progress_mode
-    from .summary import print_summary, summarize
+    from .options import UsageError
+    from .progress import Progress, progress_mode
 
     nfiles: int = getattr(args, "files", 300)
     if nfiles < 6:
@@ -50,76 +63,96 @@ async def run_demo(args: argparse.Namespace) -> int:
     if args.data_dir is None:
         args.data_dir = Path(tempfile.mkdtemp(prefix="pulp-aio-download-demo-"))
     display = Progress(progress_mode(getattr(args, "progress", None), sys.stderr))
-    out = display.summary_stream
     as_json = bool(getattr(args, "json", False))
-
     repo = generate_repository(
         None, files=nfiles, large=3, large_size=4 * 1024 * 1024, corrupt=1, flaky=1
     )
-    corrupt, flaky = repo.corrupt[0], repo.flaky[0]
     try:
-        async with FaultServer() as server:
-            base = repo.serve(server, _PREFIX)
-            if not as_json:
-                out.write(
-                    f"Serving a sample repository of {len(repo.files)} files "
-                    f"({human_bytes(repo.total_size)}; 3 large, 1 corrupt, 1 flaky) at {base}\n"
-                    f"Mirroring it into {args.data_dir} (artifacts + SQLite catalog)\n"
-                )
-                out.flush()
-            requests = []
-            for entry in repo.jsonl_manifest(base, repository=REPOSITORY):
-                request = parse_manifest_line(json.dumps(entry))
-                assert request is not None
-                requests.append(request)
-            config = engine_config(args, progress=display.callback)
-            started = time.monotonic()
-            async with DownloadEngine(config) as engine:
-                try:
-                    results = await engine.download_many(requests, return_exceptions=True)
-                finally:
-                    display.close()
-                elapsed = time.monotonic() - started
-                catalog = engine.catalog
-                assert catalog is not None
-                units = await catalog.repository_units(REPOSITORY)
-                corrupt_stored = await engine.storage.stat(corrupt.sha256) is not None
-                corrupt_record = await catalog.get_unit_file(corrupt.sha256)
-            corrupt_attempts = server.stats(_PREFIX + corrupt.relative_path).requests
+        mirrored = await _mirror(args, repo, display, as_json)
     finally:
         display.close()
+    return _report(args, repo, mirrored, display.summary_stream, as_json)
 
-    by_path = {f.relative_path: r for f, r in zip(repo.files, results, strict=True)}
+
+async def _mirror(args: argparse.Namespace, repo: Any, display: Any, as_json: bool) -> _Mirrored:
+    """Serve ``repo`` on loopback and mirror it with the engine the arguments configure."""
+    from ..engine import DownloadEngine
+    from ..testing import FaultServer
+    from .manifest import parse_manifest_line
+    from .options import engine_config
+    from .progress import human_bytes
+
+    corrupt = repo.corrupt[0]
+    out = display.summary_stream
+    async with FaultServer() as server:
+        base = repo.serve(server, _PREFIX)
+        if not as_json:
+            out.write(
+                f"Serving a sample repository of {len(repo.files)} files "
+                f"({human_bytes(repo.total_size)}; 3 large, 1 corrupt, 1 flaky) at {base}\n"
+                f"Mirroring it into {args.data_dir} (artifacts + SQLite catalog)\n"
+            )
+            out.flush()
+        requests = []
+        for entry in repo.jsonl_manifest(base, repository=REPOSITORY):
+            request = parse_manifest_line(json.dumps(entry))
+            assert request is not None
+            requests.append(request)
+        started = time.monotonic()
+        async with DownloadEngine(engine_config(args, progress=display.callback)) as engine:
+            try:
+                results = await engine.download_many(requests, return_exceptions=True)
+            finally:
+                display.close()
+            elapsed = time.monotonic() - started
+            catalog = engine.catalog
+            assert catalog is not None
+            units = await catalog.repository_units(REPOSITORY)
+            corrupt_stored = await engine.storage.stat(corrupt.sha256) is not None
+            corrupt_record = await catalog.get_unit_file(corrupt.sha256)
+        attempts = server.stats(_PREFIX + corrupt.relative_path).requests
+    return _Mirrored(
+        base, requests, results, elapsed, len(units), corrupt_stored, corrupt_record, attempts
+    )
+
+
+def _report(args: argparse.Namespace, repo: Any, m: _Mirrored, out: Any, as_json: bool) -> int:
+    """Print the summary and the explanation; 0 when the demo behaved as designed."""
+    from ..errors import ValidationError
+    from ..models import DownloadResult
+    from .summary import print_summary, summarize
+
+    corrupt, flaky = repo.corrupt[0], repo.flaky[0]
+    by_path = {f.relative_path: r for f, r in zip(repo.files, m.results, strict=True)}
     corrupt_result = by_path[corrupt.relative_path]
     flaky_result = by_path[flaky.relative_path]
     others_ok = all(
         isinstance(r, DownloadResult)
-        for f, r in zip(repo.files, results, strict=True)
+        for f, r in zip(repo.files, m.results, strict=True)
         if f is not corrupt
     )
     corrupt_ok = (
         isinstance(corrupt_result, ValidationError)
-        and not corrupt_stored
-        and (corrupt_record is None or corrupt_record.location is None)
+        and not m.corrupt_stored
+        and (m.corrupt_record is None or m.corrupt_record.location is None)
     )
-    as_designed = corrupt_ok and others_ok and len(units) == len(repo.files) - 1
-
+    as_designed = corrupt_ok and others_ok and m.units == len(repo.files) - 1
     explanation = [
-        _explain_corrupt(corrupt.relative_path, corrupt_result, corrupt_attempts, corrupt_ok),
-        _explain_flaky(flaky.relative_path, flaky_result, len(units), args.data_dir),
+        _explain_corrupt(corrupt.relative_path, corrupt_result, m.corrupt_attempts, corrupt_ok),
+        _explain_flaky(flaky.relative_path, flaky_result, m.units, args.data_dir),
     ]
-    summary = summarize(results, requests, elapsed)
+    summary = summarize(m.results, m.requests, m.elapsed)
     if as_json:
         summary["data_dir"] = str(args.data_dir)
-        summary["units"] = len(units)
+        summary["units"] = m.units
         summary["as_designed"] = as_designed
         summary["corrupt"] = {
-            "url": base + corrupt.relative_path,
+            "url": m.base + corrupt.relative_path,
             "error": type(corrupt_result).__name__,
-            "stored": corrupt_stored,
+            "stored": m.corrupt_stored,
         }
         summary["flaky"] = {
-            "url": base + flaky.relative_path,
+            "url": m.base + flaky.relative_path,
             "attempts": getattr(flaky_result, "attempts", None),
             "cached": getattr(flaky_result, "cached", None),
         }
