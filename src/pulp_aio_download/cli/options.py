@@ -96,7 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    for add in (_add_get, _add_sync, _add_verify, _add_catalog, _add_demo):
+        add(sub)
+    return parser
 
+
+def _add_get(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``get``: one file."""
     get = sub.add_parser("get", help="download one file and print its stored location")
     get.add_argument("url", help="an http://, https:// or file:// URL")
     get.add_argument("--sha256", help="expected sha256 (hex)")
@@ -108,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(get)
 
+
+def _add_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sync``: a manifest, Metalink or PULP_MANIFEST."""
     sync = sub.add_parser(
         "sync", help="download a JSONL manifest, a Metalink document or a PULP_MANIFEST"
     )
@@ -167,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(sync)
 
+
+def _add_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``verify``: re-hash what is stored."""
     verify = sub.add_parser("verify", help="re-hash stored files against the catalog")
     verify.add_argument("--repair", action="store_true", help="re-fetch corrupt/missing files")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -175,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(verify)
 
+
+def _add_catalog(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``catalog show`` and ``catalog units``."""
     catalog = sub.add_parser("catalog", help="print catalog records as JSON")
     csub = catalog.add_subparsers(dest="catalog_command", metavar="WHAT")
     csub.required = True
@@ -185,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     units.add_argument("repository", help="the name of the repository")
     _common(units)
 
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``demo``: the offline sample repository."""
     demo = sub.add_parser("demo", help="mirror a generated sample repository, offline")
     demo.add_argument("--files", type=int, default=300, help="number of files (default 300)")
     demo.add_argument(
@@ -192,7 +210,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     _common(demo)
-    return parser
 
 
 def engine_config(
