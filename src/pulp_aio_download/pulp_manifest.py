@@ -70,28 +70,7 @@ def read_pulp_manifest(
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
-        fields = [part.strip() for part in raw.rsplit(",", 2)]
-        if len(fields) != 3:
-            raise ManifestError(
-                f"expected 'relative_path,sha256,size', got {_shown(raw)}", line=number
-            )
-        path, sha256, size_text = fields
-        try:
-            relative = safe_relative_path(path, where="relative path")
-        except ConfigError as exc:
-            raise ManifestError(exc.message, line=number) from None
-        if not _SHA256.fullmatch(sha256):
-            raise ManifestError(
-                f"malformed sha256 {_shown(sha256)} for {relative!r} (expected 64 hex characters)",
-                line=number,
-            )
-        if not _SIZE.fullmatch(size_text):
-            raise ManifestError(
-                f"malformed size {_shown(size_text)} for {relative!r} "
-                "(expected a non-negative integer)",
-                line=number,
-            )
-        sha256, size = sha256.lower(), int(size_text)
+        relative, sha256, size = _parse_line(raw, number)
         if relative in seen:
             first, first_sha, first_size = seen[relative]
             if (first_sha, first_size) == (sha256, size):
@@ -102,27 +81,62 @@ def read_pulp_manifest(
                 line=number,
             )
         seen[relative] = (number, sha256, size)
-        try:
-            url = urljoin(base_url, quote(relative, safe=_PATH_SAFE))
-        except UnicodeEncodeError:
-            raise ManifestError(
-                f"relative path {_shown(relative)} is not valid Unicode (a lone surrogate)",
-                line=number,
-            ) from None
-        try:
-            requests.append(
-                DownloadRequest(
-                    url,
-                    expected_digests={"sha256": sha256},
-                    expected_size=size,
-                    remote=remote,
-                    unit=UnitSpec(FILE_UNIT_TYPE, relative, relative_path=relative),
-                    repository=repository,
-                )
-            )
-        except ConfigError as exc:
-            raise ManifestError(exc.message, line=number) from None
+        requests.append(_request(base_url, relative, sha256, size, number, repository, remote))
     return requests
+
+
+def _parse_line(raw: str, number: int) -> tuple[str, str, int]:
+    """The safe relative path, the lower-case sha256 and the size of one manifest line."""
+    fields = [part.strip() for part in raw.rsplit(",", 2)]
+    if len(fields) != 3:
+        raise ManifestError(f"expected 'relative_path,sha256,size', got {_shown(raw)}", line=number)
+    path, sha256, size_text = fields
+    try:
+        relative = safe_relative_path(path, where="relative path")
+    except ConfigError as exc:
+        raise ManifestError(exc.message, line=number) from None
+    if not _SHA256.fullmatch(sha256):
+        raise ManifestError(
+            f"malformed sha256 {_shown(sha256)} for {relative!r} (expected 64 hex characters)",
+            line=number,
+        )
+    if not _SIZE.fullmatch(size_text):
+        raise ManifestError(
+            f"malformed size {_shown(size_text)} for {relative!r} "
+            "(expected a non-negative integer)",
+            line=number,
+        )
+    return relative, sha256.lower(), int(size_text)
+
+
+def _request(
+    base_url: str,
+    relative: str,
+    sha256: str,
+    size: int,
+    number: int,
+    repository: str | None,
+    remote: str | None,
+) -> DownloadRequest:
+    """The request of one manifest line: its URL below ``base_url`` and its unit."""
+    try:
+        url = urljoin(base_url, quote(relative, safe=_PATH_SAFE))
+    except UnicodeEncodeError:
+        raise ManifestError(
+            f"relative path {_shown(relative)} is not valid Unicode (a lone surrogate)",
+            line=number,
+        ) from None
+    try:
+        return DownloadRequest(
+            url,
+            expected_digests={"sha256": sha256},
+            expected_size=size,
+            remote=remote,
+            unit=UnitSpec(FILE_UNIT_TYPE, relative, relative_path=relative),
+            repository=repository,
+        )
+    except ConfigError as exc:
+        raise ManifestError(exc.message, line=number) from None
 
 
 def repository_from_url(url: str) -> str:
