@@ -200,23 +200,12 @@ class HttpTransport:
         """Send a GET for ``request.url`` (from ``request.offset`` when non-zero) and return
         the response once its headers arrived. A non-2xx final status raises
         :class:`HTTPStatusError` (with ``retry_after`` when the server sent one)."""
-        url, userinfo = request.url, request.userinfo
-        offset, validator, length = request.offset, request.validator, request.length
+        url, offset, length = request.url, request.offset, request.length
         current = url
         challenged = False
         redirects = 0
         while True:
-            headers: dict[str, str] = {}
-            if current is url or origin(current) == origin(url):  # no redirect: no parsing
-                headers.update(self.auth_headers(current, userinfo))
-                headers.update(request.headers)
-            elif request.headers:
-                headers.update(_cross_origin(request.headers))
-            if offset or length is not None:
-                last = "" if length is None else str(offset + length - 1)
-                headers["Range"] = f"bytes={offset}-{last}"
-                if validator:
-                    headers["If-Range"] = validator
+            headers = self._headers_for(request, current)
             proxy = self.proxy_for(current)
             if proxy is not None and urlsplit(current).scheme == "http":
                 # The proxy sees this request itself (no CONNECT tunnel). Some proxies
@@ -238,29 +227,8 @@ class HttpTransport:
             status = resp.status
             if status in _REDIRECTS and "Location" in resp.headers:
                 resp.release()
-                # Credentials never come from a server: userinfo in a Location is dropped.
-                target = split_userinfo(urljoin(current, resp.headers["Location"]))[0]
                 redirects += 1
-                if redirects > self.remote.max_redirects:
-                    raise HTTPStatusError(
-                        status=status,
-                        url=url,
-                        message=f"too many redirects (more than {self.remote.max_redirects})",
-                    )
-                scheme = urlsplit(target).scheme
-                if scheme not in ("http", "https"):
-                    raise ConfigError(f"redirect to unsupported scheme {scheme!r}", url=current)
-                if (
-                    urlsplit(current).scheme == "https"
-                    and scheme == "http"
-                    and not self.remote.allow_insecure_redirects
-                ):
-                    raise ConnectionFailed(
-                        f"refused insecure redirect from https to {redact_url(target)}",
-                        url=current,
-                    )
-                log.debug("redirect %s -> %s", redact_url(current), redact_url(target))
-                current = target
+                current = self._redirect_target(url, current, resp, redirects)
                 continue
             if from_proxy(resp, proxy):
                 resp.release()
@@ -292,6 +260,51 @@ class HttpTransport:
             if status == 206 and (offset or length is not None):
                 got_offset = _content_range_start(resp.headers)
             return HttpResponse(resp, current, got_offset)
+
+    def _headers_for(self, request: TransportRequest, current: str) -> dict[str, str]:
+        """The headers of a GET for ``current``: the remote's credentials and the request's
+        headers at the request's origin (only the safe ones after a cross-origin redirect),
+        and the range asked for."""
+        headers: dict[str, str] = {}
+        url = request.url
+        if current is url or origin(current) == origin(url):  # no redirect: no parsing
+            headers.update(self.auth_headers(current, request.userinfo))
+            headers.update(request.headers)
+        elif request.headers:
+            headers.update(_cross_origin(request.headers))
+        offset, length = request.offset, request.length
+        if offset or length is not None:
+            last = "" if length is None else str(offset + length - 1)
+            headers["Range"] = f"bytes={offset}-{last}"
+            if request.validator:
+                headers["If-Range"] = request.validator
+        return headers
+
+    def _redirect_target(
+        self, url: str, current: str, resp: aiohttp.ClientResponse, redirects: int
+    ) -> str:
+        """Where the redirect ``resp`` of ``current`` leads, once it is allowed."""
+        # Credentials never come from a server: userinfo in a Location is dropped.
+        target = split_userinfo(urljoin(current, resp.headers["Location"]))[0]
+        if redirects > self.remote.max_redirects:
+            raise HTTPStatusError(
+                status=resp.status,
+                url=url,
+                message=f"too many redirects (more than {self.remote.max_redirects})",
+            )
+        scheme = urlsplit(target).scheme
+        if scheme not in ("http", "https"):
+            raise ConfigError(f"redirect to unsupported scheme {scheme!r}", url=current)
+        if (
+            urlsplit(current).scheme == "https"
+            and scheme == "http"
+            and not self.remote.allow_insecure_redirects
+        ):
+            raise ConnectionFailed(
+                f"refused insecure redirect from https to {redact_url(target)}", url=current
+            )
+        log.debug("redirect %s -> %s", redact_url(current), redact_url(target))
+        return target
 
 
 async def proxy_refuses_credentials(
