@@ -21,7 +21,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..admission.bandwidth import throttle
+from ..admission.bandwidth import Bandwidth, throttle
 from ..errors import (
     AllSourcesFailed,
     CatalogError,
@@ -258,83 +258,19 @@ class DownloadStream:
         commit: Commit | None,
     ) -> None:
         self.status, self.headers, self.url = resp.status, resp.headers, redact_url(resp.url)
-        watch = StallWatch(remote.timeouts, resp, lambda: self.size)
-        caps = stage.admission.bandwidth(remote)
         writer = self._writer(stage) if commit is not None and self._validate else None
         hashers = (
             [hashlib.new(a) for a in self.request.algorithms]
             if self._validate and writer is None
             else []
         )
+        body = _Body(self, resp, StallWatch(remote.timeouts, resp, lambda: self.size), writer)
+        body.caps, body.hashers = stage.admission.bandwidth(remote), hashers
+        body.tracker, body.commit, body.source = tracker, commit, source
         tracker.start_transfer(self)
-
-        async def close() -> None:
-            tracker.end_transfer(self)
-            watch.stop()
-            if not self._finished:
-                resp.abort()  # the rest of the body is not wanted: not reusable
-            await resp.close()
-            if writer is not None and not self._committed:
-                await writer.abort()
-
         self._committed = False
-        self._close.append(close)
-        loop = asyncio.get_running_loop()
-        expected = self.expected_size if self._validate else None
-
-        async def read() -> bytes:
-            try:
-                chunk = await resp.read()
-            except DownloadError as exc:
-                raise (watch.error(self.url) if watch.stalled else exc) from exc
-            if watch.stalled:
-                raise watch.error(self.url)
-            if not chunk:
-                return chunk
-            if caps:
-                await throttle(caps, len(chunk), watch.hold)
-            if expected is not None and self.size + len(chunk) > expected:
-                resp.abort()
-                raise SizeMismatch(
-                    expected=expected,
-                    actual=self.size + len(chunk),
-                    url=self.url,
-                    message=f"body exceeds the expected {expected} bytes",
-                )
-            if writer is not None:
-                await writer.write(chunk)
-            elif len(chunk) * len(hashers) <= _INLINE:
-                _feed(hashers, chunk)
-            else:
-                await loop.run_in_executor(None, _feed, hashers, chunk)
-            return chunk
-
-        async def end() -> None:
-            if not self._validate:
-                return
-            if writer is not None:
-                digests, size = await writer.finish()
-            else:
-                digests = {
-                    a: h.hexdigest() for a, h in zip(self.request.algorithms, hashers, strict=True)
-                }
-                size = self.size
-            verify_digests(
-                digests,
-                self.request.expected_digests,
-                url=self.url,
-                size=size,
-                expected_size=self.request.expected_size,
-            )
-            self.digests = digests
-            if writer is not None and commit is not None:
-                staged = Staged(
-                    writer.path, digests, size, dict(self.headers), self.attempts, self.url
-                )
-                self._committed = True  # the commit owns the staging file now
-                self.result = await commit(staged, source)
-
-        self._next, self._end = read, end
+        self._close.append(body.close)
+        self._next, self._end = body.read, body.end
 
     _committed: bool
 
@@ -348,6 +284,92 @@ class DownloadStream:
             batch_size=stage.chunk_size,
             fsync=storage.fsync_staged,
         )
+
+
+class _Body:
+    """The body of one streamed response: its chunks read under stall detection, the
+    bandwidth caps and the expected size, hashed or staged, validated at the end."""
+
+    caps: tuple[Bandwidth, ...]
+    hashers: list[Any]
+    tracker: ProgressTracker
+    commit: Commit | None
+    source: Source
+
+    def __init__(
+        self,
+        stream: DownloadStream,
+        resp: Response,
+        watch: StallWatch,
+        writer: HashingWriter | None,
+    ) -> None:
+        self.stream, self.resp, self.watch, self.writer = stream, resp, watch, writer
+        self.expected = stream.expected_size if stream._validate else None
+        self.loop = asyncio.get_running_loop()
+
+    async def read(self) -> bytes:
+        stream, resp, watch = self.stream, self.resp, self.watch
+        try:
+            chunk = await resp.read()
+        except DownloadError as exc:
+            raise (watch.error(stream.url) if watch.stalled else exc) from exc
+        if watch.stalled:
+            raise watch.error(stream.url)
+        if not chunk:
+            return chunk
+        if self.caps:
+            await throttle(self.caps, len(chunk), watch.hold)
+        expected = self.expected
+        if expected is not None and stream.size + len(chunk) > expected:
+            resp.abort()
+            raise SizeMismatch(
+                expected=expected,
+                actual=stream.size + len(chunk),
+                url=stream.url,
+                message=f"body exceeds the expected {expected} bytes",
+            )
+        if self.writer is not None:
+            await self.writer.write(chunk)
+        elif len(chunk) * len(self.hashers) <= _INLINE:
+            _feed(self.hashers, chunk)
+        else:
+            await self.loop.run_in_executor(None, _feed, self.hashers, chunk)
+        return chunk
+
+    async def end(self) -> None:
+        stream, writer = self.stream, self.writer
+        if not stream._validate:
+            return
+        if writer is not None:
+            digests, size = await writer.finish()
+        else:
+            algorithms = stream.request.algorithms
+            digests = {a: h.hexdigest() for a, h in zip(algorithms, self.hashers, strict=True)}
+            size = stream.size
+        verify_digests(
+            digests,
+            stream.request.expected_digests,
+            url=stream.url,
+            size=size,
+            expected_size=stream.request.expected_size,
+        )
+        stream.digests = digests
+        if writer is not None and self.commit is not None:
+            staged = Staged(
+                writer.path, digests, size, dict(stream.headers), stream.attempts, stream.url
+            )
+            stream._committed = True  # the commit owns the staging file now
+            stream.result = await self.commit(staged, self.source)
+
+    async def close(self) -> None:
+        stream = self.stream
+        self.tracker.end_transfer(stream)
+        self.watch.stop()
+        if not stream._finished:
+            self.resp.abort()  # the rest of the body is not wanted: not reusable
+        await self.resp.close()
+        if self.writer is not None and not stream._committed:
+            await self.writer.abort()
 
 
 def _feed(hashers: Sequence[Any], chunk: bytes) -> None:
