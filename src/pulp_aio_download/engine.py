@@ -725,6 +725,40 @@ class DownloadEngine:
             record = found.record
         else:
             record = await self._catalog.get_unit_file(sha256) if self._catalog else None
+        digests = await self._valid_digests(request, sha256, stored, record)
+        if digests is None:
+            return None
+        wanted = set(request.algorithms)
+        ctx = DownloadContext(
+            request=request,
+            storage=self.storage,
+            catalog=self._catalog,
+            progress=batch.tracker,
+            path=stored.path,
+            digests={a: v for a, v in digests.items() if a in wanted},
+            size=stored.size if stored.size is not None else (record.size or 0 if record else 0),
+            url=request.url,
+            attempts=0,
+            cached=True,
+            previous=record,
+            previous_unit=found.unit if found is not None else None,
+            stored=stored,
+        )
+        try:
+            return await run_hooks(self._hooks(), ctx)
+        except StorageError:
+            return None
+
+    async def _valid_digests(
+        self,
+        request: DownloadRequest,
+        sha256: str,
+        stored: StoredArtifact,
+        record: UnitFile | None,
+    ) -> dict[str, str] | None:
+        """The digests of the stored ``sha256`` the request can be answered with, re-hashed
+        where the catalog lacks one or the file changed since it was verified; None when the
+        artifact is damaged or does not match what the request expects."""
         if (
             record is not None
             and record.size is not None
@@ -769,26 +803,7 @@ class DownloadEngine:
         for algorithm, value in request.expected_digests.items():
             if digests.get(algorithm) != value:
                 return None
-        wanted = set(request.algorithms)
-        ctx = DownloadContext(
-            request=request,
-            storage=self.storage,
-            catalog=self._catalog,
-            progress=batch.tracker,
-            path=stored.path,
-            digests={a: v for a, v in digests.items() if a in wanted},
-            size=stored.size if stored.size is not None else (record.size or 0 if record else 0),
-            url=request.url,
-            attempts=0,
-            cached=True,
-            previous=record,
-            previous_unit=found.unit if found is not None else None,
-            stored=stored,
-        )
-        try:
-            return await run_hooks(self._hooks(), ctx)
-        except StorageError:
-            return None
+        return digests
 
     def _hooks(self) -> Sequence[Hook]:
         return self.config.hooks if self.config.hooks is not None else DEFAULT_HOOKS
