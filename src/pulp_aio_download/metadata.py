@@ -22,13 +22,13 @@ import hashlib
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import aiohttp
 
-from .errors import HTTPStatusError, StorageError
+from .errors import HTTPStatusError, SizeMismatch, StorageError
 from .models import MetadataValidators, Source, UnitFile
 from .transports.errors import map_client_error
 from .urls import redact_url
@@ -58,6 +58,7 @@ class MetadataResult:
             read it with ``engine.storage.read(result.sha256)``).
         etag: the ``ETag`` kept for the next fetch, or None.
         last_modified: the ``Last-Modified`` kept for the next fetch, or None.
+        headers: the response's headers (those of the 304 when ``not_modified``).
     """
 
     url: str
@@ -69,6 +70,7 @@ class MetadataResult:
     path: Path | None
     etag: str | None
     last_modified: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def read_bytes(self) -> bytes:
         """The body, from :attr:`path` (blocking: call it from a worker thread for large
@@ -92,6 +94,7 @@ async def fetch_metadata(
     remote: str = "default",
     headers: Mapping[str, str] | None = None,
     conditional: bool = True,
+    max_size: int | None = None,
 ) -> MetadataResult:
     """Fetch the metadata file ``url`` through remote ``remote``, conditionally.
 
@@ -103,12 +106,15 @@ async def fetch_metadata(
         headers: more request headers.
         conditional: False sends no validators (a forced full GET); the answer still
             replaces the validators kept.
+        max_size: a body larger than this many bytes is refused (:class:`SizeMismatch`)
+            and nothing is kept.
 
     Returns:
         The :class:`MetadataResult`; ``not_modified`` says whether the body changed.
 
     Raises:
         HTTPStatusError: the server answered neither 200 nor (to our validators) 304.
+        SizeMismatch: the body is larger than ``max_size``.
         DownloadError: the request failed (connection, TLS, timeout...); storage or
             catalog errors as :class:`StorageError` / :class:`CatalogError`.
 
@@ -131,21 +137,23 @@ async def fetch_metadata(
     try:
         async with session.get(url, headers=sent) as resp:
             if resp.status == 304 and kept is not None:
-                result = await _from_storage(engine.storage, kept, shown)
+                result = await _from_storage(engine.storage, kept, shown, resp.headers)
                 if result is not None:
                     return result
             elif resp.status == 200:
-                return await _store(engine, resp, remote, url, shown)
+                return await _store(engine, resp, remote, url, shown, max_size)
             else:
                 raise HTTPStatusError(status=resp.status, reason=resp.reason, url=url)
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise map_client_error(exc, url, status_raised=False) from exc
     # A 304 the stored body cannot answer: fetch it whole.
-    return await fetch_metadata(engine, url, remote=remote, headers=headers, conditional=False)
+    return await fetch_metadata(
+        engine, url, remote=remote, headers=headers, conditional=False, max_size=max_size
+    )
 
 
 async def _from_storage(
-    storage: Storage, kept: MetadataValidators, shown: str
+    storage: Storage, kept: MetadataValidators, shown: str, headers: Mapping[str, str]
 ) -> MetadataResult | None:
     """The 304 answered from the stored body, or None when it is gone or damaged."""
     found = await storage.digest(kept.sha256, ("sha256",))
@@ -172,11 +180,17 @@ async def _from_storage(
         path=stored.path,
         etag=kept.etag,
         last_modified=kept.last_modified,
+        headers=dict(headers),
     )
 
 
 async def _store(
-    engine: DownloadEngine, resp: aiohttp.ClientResponse, remote: str, url: str, shown: str
+    engine: DownloadEngine,
+    resp: aiohttp.ClientResponse,
+    remote: str,
+    url: str,
+    shown: str,
+    max_size: int | None,
 ) -> MetadataResult:
     """Stream a 200's body into storage, record it and keep its validators."""
     storage = engine.storage
@@ -189,6 +203,13 @@ async def _store(
         try:
             async for chunk in resp.content.iter_chunked(engine.config.chunk_size):
                 size += len(chunk)
+                if max_size is not None and size > max_size:
+                    raise SizeMismatch(
+                        expected=max_size,
+                        actual=size,
+                        url=url,
+                        message=f"larger than the {max_size} bytes allowed",
+                    )
                 await loop.run_in_executor(None, _write, out, hasher, chunk)
         finally:
             await loop.run_in_executor(None, _close, out, storage.fsync_staged)
@@ -237,6 +258,7 @@ async def _store(
         path=stored.path,
         etag=etag,
         last_modified=last_modified,
+        headers=dict(resp.headers),
     )
 
 
