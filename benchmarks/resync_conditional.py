@@ -26,12 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus as corpus_mod
 from nginx import Nginx
 
+_CLI = (sys.executable, "-m", "pulp_aio_download")
+
 
 def _sync(url: str, data_dir: Path, *extra: str) -> float:
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "pulp_aio_download", "sync", url, "--data-dir", str(data_dir)]
-        + ["--progress", "none", "--json", *extra],
+        [*_CLI, "sync", url, "--data-dir", str(data_dir), "--progress", "none", "--json", *extra],
         capture_output=True,
         text=True,
         check=False,
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 times["conditional"].append(_sync(url, data_dir))
                 times["full"].append(_sync(url, data_dir, "--no-conditional-get"))
             fetched = _manifest_bytes(log)
-    size = (www_size := len("".join(lines).encode()))
+    size = www_size = len("".join(lines).encode())
     print(f"workload {args.workload}: {len(corpus.entries)} files, PULP_MANIFEST {www_size} bytes")
     print(f"first sync: {first:.2f} s")
     for mode, values in times.items():
