@@ -44,6 +44,7 @@ from .hooks import Hook as Hook
 from .models import ContentUnit as ContentUnit
 from .models import DownloadRequest as DownloadRequest
 from .models import DownloadResult as DownloadResult
+from .models import MetadataValidators as MetadataValidators
 from .models import Pieces as Pieces
 from .models import ProgressReport as ProgressReport
 from .models import Source as Source
@@ -83,6 +84,8 @@ __all__ = [
     "HookError",
     "LocalStorage",
     "ManifestError",
+    "MetadataResult",
+    "MetadataValidators",
     "Pieces",
     "PostgresCatalog",
     "ProgressReport",
@@ -106,6 +109,7 @@ __all__ = [
     "VerifyReport",
     "__version__",
     "download_sync",
+    "fetch_metadata",
     "read_metalink",
     "read_pulp_manifest",
     "run_batch",
@@ -114,6 +118,8 @@ __all__ = [
 if TYPE_CHECKING:
     from .catalog.postgres import PostgresCatalog as PostgresCatalog
     from .catalog.sqlite import SQLiteCatalog as SQLiteCatalog
+    from .metadata import MetadataResult as MetadataResult
+    from .metadata import fetch_metadata as fetch_metadata
     from .metalink import read_metalink as read_metalink
     from .pulp_manifest import read_pulp_manifest as read_pulp_manifest
     from .storage.s3 import S3Storage as S3Storage
@@ -122,6 +128,8 @@ _LAZY = {
     "PostgresCatalog": "pulp_aio_download.catalog.postgres",
     "SQLiteCatalog": "pulp_aio_download.catalog.sqlite",
     "S3Storage": "pulp_aio_download.storage.s3",
+    "MetadataResult": "pulp_aio_download.metadata",
+    "fetch_metadata": "pulp_aio_download.metadata",
     "read_metalink": "pulp_aio_download.metalink",
     "read_pulp_manifest": "pulp_aio_download.pulp_manifest",
 }

@@ -23,6 +23,7 @@ __all__ = [
     "DownloadRequest",
     "DownloadResult",
     "LeftoverFile",
+    "MetadataValidators",
     "Pieces",
     "ProgressReport",
     "Source",
@@ -660,3 +661,20 @@ class ProgressReport:
             "elapsed": round(self.elapsed, 3),
             "rate": round(self.rate, 1),
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetadataValidators:
+    """The HTTP validators kept for one metadata URL of one remote (the catalog's
+    ``metadata_validators`` table): what the server sent with the body last fetched
+    (``etag``, ``last_modified``, as sent), and that body's ``sha256`` and ``size`` in
+    storage. ``url`` is stored without userinfo; ``updated_at`` is set by the catalog.
+    """
+
+    remote: str
+    url: str
+    etag: str | None
+    last_modified: str | None
+    sha256: str
+    size: int
+    updated_at: datetime | None = None

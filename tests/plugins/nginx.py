@@ -43,7 +43,8 @@ events {{ worker_connections 256; }}
 http {{
     log_format probe escape=json
         '{{"uri":"$uri","status":$status,"range":"$http_range",'
-        '"if_range":"$http_if_range","body_bytes":$body_bytes_sent,'
+        '"if_range":"$http_if_range","if_none_match":"$http_if_none_match",'
+        '"if_modified_since":"$http_if_modified_since","body_bytes":$body_bytes_sent,'
         '"connection":$connection,"end":$msec,"seconds":$request_time}}';
     access_log {tmp}/access.log;
     access_log {tmp}/probe.log probe;
@@ -99,7 +100,8 @@ class NginxServer:
 
     def entries(self) -> list[dict[str, object]]:
         """Every request logged so far as a dict: ``uri``, ``status``, ``range`` and
-        ``if_range`` (the request headers, ``""`` when absent), ``body_bytes`` (sent),
+        ``if_range``, ``if_none_match``, ``if_modified_since`` (the request headers, ``""``
+        when absent), ``body_bytes`` (sent),
         ``connection`` (its serial number), ``end`` (epoch seconds, ms resolution) and
         ``seconds`` (how long it took)."""
         log = self.tmp / "probe.log"

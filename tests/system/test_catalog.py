@@ -539,12 +539,12 @@ async def test_reopening_is_fine_and_version_is_recorded(
     again = await catalog_factory()
     await again.open()  # open() is idempotent too
     assert await again.get_unit_file(sha(1)) == await catalog.get_unit_file(sha(1))
-    assert _sql.LATEST_VERSION == 2
+    assert _sql.LATEST_VERSION == 3
     if isinstance(catalog, SQLiteCatalog):
         with sqlite3.connect(catalog.path) as conn:
             versions = [v for (v,) in conn.execute("SELECT version FROM schema_version")]
         conn.close()
-        assert versions == [1, 2]
+        assert versions == [1, 2, 3]
 
 
 # -- SQLite only ---------------------------------------------------------------------------------
@@ -583,13 +583,14 @@ async def test_sqlite_creates_parent_dir_and_migrates_old_schema(tmp_path: Path)
     # Make it a version-1 catalog, as an older release left it.
     with sqlite3.connect(path) as conn:
         conn.execute("DROP TABLE remotes")
-        conn.execute("DELETE FROM schema_version WHERE version = 2")
+        conn.execute("DROP TABLE metadata_validators")
+        conn.execute("DELETE FROM schema_version WHERE version >= 2")
     conn.close()
     async with SQLiteCatalog(path) as catalog:
         assert await catalog.get_unit_file(sha(1)) is not None
         await catalog.save_remote("r", {"username": "u"})
     with sqlite3.connect(path) as conn:
-        assert [v for (v,) in conn.execute("SELECT version FROM schema_version")] == [1, 2]
+        assert [v for (v,) in conn.execute("SELECT version FROM schema_version")] == [1, 2, 3]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     conn.close()
 

@@ -234,3 +234,31 @@ def test_fuzz_read_pulp_manifest(lines: list[str]) -> None:
         assert request.unit is not None and request.unit.relative_path is not None
         assert ".." not in request.unit.relative_path.split("/")
         assert request.sha256 is not None and request.expected_size is not None
+
+
+def test_a_resync_of_an_unchanged_manifest_url_sends_its_validators_and_says_so(
+    nginx: Callable[[Path], NginxServer], tmp_path: Path
+) -> None:
+    files = {f"f-{i}.bin": os.urandom(2000 + i) for i in range(3)}
+    manifest = _publish(tmp_path / "www", files)
+    server = nginx(tmp_path / "www")
+    url = f"{server.base_url}/pulp/content/isos/PULP_MANIFEST"
+    data_dir = tmp_path / "d"
+    sync = ("sync", url, "--data-dir", str(data_dir), "--json", "--progress", "none")
+    first = run_cli(*sync)
+    assert first.returncode == 0, first.stderr
+    assert "unchanged" not in first.stderr
+    again = run_cli(*sync)
+    assert again.returncode == 0, again.stderr
+    assert f"{url}: unchanged since the last sync (HTTP 304)" in again.stderr
+    assert json.loads(again.stdout)["done"] == 3  # still checked: all served from the store
+    forced = run_cli(*sync, "--no-conditional-get")
+    assert forced.returncode == 0 and "unchanged" not in forced.stderr
+    manifest.write_text(manifest.read_text() + "")  # same bytes, but a new mtime
+    os.utime(manifest, (2_000_000_000, 2_000_000_000))
+    changed = run_cli(*sync)
+    assert changed.returncode == 0 and "unchanged" not in changed.stderr
+    manifest_requests = [e for e in server.entries() if str(e["uri"]).endswith("PULP_MANIFEST")]
+    assert [e["status"] for e in manifest_requests] == [200, 304, 200, 200]
+    assert [bool(e["if_none_match"]) for e in manifest_requests] == [False, True, False, True]
+    assert (data_dir / "catalog.sqlite3").exists()

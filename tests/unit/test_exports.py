@@ -15,6 +15,7 @@ EXPECTED = {
     "VerifyReport", "ProgressReport",
     "DownloadEngine", "EngineStatistics", "DownloadStream", "download_sync", "run_batch",
     "read_metalink", "read_pulp_manifest", "Pieces",
+    "fetch_metadata", "MetadataResult", "MetadataValidators",
     "DEFAULT_HOOKS", "DownloadContext", "Hook",
     "Storage", "LocalStorage", "TempStorage", "S3Storage",
     "Catalog", "SQLiteCatalog", "PostgresCatalog",

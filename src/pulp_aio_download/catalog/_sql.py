@@ -26,6 +26,7 @@ from ..health import HostHealth
 from ..models import ContentUnit, Source, UnitFile, UnitSpec, normalize_digests
 from ..secrets import SealedSecrets
 from ..urls import split_userinfo
+from . import _sql_validators
 
 __all__ = [
     "LATEST_VERSION",
@@ -215,6 +216,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(3, _sql_validators.DESCRIPTION, _sql_validators.STATEMENTS),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

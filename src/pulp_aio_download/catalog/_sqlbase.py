@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 
 from ..errors import CatalogError
 from ..health import HostHealth
-from ..models import ContentUnit, UnitFile, UnitSpec
+from ..models import ContentUnit, MetadataValidators, UnitFile, UnitSpec
 from ..secrets import SealedSecrets
-from . import _sql
+from . import _sql, _sql_validators
 from .base import Catalog
 
 __all__ = ["SQLCatalog"]
@@ -224,3 +224,13 @@ class SQLCatalog(Catalog):
     async def load_remote(self, name: str) -> tuple[dict[str, Any], SealedSecrets | None] | None:
         """``(settings, sealed_secrets)`` saved for remote ``name``, or None."""
         return await self._read(lambda tx: _sql.load_remote(tx, name))
+
+    # -- HTTP validators of metadata ------------------------------------------------------------
+    async def get_validators(self, remote: str, url: str) -> MetadataValidators | None:
+        return await self._read(lambda tx: _sql_validators.get_validators(tx, remote, url))
+
+    async def save_validators(self, validators: MetadataValidators) -> None:
+        await self._write(lambda tx: _sql_validators.save_validators(tx, validators))
+
+    async def delete_validators(self, remote: str, url: str) -> None:
+        await self._write(lambda tx: _sql_validators.delete_validators(tx, remote, url))

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..health import HostHealth
-from ..models import ContentUnit, Source, UnitFile, UnitSpec
+from ..models import ContentUnit, MetadataValidators, Source, UnitFile, UnitSpec
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -215,6 +215,19 @@ class Catalog(abc.ABC):
 
     async def load_remote(self, name: str) -> tuple[dict[str, Any], SealedSecrets | None] | None:
         """The settings and sealed secrets saved for remote ``name``, or None."""
+        raise NotImplementedError
+
+    # -- HTTP validators of metadata (conditional GET) ---------------------------------------
+    async def get_validators(self, remote: str, url: str) -> MetadataValidators | None:
+        """The validators kept for ``url`` of ``remote``, or None (default: none kept)."""
+        return None
+
+    async def save_validators(self, validators: MetadataValidators) -> None:
+        """Keep (replace) the validators of ``validators.remote`` and ``.url``."""
+        raise NotImplementedError
+
+    async def delete_validators(self, remote: str, url: str) -> None:
+        """Forget the validators of ``url`` of ``remote`` (no error if there are none)."""
         raise NotImplementedError
 
     # -- helpers shared by backends -------------------------------------------------------

@@ -23,6 +23,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..urls import redact_url
 from .options import UsageError, build_parser, engine_config, open_engine
 from .progress import Progress, progress_mode
 from .summary import BatchSummary, print_summary, print_verify_report
@@ -186,6 +187,11 @@ async def _cmd_sync(args: argparse.Namespace) -> int:
         loaded = await load_sync_input(args)
     except InputError as exc:
         raise UsageError(str(exc)) from None
+    if loaded.manifest_unchanged:
+        print(
+            f"{redact_url(args.manifest)}: unchanged since the last sync (HTTP 304)",
+            file=sys.stderr,
+        )
     progress = progress_mode(args.progress, sys.stderr)
     summary = await run_sync(
         args,

@@ -151,6 +151,13 @@ def _add_sync(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "Metalink document or PULP_MANIFEST",
     )
     sync.add_argument(
+        "--no-conditional-get",
+        dest="conditional_get",
+        action="store_false",
+        help="fetch a manifest URL whole, without the ETag / Last-Modified kept from the "
+        "last sync (default: sent back; a 304 is read from the store)",
+    )
+    sync.add_argument(
         "--progress",
         choices=("bar", "json", "none"),
         default=None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,12 +49,15 @@ class SyncInput:
         hooks: the hook chain (None: the default one).
         file_roots: directories ``file://`` sources may be served from (those the user
             named).
+        manifest_unchanged: the manifest URL answered 304 to the validators kept from
+            the last sync (the bytes are those of last time).
     """
 
     kind: str
     requests: list[DownloadRequest]
     hooks: tuple[Hook, ...] | None = None
     file_roots: tuple[Path, ...] = ()
+    manifest_unchanged: bool = False
 
 
 class InputError(Exception):
@@ -103,9 +107,11 @@ async def load_sync_input(args: argparse.Namespace) -> SyncInput:
     shown = redact_url(source)
     try:
         if _is_url(source):
-            data, content_type = await fetch_manifest(args, source)
+            data, content_type, unchanged = await fetch_manifest(args, source)
             kind = detect_kind(unquote(urlsplit(source).path), data[:4096], content_type)
             loaded = _from_bytes(args, kind, data, source, roots=())
+            if unchanged:
+                loaded = dataclasses.replace(loaded, manifest_unchanged=True)
         else:
             path = Path(unquote(urlsplit(source).path) if source.startswith("file://") else source)
             loaded = await asyncio.get_running_loop().run_in_executor(None, _from_path, args, path)
@@ -203,42 +209,43 @@ def _from_bytes(
     return SyncInput("jsonl", [request for _, request in parse_manifest(text.splitlines())])
 
 
-async def fetch_manifest(args: argparse.Namespace, url: str) -> tuple[bytes, str | None]:
+async def fetch_manifest(args: argparse.Namespace, url: str) -> tuple[bytes, str | None, bool]:
     """GET ``url`` through the engine's session of ``--remote`` (default ``"default"``),
-    at most :data:`MAX_FETCHED_MANIFEST_BYTES`.
+    at most :data:`MAX_FETCHED_MANIFEST_BYTES`, conditionally
+    (:func:`~pulp_aio_download.metadata.fetch_metadata`) unless ``--no-conditional-get``:
+    the ``ETag`` / ``Last-Modified`` kept in the catalog from the last sync are sent back,
+    and a 304 is read from the store.
 
     Returns:
-        The body and its ``Content-Type``.
+        The body, its ``Content-Type`` (None when not sent) and whether it is unchanged
+        since the last sync (the server answered 304).
 
     Raises:
         ManifestError: a failed request (status, connection, TLS, timeout) or a body over
             the limit; the message names the URL without credentials.
     """
-    import aiohttp
-
     from ..engine import DownloadEngine
+    from ..errors import DownloadError, SizeMismatch
+    from ..metadata import fetch_metadata
     from .options import engine_config
 
     shown = redact_url(url)
     async with DownloadEngine(engine_config(args)) as engine:
-        session = engine.session(getattr(args, "remote", None) or "default")
         try:
-            async with session.get(url) as response:
-                if response.status != 200:
-                    raise ManifestError(
-                        f"cannot fetch the manifest: HTTP {response.status} {response.reason}",
-                        url=shown,
-                    )
-                body = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    body += chunk
-                    if len(body) > MAX_FETCHED_MANIFEST_BYTES:
-                        raise ManifestError(
-                            f"the manifest is larger than the {MAX_FETCHED_MANIFEST_BYTES} "
-                            "bytes allowed",
-                            url=shown,
-                        )
-                return bytes(body), response.headers.get("Content-Type")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise ManifestError(f"cannot fetch the manifest: {reason}", url=shown) from None
+            result = await fetch_metadata(
+                engine,
+                url,
+                remote=getattr(args, "remote", None) or "default",
+                conditional=getattr(args, "conditional_get", True),
+                max_size=MAX_FETCHED_MANIFEST_BYTES,
+            )
+            chunks = [chunk async for chunk in engine.storage.read(result.sha256)]
+        except SizeMismatch:
+            raise ManifestError(
+                f"the manifest is larger than the {MAX_FETCHED_MANIFEST_BYTES} bytes allowed",
+                url=shown,
+            ) from None
+        except DownloadError as exc:
+            raise ManifestError(f"cannot fetch the manifest: {exc.message}", url=shown) from None
+    content_type = {k.lower(): v for k, v in result.headers.items()}.get("content-type")
+    return b"".join(chunks), content_type, result.not_modified
