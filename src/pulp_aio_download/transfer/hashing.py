@@ -5,8 +5,9 @@ to worker threads in batches of about ``batch_size`` bytes: one thread writes th
 ``os.writev`` and feeds it to sha256, every further digest is fed by its own thread at the
 same time (hashlib releases the GIL on large updates), and the next batch is received
 while the previous one is written and hashed. A small last batch (at most ``SMALL_BODY``) is
-written and fed to every digest by one thread: a file of 16 KiB costs one thread hop. At most two batches are held in memory, so
-memory does not grow with the file size and the event loop never blocks on disk or hashing.
+written and fed to every digest by one thread: a file of 16 KiB costs one thread hop. At most
+two batches are held in memory, so memory does not grow with the file size and the event
+loop never blocks on disk or hashing.
 """
 
 from __future__ import annotations
