@@ -144,6 +144,8 @@ def _profile(
     for package, seconds in sorted(by_package.items(), key=lambda kv: -kv[1])[:14]:
         print(f"  {package:<34} {seconds:7.2f} s  {100 * seconds / total:5.1f} %")
     stats.sort_stats("tottime").print_stats(15)
+    if dump := os.environ.get("PAD_PROFILE_DIR"):  # the whole profile, for pstats
+        stats.dump_stats(Path(dump) / f"pulp-{mode}-{name}.pstats")
 
 
 _WAITS = (

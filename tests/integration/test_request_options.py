@@ -130,7 +130,7 @@ async def test_download_refuses_a_range_header(fault_server: FaultServer, tmp_pa
 
 
 # -- handoff -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("size", [0, 1000, 2 * 1024 * 1024 + 1])
+@pytest.mark.parametrize("size", [0, 1000, 64 * 1024, 64 * 1024 + 1, 2 * 1024 * 1024 + 1])
 async def test_handoff_moves_the_file_to_the_caller(
     fault_server: FaultServer, tmp_path: Path, size: int
 ) -> None:

@@ -111,7 +111,7 @@ def test_username_alone_sends_an_empty_password() -> None:
         ),
         ({"proxy_password": "secret-pp"}, "Remote.proxy_username/proxy_password need"),
         ({"password": "secret-p"}, "Remote.password is set but Remote.username is not"),
-        ({"proxy_url": "socks5://p.test"}, "Remote.proxy_url cannot be used"),
+        ({"proxy_url": "ftp://p.test"}, "Remote.proxy_url cannot be used"),
         ({"headers": [{"X-N": 1}]}, "Remote.headers: header 'X-N' must have a text value"),
         ({"headers": {"X-N": "1"}}, "Remote.headers must be a list"),
     ],

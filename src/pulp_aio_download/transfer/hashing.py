@@ -4,8 +4,10 @@ The per-chunk path is kept to a list append and two integer additions. Chunks ar
 to worker threads in batches of about ``batch_size`` bytes: one thread writes the batch with
 ``os.writev`` and feeds it to sha256, every further digest is fed by its own thread at the
 same time (hashlib releases the GIL on large updates), and the next batch is received
-while the previous one is written and hashed. At most two batches are held in memory, so
-memory does not grow with the file size and the event loop never blocks on disk or hashing.
+while the previous one is written and hashed. A small last batch (at most ``SMALL_BODY``) is
+written and fed to every digest by one thread: a file of 16 KiB costs one thread hop. At most
+two batches are held in memory, so memory does not grow with the file size and the event
+loop never blocks on disk or hashing.
 """
 
 from __future__ import annotations
@@ -225,9 +227,12 @@ class HashingWriter:
         reason = exc.strerror or str(exc)
         return StorageError(f"cannot write staging file {self.path}: {reason}", url=self.url)
 
-    def _write_hash_close(self, batch: list[bytes]) -> None:
+    def _write_hash_close(self, batch: list[bytes], every_digest: bool = False) -> None:
         try:
             self._write_and_hash(batch, self.size)
+            if every_digest:
+                for hasher in self._extra:
+                    _feed(hasher, batch)
             try:
                 if self._fd >= 0 and self.fsync:
                     os.fsync(self._fd)
@@ -274,10 +279,13 @@ class HashingWriter:
             pending, self._pending = self._pending, None
             await pending
         batch, self._batch = self._batch, []
+        # A small last batch: every digest in the one thread that writes it. Spreading
+        # it over a thread per digest costs more in hops and GIL hand-overs than it saves.
+        small = self._batch_bytes <= SMALL_BODY
         self._batch_bytes = 0
         loop, executor = self._loop, self._executor
-        last = loop.run_in_executor(executor, self._write_hash_close, batch)
-        if self._extra and batch:
+        last = loop.run_in_executor(executor, self._write_hash_close, batch, small)
+        if self._extra and batch and not small:
             await asyncio.gather(
                 last, *(loop.run_in_executor(executor, _feed, h, batch) for h in self._extra)
             )
