@@ -311,6 +311,14 @@ class RemoteConfig:
         max_speed: bytes per second this remote's transfers receive in all, shared
             fairly between them and their segments (None: no cap). See
             :mod:`~pulp_aio_download.admission.bandwidth`.
+        mirrors: base URLs (http or https) of the mirrors of this remote: a request
+            that gives a ``relative_path`` gets one source per mirror. See
+            :mod:`~pulp_aio_download.mirrors`.
+        mirrorlist: URL (http or https) of a yum mirrorlist or a MirrorManager metalink
+            of repomd.xml, fetched once when the engine starts; its mirrors join
+            ``mirrors``, and a metalink's hashes skip stale mirrors.
+        mirrorlist_kind: ``"auto"`` (sniffed from the content), ``"mirrorlist"`` or
+            ``"metalink"``.
     """
 
     name: str = "default"
@@ -331,10 +339,15 @@ class RemoteConfig:
     segments: int = 1
     segment_threshold: int = DEFAULT_SEGMENT_THRESHOLD
     max_speed: int | None = None
+    mirrors: tuple[str, ...] = ()
+    mirrorlist: str | None = None
+    mirrorlist_kind: str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"RemoteConfig.name must be a non-empty string, got {self.name!r}")
+        if self.mirrors or self.mirrorlist is not None or self.mirrorlist_kind != "auto":
+            _check_mirrors(self)
         if isinstance(self.proxy, str):
             _set(self, "proxy", ProxyConfig(url=self.proxy))
         if self.proxy is not None and self.proxy.is_socks and self.trust_env:
@@ -368,9 +381,45 @@ class RemoteConfig:
             "rate_limit": self.rate_limit,
             "segments": self.segments if self.segments != 1 else None,
             "max_speed": self.max_speed,
+            "mirrors": len(self.mirrors) or None,
+            "mirrorlist": redact_url(self.mirrorlist) if self.mirrorlist else None,
         }
         inner = ", ".join(f"{k}={v!r}" for k, v in shown.items() if v is not None)
         return f"RemoteConfig({inner})"
+
+
+_MIRRORLIST_KINDS = ("auto", "mirrorlist", "metalink")
+
+
+def _check_mirrors(remote: RemoteConfig) -> None:
+    """Validate (and freeze into a tuple) the mirror settings of ``remote``."""
+    where = f"remote {remote.name!r}: RemoteConfig"
+    mirrors = remote.mirrors
+    if isinstance(mirrors, str) or not isinstance(mirrors, (tuple, list)):
+        raise ConfigError(f"{where}.mirrors must be a list of base URLs, got {mirrors!r}")
+    for base in mirrors:
+        _check_http_url(f"{where}.mirrors", base)
+    _set(remote, "mirrors", tuple(mirrors))
+    if remote.mirrorlist is not None:
+        _check_http_url(f"{where}.mirrorlist", remote.mirrorlist)
+    if remote.mirrorlist_kind not in _MIRRORLIST_KINDS:
+        raise ConfigError(
+            f"{where}.mirrorlist_kind must be one of {', '.join(_MIRRORLIST_KINDS)}, "
+            f"got {remote.mirrorlist_kind!r}"
+        )
+
+
+def _check_http_url(setting: str, url: object) -> None:
+    if not isinstance(url, str) or not url:
+        raise ConfigError(f"{setting} entries must be non-empty URL strings, got {url!r}")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"{setting}: invalid URL {redact_url(url)!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{setting} must be http or https URLs with a host, got {redact_url(url)!r}"
+        )
 
 
 ProgressCallback = Callable[["ProgressReport"], Any]

@@ -41,6 +41,7 @@ from .errors import (
 from .hooks import DEFAULT_HOOKS, DownloadContext, Hook, run_hooks, store
 from .lookup import Found, Lookahead, look_up
 from .metrics import EngineMetrics
+from .mirrors import MirrorSet, resolve_mirrors
 from .models import (
     DownloadRequest,
     DownloadResult,
@@ -144,6 +145,7 @@ class DownloadEngine:
                 self.config.meter_provider, self.statistics, lambda: self._admission.health
             )
         self._admission = Admission(self.config, observer=self._metrics)
+        self._mirrors = MirrorSet()
 
     # -- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> DownloadEngine:
@@ -185,6 +187,7 @@ class DownloadEngine:
                 lease = resolve_claim_lease(cfg.claim_lease)
                 if lease > 0:
                     self._cooperation = Cooperation(self._catalog, lease=lease)
+            self._mirrors = await resolve_mirrors(cfg.remotes.values(), self.session)
             self._stage = TransferStage(
                 transport=self._transport,
                 admission=self._admission,
@@ -310,6 +313,7 @@ class DownloadEngine:
         remotes = self.config.remotes
         assert isinstance(remotes, dict)  # EngineConfig keeps its own dict copy
         remotes[remote.name] = remote
+        await resolve_mirrors([remote], self.session, self._mirrors)
 
     def stream(
         self, url_or_request: str | DownloadRequest | Source, *, store: bool = False, **kwargs: Any
@@ -450,6 +454,8 @@ class DownloadEngine:
         """``request`` with the engine's ``compute_digests``; ConfigError for a remote
         that is not configured or, with ``whole_file``, a ``Range`` header (a download is
         of the whole file; :meth:`stream` passes a range through)."""
+        if request.relative_path is not None:  # one source per mirror of its remote
+            request = self._mirrors.expand(request, self.config.remote(request.remote).name)
         for source in request.sources:
             self.config.remote(source.remote or request.remote)
         if (

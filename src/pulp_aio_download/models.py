@@ -344,6 +344,16 @@ def _as_source(value: Source | str | Mapping[str, Any], remote: str | None) -> S
     raise ConfigError(f"a source must be a Source, URL or mapping, got {value!r}")
 
 
+def _check_relative_path(path: object) -> None:
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"relative_path must be a non-empty string, got {path!r}")
+    if path.startswith("/") or "://" in path or ".." in path.split("/") or "\\" in path:
+        raise ConfigError(
+            f"relative_path must be a path below the mirrors' base URLs "
+            f"(no leading '/', no '..', no scheme), got {path!r}"
+        )
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class DownloadRequest:
     """What to fetch: sources, the digests and size the file must have, and optionally the
@@ -358,6 +368,10 @@ class DownloadRequest:
     while the bytes stream, without validation, and returned in
     :attr:`DownloadResult.digests`. ``pieces``: the file's piece hashes (a Metalink
     ``<pieces>``): after a digest mismatch only the wrong pieces are fetched again.
+    ``relative_path``: a path below the base URLs of ``remote``'s mirrors
+    (:attr:`RemoteConfig.mirrors` / ``mirrorlist``); the engine gives the request one
+    source per mirror that is not stale (see :mod:`~pulp_aio_download.mirrors`), after
+    any ``sources`` given.
     ``handoff_dir``: instead of being stored, the validated
     file is moved (a rename: it is written in that directory) into this existing directory
     and handed to the caller, who owns it (:attr:`DownloadResult.path`; ``location`` is
@@ -379,6 +393,7 @@ class DownloadRequest:
     compute_digests: tuple[str, ...]
     handoff_dir: Path | None
     pieces: Pieces | None
+    relative_path: str | None
 
     def __init__(
         self,
@@ -394,6 +409,7 @@ class DownloadRequest:
         compute_digests: Sequence[str] = (),
         handoff_dir: str | os.PathLike[str] | None = None,
         pieces: Pieces | None = None,
+        relative_path: str | None = None,
     ) -> None:
         all_sources = [_as_source(s, remote) for s in sources] if sources else []
         if url is not None:
@@ -401,7 +417,9 @@ class DownloadRequest:
                 0, Source(url, remote=remote) if type(url) is str else _as_source(url, remote)
             )
         digests = normalize_digests(expected_digests, where="expected_digests")
-        if not all_sources:
+        if relative_path is not None:
+            _check_relative_path(relative_path)
+        elif not all_sources:
             raise ConfigError("a download request needs a url or at least one source")
         if expected_size is not None and (type(expected_size) is not int or expected_size < 0):
             check_int("expected_size", expected_size, minimum=0)
@@ -429,6 +447,7 @@ class DownloadRequest:
         if pieces is not None:
             _check_pieces(pieces, expected_size)
         set_(self, "pieces", pieces)
+        set_(self, "relative_path", relative_path)
 
     @property
     def url(self) -> str:

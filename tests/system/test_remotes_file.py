@@ -30,6 +30,9 @@ trust_env = true
 segments = 4
 segment_threshold = 1048576
 max_speed = "512K"
+mirrors = ["https://a.example/repo/", "https://b.example/repo/"]
+mirrorlist = "https://mirrors.example/metalink?repo=x"
+mirrorlist_kind = "metalink"
 
 [remotes.vendor.tls]
 verify = true
@@ -102,6 +105,9 @@ def test_every_field_is_read(tmp_path: Path) -> None:
         segments=4,
         segment_threshold=1048576,
         max_speed=512 * 1024,
+        mirrors=("https://a.example/repo/", "https://b.example/repo/"),
+        mirrorlist="https://mirrors.example/metalink?repo=x",
+        mirrorlist_kind="metalink",
         tls=pad.TLSConfig(
             verify=True,
             ca_file=tmp_path / "ca.pem",
@@ -178,6 +184,11 @@ def test_load_remotes_reads_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ),
         ("[remotes.a]\nmax_speed = 'fast'\n", "[remotes.a] key 'max_speed': 'fast' is not"),
         ("[remotes.a]\nmax_speed = 0\n", "[remotes.a]: RemoteConfig.max_speed must be a positive"),
+        (
+            "[remotes.a]\nmirrors = ['rsync://m/x/']\n",
+            "[remotes.a]: remote 'a': RemoteConfig.mirrors must be http or https",
+        ),
+        ("[remotes.a]\nmirrorlist = 3\n", "[remotes.a] key 'mirrorlist': must be str"),
         ("[remotes.a.proxy]\nusername = 'u'\n", "[remotes.a.proxy]: missing required key 'url'"),
         ("[remotes.a.auth]\ntype = 'digest'\n", "[remotes.a.auth] key 'type': must be 'basic'"),
         ("[remote.a]\n", "unknown top-level key 'remote'"),

@@ -14,6 +14,8 @@ from the environment: ``password_env = "VAR"`` (and ``proxy_password_env``, or
     rate_limit = 10.0
     segments = 4                    # large files over 4 connections at once
     segment_threshold = 67108864    # from 64 MiB on
+    mirrors = ["https://a.example/repo/", "https://b.example/repo/"]
+    mirrorlist = "https://mirrors.example/metalink?repo=x"   # a yum mirrorlist or metalink
 
     [remotes.vendor.tls]
     ca_file = "vendor-ca.pem"
@@ -78,6 +80,9 @@ _REMOTE_KEYS: dict[str, tuple[type, ...]] = {
     "segments": (int,),
     "segment_threshold": (int,),
     "max_speed": (int, str),
+    "mirrors": (list,),
+    "mirrorlist": (str,),
+    "mirrorlist_kind": (str,),
 }
 _TLS_KEYS: dict[str, tuple[type, ...]] = {
     "verify": (bool,),
