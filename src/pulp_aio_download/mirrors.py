@@ -29,18 +29,18 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
-from xml.etree.ElementTree import Element
-
-import aiohttp
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
 
 from .config import RemoteConfig
 from .errors import AllSourcesFailed, ConfigError, DownloadError, HTTPStatusError, ManifestError
 from .models import DownloadRequest, Source
-from .transports.errors import map_client_error
 from .urls import redact_url
+
+if TYPE_CHECKING:  # aiohttp and the XML parser load with the first mirror list, not at import
+    from xml.etree.ElementTree import Element
+
+    import aiohttp
 
 __all__ = [
     "Mirror",
@@ -175,6 +175,9 @@ def parse_repomd_metalink(
             ``preference``, a URL that does not end in ``/repodata/repomd.xml``, no hash
             and no size to check mirrors with, or no http(s) mirror.
     """
+    import defusedxml.ElementTree as SafeET
+    from defusedxml import DefusedXmlException
+
     try:
         root = SafeET.fromstring(data)
     except (SafeET.ParseError, DefusedXmlException) as exc:
@@ -276,7 +279,7 @@ class MirrorSet:
         return dataclasses.replace(request, sources=(*request.sources, *added))
 
 
-SessionFor = Callable[[str], aiohttp.ClientSession]
+SessionFor = Callable[[str], "aiohttp.ClientSession"]
 
 
 async def resolve_mirrors(
@@ -340,6 +343,10 @@ async def _resolve(
 
 
 async def _get(session: aiohttp.ClientSession, url: str, what: str) -> tuple[int, bytes]:
+    import aiohttp
+
+    from .transports.errors import map_client_error
+
     try:
         async with session.get(url) as response:
             if response.status != 200:
