@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import sys
 from typing import Any
 
 import aiohttp
@@ -54,6 +55,19 @@ class SocksConnector(ProxyConnector):
     async def _wrap_create_connection(
         self, *args: Any, req: aiohttp.ClientRequest, **kwargs: Any
     ) -> Any:
+        if sys.version_info < (3, 11) and kwargs.get("ssl"):
+            return await self._tunnel_then_tls(*args, req=req, **kwargs)
+        return await self._tunnel(*args, req=req, **kwargs)
+
+    async def _tunnel_then_tls(self, *args: Any, req: aiohttp.ClientRequest, **kwargs: Any) -> Any:
+        """Python 3.10: the tunnel, then aiohttp's own TLS upgrade over it. python-socks'
+        upgrade there, when the handshake fails (an unknown CA), waits on a close that
+        never comes until the connect timeout, and the TLS error is lost."""
+        transport, _ = await self._tunnel(*args, req=req, **{**kwargs, "ssl": None})
+        timeout: aiohttp.ClientTimeout = kwargs["timeout"]
+        return await self._start_tls_connection(transport, req, timeout)
+
+    async def _tunnel(self, *args: Any, req: aiohttp.ClientRequest, **kwargs: Any) -> Any:
         proxy = self._where
         try:
             return await super()._wrap_create_connection(*args, req=req, **kwargs)
